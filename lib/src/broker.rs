@@ -1,0 +1,219 @@
+//! The partition store as this node serves it: Kafka-level operations mapped
+//! onto the controller group and the partition groups.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use openraft::impls::ProgressResponder;
+use tokio::sync::watch;
+use openraft::async_runtime::WatchReceiver;
+
+use crate::batch::{self};
+use crate::config::split_host_port;
+use crate::engine::{StorageEngine, Transport};
+use crate::groups::{leadership, GroupManager, PartitionGroup};
+use crate::metadata::{validate_topic_config, validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
+use crate::store::*;
+use crate::types::{Command, CommandResult, NodeId, Offset, TopicPartition};
+
+/// How long CreateTopics waits for the new partitions to elect leaders.
+const CREATE_TOPIC_READY_WAIT: Duration = Duration::from_secs(10);
+
+impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
+    /// The running replica of `tp`, if the partition exists and is assigned here.
+    fn replica(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
+        let md = self.metadata();
+        let a = md.partition(tp).ok_or_else(|| StoreError::UnknownTopicOrPartition(tp.clone()))?;
+        match self.partition(a.group) {
+            Some(pg) => Ok(pg),
+            // Assigned elsewhere, or being started right now.
+            None if a.replicas.contains(&self.node_id()) => Err(StoreError::LeaderNotAvailable(tp.clone())),
+            None => Err(StoreError::NotLeader(tp.clone(), None)),
+        }
+    }
+
+    /// The replica of `tp` if this node may serve it as leader.
+    fn serving_leader(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
+        let pg = self.replica(tp)?;
+        let l = leadership(&pg.raft, self.node_id());
+        if l.serving {
+            Ok(pg)
+        } else if l.leader == Some(self.node_id()) || l.leader.is_none() {
+            Err(StoreError::LeaderNotAvailable(tp.clone()))
+        } else {
+            Err(StoreError::NotLeader(tp.clone(), l.leader))
+        }
+    }
+
+    fn validate_spec(&self, spec: &TopicSpec) -> Result<(i32, i16), StoreError> {
+        validate_topic_name(&spec.name)?;
+        let partitions = spec.partitions.unwrap_or(self.cfg.default_partitions);
+        let rf = spec.replication_factor.unwrap_or_else(|| self.cfg.replication_factor_default());
+        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+            return Err(ControllerError::InvalidPartitions(partitions).into());
+        }
+        let nodes = self.metadata().nodes.len().max(1);
+        if rf < 1 || rf as usize > nodes {
+            return Err(ControllerError::InvalidReplicationFactor(rf, nodes).into());
+        }
+        for (k, v) in &spec.configs {
+            validate_topic_config(k, v).map_err(|reason| StoreError::InvalidConfig {
+                key: k.clone(),
+                value: v.clone(),
+                reason,
+            })?;
+        }
+        if self.metadata().topics.contains_key(&spec.name) {
+            return Err(ControllerError::TopicExists(spec.name.clone()).into());
+        }
+        Ok((partitions, rf))
+    }
+
+    async fn wait_topic_ready(&self, name: &str) {
+        let deadline = Instant::now() + CREATE_TOPIC_READY_WAIT;
+        while Instant::now() < deadline {
+            let view = self.cluster_view(Some(&[name.to_string()]));
+            let ready = view.topics.iter().all(|t| t.partitions.iter().all(|p| p.leader.is_some()));
+            if ready {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
+    fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    fn cluster_view(&self, topics: Option<&[String]>) -> ClusterView {
+        let md = self.metadata();
+        let me = self.node_id();
+        let nodes = md
+            .nodes
+            .iter()
+            .map(|(id, addr)| {
+                let (host, port) = split_host_port(&addr.kafka_addr).unwrap_or_else(|_| (addr.kafka_addr.clone(), 0));
+                NodeView { id: *id, host, port: port as i32 }
+            })
+            .collect();
+        let wanted = |name: &str| topics.is_none_or(|t| t.iter().any(|x| x == name));
+        let topics = md
+            .topics
+            .values()
+            .filter(|t| wanted(&t.name))
+            .map(|t| TopicView {
+                name: t.name.clone(),
+                id: t.id,
+                configs: t.configs.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        let (leader, epoch) = match self.partition(a.group) {
+                            Some(pg) => {
+                                let l = leadership(&pg.raft, me);
+                                (l.leader, l.term as i32)
+                            }
+                            None => (None, -1),
+                        };
+                        PartitionView {
+                            partition: i as i32,
+                            leader,
+                            leader_epoch: epoch,
+                            replicas: a.replicas.clone(),
+                            isr: a.replicas.clone(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        ClusterView {
+            cluster_id: "chronik".into(),
+            controller: self.controller.metrics().borrow_watched().current_leader,
+            nodes,
+            topics,
+        }
+    }
+
+    fn auto_create_topics(&self) -> bool {
+        self.cfg.auto_create_topics
+    }
+
+    async fn create_topic(&self, spec: TopicSpec, validate_only: bool) -> Result<(), StoreError> {
+        let (partitions, replication_factor) = self.validate_spec(&spec)?;
+        if validate_only {
+            return Ok(());
+        }
+        let name = spec.name.clone();
+        self.propose(ControllerCommand::CreateTopic { name: spec.name, partitions, replication_factor, configs: spec.configs })
+            .await?;
+        self.reconcile_once().await;
+        self.wait_topic_ready(&name).await;
+        Ok(())
+    }
+
+    async fn delete_topic(&self, name: String) -> Result<(), StoreError> {
+        self.propose(ControllerCommand::DeleteTopic { name }).await?;
+        self.reconcile_once().await;
+        Ok(())
+    }
+
+    async fn append(&self, tp: TopicPartition, batch: Bytes, acks: Acks) -> Result<PendingAppend, StoreError> {
+        let pg = self.serving_leader(&tp)?;
+        batch::validate_produce(&batch).map_err(|e| {
+            if e.is_corruption() {
+                StoreError::CorruptBatch(tp.clone(), e)
+            } else {
+                StoreError::InvalidBatch(tp.clone(), e)
+            }
+        })?;
+        let node = self.node_id();
+        let (responder, rx) = ProgressResponder::complete_only();
+        pg.raft
+            .client_write_ff(Command::Append { batch }, Some(responder))
+            .await
+            .map_err(|_| StoreError::ShuttingDown { node })?;
+        // FIXME(cluster): acks=1 should answer after the leader's local durable
+        // append; today it waits for commit like acks=all (identical on one node).
+        let _ = acks;
+        Ok(Box::pin(async move {
+            match rx.await {
+                Ok(Ok(resp)) => match resp.data {
+                    CommandResult::Appended { base_offset } => Ok(base_offset),
+                    other => Err(StoreError::Storage { node, detail: format!("append to {tp} answered {other:?}") }),
+                },
+                Ok(Err(openraft::errors::ClientWriteError::ForwardToLeader(f))) => Err(StoreError::NotLeader(tp, f.leader_id)),
+                Ok(Err(e)) => Err(StoreError::Storage { node, detail: format!("append to {tp}: {e}") }),
+                // The group stopped before the entry was applied: outcome unknown.
+                Err(_) => Err(StoreError::Timeout(tp)),
+            }
+        }))
+    }
+
+    fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadResult, StoreError> {
+        let pg = self.serving_leader(tp)?;
+        let (log_start, hwm) = (pg.log.log_start_offset(), pg.log.high_watermark());
+        if offset < log_start || offset > hwm {
+            return Err(StoreError::OffsetOutOfRange { tp: tp.clone(), offset, log_start, high_watermark: hwm });
+        }
+        let batches = pg.log.read(offset, max_bytes)?;
+        Ok(ReadResult { high_watermark: hwm, log_start_offset: log_start, batches })
+    }
+
+    fn offsets(&self, tp: &TopicPartition) -> Result<(Offset, Offset), StoreError> {
+        let pg = self.serving_leader(tp)?;
+        Ok((pg.log.log_start_offset(), pg.log.high_watermark()))
+    }
+
+    fn batch_at_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<Bytes>, StoreError> {
+        self.serving_leader(tp)?.log.batch_at_timestamp(timestamp)
+    }
+
+    fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>, StoreError> {
+        Ok(self.replica(tp)?.log.subscribe())
+    }
+}

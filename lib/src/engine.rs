@@ -1,0 +1,56 @@
+//! What the group manager needs from a storage engine and a transport. The
+//! engines live in other crates (`chronik-storage`, `chronik-network`); this
+//! keeps the core free of sled and HTTP, and lets tests plug in others.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::network::NetSnapshot;
+use openraft::RaftNetworkFactory;
+use tokio::sync::watch;
+
+use crate::metadata::ClusterMetadata;
+use crate::store::StoreError;
+use crate::types::{GroupId, Offset, TypeConfig};
+
+/// Read access to one partition's applied data.
+pub trait PartitionLog: Send + Sync + 'static {
+    fn high_watermark(&self) -> Offset;
+    fn log_start_offset(&self) -> Offset;
+    fn subscribe(&self) -> watch::Receiver<Offset>;
+    /// See [`crate::PartitionStore::read`]; only batches below the high watermark.
+    fn read(&self, offset: Offset, max_bytes: usize) -> Result<Vec<Bytes>, StoreError>;
+    fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+}
+
+pub struct OpenedGroup<E: StorageEngine> {
+    pub log: E::Log,
+    pub sm: E::Sm,
+}
+
+pub trait StorageEngine: Send + Sync + 'static {
+    type Log: RaftLogStorage<TypeConfig>;
+    type Sm: RaftStateMachine<TypeConfig, SnapshotData = crate::types::SnapshotData>;
+
+    /// The controller group, and a watch on its applied metadata.
+    fn open_controller(&self) -> Result<(OpenedGroup<Self>, watch::Receiver<Arc<ClusterMetadata>>), StoreError>
+    where Self: Sized;
+
+    /// A partition group, and read access to its data.
+    fn open_partition(&self, group: GroupId) -> Result<(OpenedGroup<Self>, Arc<dyn PartitionLog>), StoreError>
+    where Self: Sized;
+
+    /// Partition groups that have state on this node.
+    fn local_groups(&self) -> Result<Vec<GroupId>, StoreError>;
+
+    /// Removes every trace of a group (after it was deleted or moved away).
+    fn drop_group(&self, group: GroupId) -> Result<(), StoreError>;
+}
+
+/// Hands out one network factory per group; all of them share the
+/// transport's per-peer connections.
+pub trait Transport: Send + Sync + 'static {
+    type Factory: RaftNetworkFactory<TypeConfig, Network: NetSnapshot<TypeConfig, SnapshotData = crate::types::SnapshotData>>;
+    fn factory(&self, group: GroupId) -> Self::Factory;
+}

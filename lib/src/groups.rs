@@ -1,0 +1,283 @@
+//! The group manager owns every Raft group of this node: the controller group
+//! and the partition groups assigned here. It reconciles the running groups to
+//! the controller's metadata: start what is assigned, stop and drop what was
+//! deleted or moved away. Nothing else creates or drops groups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Config, SnapshotPolicy};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::NodeConfig;
+use crate::engine::{PartitionLog, StorageEngine, Transport};
+use crate::metadata::{ClusterMetadata, ControllerCommand};
+use crate::store::StoreError;
+use crate::types::{Command, CommandResult, GroupId, NodeAddr, NodeId, Raft, TopicPartition, CONTROLLER_GROUP};
+
+/// One partition replica running on this node.
+pub struct PartitionGroup<E: StorageEngine> {
+    pub tp: TopicPartition,
+    pub group: GroupId,
+    pub raft: Raft<E::Sm>,
+    pub log: Arc<dyn PartitionLog>,
+}
+
+/// Leadership as the Kafka front door needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// This node leads and has applied an entry of its own term, so its state
+    /// machine holds everything ever committed: safe to serve.
+    pub serving: bool,
+}
+
+pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(raft: &Raft<SM>, me: NodeId) -> Leadership {
+    let m = raft.metrics();
+    let m = m.borrow_watched();
+    let applied_term = m.last_applied.as_ref().map(|l| l.leader_id.term);
+    Leadership {
+        leader: m.current_leader,
+        term: m.current_term,
+        serving: m.current_leader == Some(me) && applied_term == Some(m.current_term),
+    }
+}
+
+pub struct GroupManager<E: StorageEngine, T: Transport> {
+    pub cfg: NodeConfig,
+    engine: Arc<E>,
+    transport: T,
+    partition_raft_config: Arc<Config>,
+    pub controller: Raft<E::Sm>,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    partitions: RwLock<HashMap<GroupId, Arc<PartitionGroup<E>>>>,
+    reconcile: tokio::sync::Mutex<()>,
+}
+
+impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
+    /// Opens the controller group, initializes it on first start, and starts
+    /// the background tasks that keep node registration and partition groups
+    /// in step with the metadata.
+    pub async fn start(cfg: NodeConfig, engine: Arc<E>, transport: T) -> Result<Arc<Self>, StoreError> {
+        let node = cfg.node_id;
+        let fatal = |e: openraft::errors::Fatal<crate::TypeConfig>| StoreError::Storage { node, detail: e.to_string() };
+        let base = Config {
+            cluster_name: "chronik".into(),
+            heartbeat_interval: cfg.heartbeat_interval_ms,
+            election_timeout_min: cfg.election_timeout_min_ms,
+            election_timeout_max: cfg.election_timeout_max_ms,
+            ..Default::default()
+        };
+        let controller_config = Arc::new(
+            Config { snapshot_policy: SnapshotPolicy::LogsSinceLast(1000), ..base.clone() }
+                .validate()
+                .map_err(|e| StoreError::Storage { node, detail: e.to_string() })?,
+        );
+        // The partition log *is* the partition's data: Openraft must never
+        // snapshot-and-purge it behind our back; retention does that.
+        let partition_raft_config = Arc::new(
+            Config { snapshot_policy: SnapshotPolicy::Never, ..base }
+                .validate()
+                .map_err(|e| StoreError::Storage { node, detail: e.to_string() })?,
+        );
+        let (opened, metadata) = engine.open_controller()?;
+        let controller = Raft::new(node, controller_config, transport.factory(CONTROLLER_GROUP), opened.log, opened.sm)
+            .await
+            .map_err(fatal)?;
+        if !controller.is_initialized().await.map_err(fatal)? {
+            info!(node_id = node, nodes = ?cfg.nodes.keys().collect::<Vec<_>>(), "initializing controller group");
+            if let Err(e) = controller.initialize(cfg.nodes.clone()).await {
+                // Another node may have initialized it first: that is fine.
+                warn!(node_id = node, error = %e, "controller initialize");
+            }
+        }
+        let mgr = Arc::new(Self {
+            cfg,
+            engine,
+            transport,
+            partition_raft_config,
+            controller,
+            metadata,
+            partitions: RwLock::new(HashMap::new()),
+            reconcile: tokio::sync::Mutex::new(()),
+        });
+        tokio::spawn(mgr.clone().register_nodes_loop());
+        tokio::spawn(mgr.clone().reconcile_loop());
+        Ok(mgr)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn partition(&self, group: GroupId) -> Option<Arc<PartitionGroup<E>>> {
+        self.partitions.read().unwrap().get(&group).cloned()
+    }
+
+    pub fn partition_groups(&self) -> Vec<Arc<PartitionGroup<E>>> {
+        self.partitions.read().unwrap().values().cloned().collect()
+    }
+
+    /// Writes a metadata change through the controller group.
+    pub async fn propose(&self, cmd: ControllerCommand) -> Result<(), StoreError> {
+        let node = self.node_id();
+        match self.controller.client_write(Command::Controller(cmd)).await {
+            Ok(resp) => match resp.data {
+                CommandResult::Controller(r) => r.map_err(StoreError::from),
+                other => Err(StoreError::Storage { node, detail: format!("controller answered {other:?}") }),
+            },
+            Err(openraft::errors::RaftError::APIError(openraft::errors::ClientWriteError::ForwardToLeader(f))) => {
+                Err(StoreError::NotController(f.leader_id))
+            }
+            Err(e) => Err(StoreError::Storage { node, detail: format!("controller write failed: {e}") }),
+        }
+    }
+
+    /// While this node leads the controller, make the replicated node list
+    /// match the cluster config.
+    async fn register_nodes_loop(self: Arc<Self>) {
+        let mut metrics = self.controller.metrics();
+        loop {
+            let leads = leadership(&self.controller, self.node_id()).serving;
+            if leads && self.metadata().nodes != self.cfg.nodes {
+                let nodes: BTreeMap<NodeId, NodeAddr> = self.cfg.nodes.clone();
+                info!(node_id = self.node_id(), "registering cluster nodes in the controller");
+                if let Err(e) = self.propose(ControllerCommand::SetNodes(nodes)).await {
+                    warn!(node_id = self.node_id(), error = %e, "registering nodes failed; will retry");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn reconcile_loop(self: Arc<Self>) {
+        let mut md = self.metadata.clone();
+        let mut orphans_collected = false;
+        loop {
+            self.reconcile_once().await;
+            if !orphans_collected && leadership_known_and_caught_up(&self.controller) {
+                orphans_collected = true;
+                self.collect_orphans().await;
+            }
+            tokio::select! {
+                r = md.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_millis(500)), if !orphans_collected => {}
+            }
+        }
+    }
+
+    /// Starts the groups assigned here and not running; stops and drops the
+    /// running ones no longer assigned here.
+    pub async fn reconcile_once(&self) {
+        let _guard = self.reconcile.lock().await;
+        let me = self.node_id();
+        let md = self.metadata();
+        let wanted: HashMap<GroupId, (TopicPartition, Vec<NodeId>)> = md
+            .partitions()
+            .filter(|(_, a)| a.replicas.contains(&me))
+            .map(|(tp, a)| (a.group, (tp, a.replicas.clone())))
+            .collect();
+        let running: Vec<GroupId> = self.partitions.read().unwrap().keys().copied().collect();
+        for group in running.iter().filter(|g| !wanted.contains_key(g)) {
+            let removed = self.partitions.write().unwrap().remove(group);
+            if let Some(pg) = removed {
+                info!(node_id = me, group = %group, partition = %pg.tp, "stopping partition group");
+                let _ = pg.raft.shutdown().await;
+                if let Err(e) = self.engine.drop_group(*group) {
+                    warn!(node_id = me, group = %group, error = %e, "dropping partition data failed");
+                }
+            }
+        }
+        let to_start: Vec<_> = wanted.into_iter().filter(|(g, _)| !running.contains(g)).collect();
+        if to_start.is_empty() {
+            return;
+        }
+        info!(node_id = me, count = to_start.len(), "starting partition groups");
+        let started = futures::future::join_all(
+            to_start.into_iter().map(|(group, (tp, replicas))| self.start_partition(group, tp, replicas, &md)),
+        )
+        .await;
+        let mut map = self.partitions.write().unwrap();
+        for pg in started.into_iter().flatten() {
+            map.insert(pg.group, pg);
+        }
+    }
+
+    async fn start_partition(
+        &self,
+        group: GroupId,
+        tp: TopicPartition,
+        replicas: Vec<NodeId>,
+        md: &ClusterMetadata,
+    ) -> Option<Arc<PartitionGroup<E>>> {
+        let me = self.node_id();
+        let result: Result<_, String> = async {
+            let (opened, log) = self.engine.open_partition(group).map_err(|e| e.to_string())?;
+            let raft = Raft::new(me, self.partition_raft_config.clone(), self.transport.factory(group), opened.log, opened.sm)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !raft.is_initialized().await.map_err(|e| e.to_string())? {
+                let members: BTreeMap<NodeId, NodeAddr> =
+                    replicas.iter().map(|n| (*n, md.nodes.get(n).cloned().unwrap_or_default())).collect();
+                if let Err(e) = raft.initialize(members).await {
+                    warn!(node_id = me, group = %group, partition = %tp, error = %e, "initialize");
+                }
+            }
+            Ok(Arc::new(PartitionGroup { tp: tp.clone(), group, raft, log }))
+        }
+        .await;
+        match result {
+            Ok(pg) => Some(pg),
+            Err(e) => {
+                warn!(node_id = me, group = %group, partition = %tp, error = %e, "could not start partition group");
+                None
+            }
+        }
+    }
+
+    /// Drops local groups that the (caught-up) metadata no longer knows: a topic
+    /// deleted while this node was down.
+    async fn collect_orphans(&self) {
+        let _guard = self.reconcile.lock().await;
+        let md = self.metadata();
+        let known: std::collections::HashSet<GroupId> = md.partitions().map(|(_, a)| a.group).collect();
+        let running: Vec<GroupId> = self.partitions.read().unwrap().keys().copied().collect();
+        match self.engine.local_groups() {
+            Ok(groups) => {
+                for g in groups.into_iter().filter(|g| !known.contains(g) && !running.contains(g)) {
+                    info!(node_id = self.node_id(), group = %g, "dropping orphaned partition data");
+                    if let Err(e) = self.engine.drop_group(g) {
+                        warn!(node_id = self.node_id(), group = %g, error = %e, "dropping orphan failed");
+                    }
+                }
+            }
+            Err(e) => warn!(node_id = self.node_id(), error = %e, "listing local groups failed"),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let groups: Vec<_> = self.partitions.write().unwrap().drain().map(|(_, g)| g).collect();
+        futures::future::join_all(groups.iter().map(|g| g.raft.shutdown())).await;
+        let _ = self.controller.shutdown().await;
+    }
+}
+
+/// The controller has a leader and this node has applied an entry of the
+/// current term, so its metadata includes everything committed before.
+fn leadership_known_and_caught_up<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(raft: &Raft<SM>) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow_watched();
+    m.current_leader.is_some() && m.last_applied.as_ref().map(|l| l.leader_id.term) == Some(m.current_term)
+}

@@ -1,0 +1,19 @@
+//! Chronik core: the types every crate shares, the cluster config, the
+//! partition-store interface the Kafka front door talks to, the controller's
+//! metadata state machine logic, and the group manager that owns every Raft
+//! group of this node.
+//!
+//! Invariant: only [`groups::GroupManager`] creates or drops Raft groups.
+
+pub mod batch;
+pub mod broker;
+pub mod config;
+pub mod engine;
+pub mod groups;
+pub mod metadata;
+pub mod serde_b64;
+pub mod store;
+pub mod types;
+
+pub use store::{Acks, PartitionStore, StoreError};
+pub use types::*;

@@ -1,0 +1,236 @@
+//! Cluster metadata: what the controller group (group 0) replicates. Applying a
+//! [`ControllerCommand`] is deterministic, so every replica computes the same
+//! placement and the same group ids.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{GroupId, NodeAddr, NodeId, TopicPartition};
+
+/// Longest topic name Kafka accepts.
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+/// Most partitions one topic may have (a bound on one CreateTopics request).
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerCommand {
+    /// Sets the cluster's nodes (from the cluster config).
+    SetNodes(BTreeMap<NodeId, NodeAddr>),
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ControllerError {
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name {0:?}: {1}")]
+    InvalidTopic(String, String),
+    #[error("invalid partition count {0}: must be 1..={TOPIC_PARTITIONS_MAX}")]
+    InvalidPartitions(i32),
+    #[error("invalid replication factor {0}: the cluster has {1} nodes")]
+    InvalidReplicationFactor(i16, usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    pub group: GroupId,
+    pub replicas: Vec<NodeId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    /// Stable id (Kafka topic ids are UUIDs): derived from the first group id.
+    pub id: u128,
+    pub partitions: Vec<PartitionAssignment>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    pub nodes: BTreeMap<NodeId, NodeAddr>,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Next partition group id; 0 is the controller.
+    pub next_group: u64,
+    /// Where the next topic's round-robin placement starts.
+    pub next_placement: u64,
+}
+
+impl ClusterMetadata {
+    pub fn apply(&mut self, cmd: &ControllerCommand) -> Result<(), ControllerError> {
+        match cmd {
+            ControllerCommand::SetNodes(nodes) => {
+                self.nodes = nodes.clone();
+                Ok(())
+            }
+            ControllerCommand::CreateTopic { name, partitions, replication_factor, configs } => {
+                validate_topic_name(name)?;
+                if self.topics.contains_key(name) {
+                    return Err(ControllerError::TopicExists(name.clone()));
+                }
+                let assignments = self.place(*partitions, *replication_factor)?;
+                let id = ((self.next_group as u128) << 64) | 0x4348_524f_4e49_4b00u128;
+                let topic = TopicMeta { name: name.clone(), id, partitions: assignments, configs: configs.clone() };
+                self.topics.insert(name.clone(), topic);
+                Ok(())
+            }
+            ControllerCommand::DeleteTopic { name } => {
+                self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::UnknownTopic(name.clone()))
+            }
+        }
+    }
+
+    /// Round-robin placement: partition p's replicas are the `rf` nodes that
+    /// follow position `start + p` in node-id order, so leaders (the first
+    /// replica) and replicas spread evenly, and consecutive topics start on
+    /// different nodes.
+    fn place(&mut self, partitions: i32, rf: i16) -> Result<Vec<PartitionAssignment>, ControllerError> {
+        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+            return Err(ControllerError::InvalidPartitions(partitions));
+        }
+        let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+        if rf < 1 || rf as usize > nodes.len() {
+            return Err(ControllerError::InvalidReplicationFactor(rf, nodes.len()));
+        }
+        let start = self.next_placement as usize;
+        self.next_placement += 1;
+        let out = (0..partitions as usize)
+            .map(|p| {
+                self.next_group += 1;
+                let replicas = (0..rf as usize).map(|r| nodes[(start + p + r) % nodes.len()]).collect();
+                PartitionAssignment { group: GroupId(self.next_group), replicas }
+            })
+            .collect();
+        Ok(out)
+    }
+
+    pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionAssignment> {
+        self.topics.get(&*tp.topic)?.partitions.get(usize::try_from(tp.partition).ok()?)
+    }
+
+    /// Every partition with its assignment.
+    pub fn partitions(&self) -> impl Iterator<Item = (TopicPartition, &PartitionAssignment)> {
+        self.topics.values().flat_map(|t| {
+            t.partitions.iter().enumerate().map(move |(i, a)| (TopicPartition::new(t.name.as_str(), i as i32), a))
+        })
+    }
+}
+
+/// Kafka's rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let bad = |why: &str| Err(ControllerError::InvalidTopic(name.to_string(), why.to_string()));
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are reserved");
+    }
+    if name.len() > TOPIC_NAME_LEN_MAX {
+        return bad("longer than 249 characters");
+    }
+    if !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-') {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(n: u64) -> ClusterMetadata {
+        let mut m = ClusterMetadata::default();
+        let nodes = (1..=n).map(|i| (i, NodeAddr::default())).collect();
+        m.apply(&ControllerCommand::SetNodes(nodes)).unwrap();
+        m
+    }
+
+    fn create(m: &mut ClusterMetadata, name: &str, partitions: i32, rf: i16) -> Result<(), ControllerError> {
+        m.apply(&ControllerCommand::CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            configs: Default::default(),
+        })
+    }
+
+    #[test]
+    fn placement_is_round_robin_and_groups_unique() {
+        let mut m = cluster(3);
+        create(&mut m, "a", 4, 3).unwrap();
+        create(&mut m, "b", 2, 1).unwrap();
+        let a: Vec<_> = m.topics["a"].partitions.iter().map(|p| p.replicas.clone()).collect();
+        assert_eq!(a, vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2], vec![1, 2, 3]]);
+        let b: Vec<_> = m.topics["b"].partitions.iter().map(|p| p.replicas.clone()).collect();
+        assert_eq!(b, vec![vec![2], vec![3]], "next topic starts one node further");
+        let mut groups: Vec<_> = m.partitions().map(|(_, a)| a.group).collect();
+        groups.dedup();
+        assert_eq!(groups.len(), 6);
+        assert!(!groups.contains(&crate::CONTROLLER_GROUP));
+    }
+
+    #[test]
+    fn rejects_bad_topics() {
+        let mut m = cluster(1);
+        assert!(matches!(create(&mut m, "x", 1, 2), Err(ControllerError::InvalidReplicationFactor(2, 1))));
+        assert!(matches!(create(&mut m, "x", 0, 1), Err(ControllerError::InvalidPartitions(0))));
+        for name in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
+            assert!(matches!(create(&mut m, name, 1, 1), Err(ControllerError::InvalidTopic(..))), "{name:?}");
+        }
+        create(&mut m, "x", 1, 1).unwrap();
+        assert_eq!(create(&mut m, "x", 1, 1), Err(ControllerError::TopicExists("x".into())));
+        m.apply(&ControllerCommand::DeleteTopic { name: "x".into() }).unwrap();
+        create(&mut m, "x", 1, 1).unwrap();
+        assert_eq!(m.topics["x"].partitions[0].group, GroupId(2), "re-created topic gets a fresh group");
+    }
+}
+
+/// Topic configs Chronik knows, with their defaults (Kafka's names and values).
+pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("compression.type", "producer"),
+    ("max.message.bytes", "1048588"),
+    ("message.timestamp.type", "CreateTime"),
+    ("min.insync.replicas", "1"),
+    ("retention.bytes", "-1"),
+    ("retention.ms", "604800000"),
+    ("segment.bytes", "1073741824"),
+];
+
+/// Checks one topic config override: the key must be known and the value
+/// well-formed for it.
+pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
+    let numeric = |min: i64| match value.parse::<i64>() {
+        Ok(v) if v >= min => Ok(()),
+        _ => Err(format!("must be an integer >= {min}")),
+    };
+    match key {
+        "cleanup.policy" => match value {
+            "delete" | "compact" | "delete,compact" | "compact,delete" => Ok(()),
+            _ => Err("must be delete, compact or both".into()),
+        },
+        "compression.type" => match value {
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+            _ => Err("must be producer, uncompressed, gzip, snappy, lz4 or zstd".into()),
+        },
+        "message.timestamp.type" => match value {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => Err("must be CreateTime or LogAppendTime".into()),
+        },
+        "max.message.bytes" | "segment.bytes" => numeric(1),
+        "min.insync.replicas" => numeric(1),
+        "retention.bytes" | "retention.ms" => numeric(-1),
+        _ => Err("unknown topic config".into()),
+    }
+}

@@ -1,0 +1,155 @@
+//! The partition-store interface: everything the Kafka front door may ask of
+//! the node. It speaks topics, partitions and offsets, never Raft or sled.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::batch::BatchError;
+use crate::metadata::ControllerError;
+use crate::types::{NodeId, Offset, TopicPartition};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=0: the client wants no answer.
+    None,
+    /// acks=1: answer once the leader has the batch durably.
+    Leader,
+    /// acks=all (-1): answer once the batch is committed on a majority.
+    All,
+}
+
+impl Acks {
+    pub fn from_kafka(acks: i16) -> Option<Self> {
+        match acks {
+            0 => Some(Acks::None),
+            1 => Some(Acks::Leader),
+            -1 => Some(Acks::All),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("partition {0} does not exist")]
+    UnknownTopicOrPartition(TopicPartition),
+    #[error("partition {0} is not led by this node; leader is {1:?}")]
+    NotLeader(TopicPartition, Option<NodeId>),
+    #[error("partition {0} has no leader yet (election or recovery in progress)")]
+    LeaderNotAvailable(TopicPartition),
+    #[error("offset {offset} of {tp} is out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange { tp: TopicPartition, offset: Offset, log_start: Offset, high_watermark: Offset },
+    #[error("record batch for {0} is corrupt: {1}")]
+    CorruptBatch(TopicPartition, BatchError),
+    #[error("record batch for {0} is invalid: {1}")]
+    InvalidBatch(TopicPartition, BatchError),
+    #[error("write to {0} was not committed before the timeout; its outcome is unknown")]
+    Timeout(TopicPartition),
+    #[error("this node is not the controller; controller is {0:?}")]
+    NotController(Option<NodeId>),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    #[error("invalid config {key}={value:?}: {reason}")]
+    InvalidConfig { key: String, value: String, reason: String },
+    #[error("storage error on node {node}: {detail}")]
+    Storage { node: NodeId, detail: String },
+    #[error("node {node} is shutting down")]
+    ShuttingDown { node: NodeId },
+}
+
+/// A produce that has been queued into its partition's Raft log in order;
+/// awaiting it yields the batch's base offset once it meets the acks level.
+pub type PendingAppend = Pin<Box<dyn Future<Output = Result<Offset, StoreError>> + Send>>;
+
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    /// Whole batches, headers patched with their offsets, in offset order.
+    /// The first batch may start below the requested offset (Kafka semantics:
+    /// the consumer skips the records before its position).
+    pub batches: Vec<Bytes>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub host: String,
+    pub port: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartitionView {
+    pub partition: i32,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: i32,
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicView {
+    pub name: String,
+    pub id: u128,
+    pub partitions: Vec<PartitionView>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub cluster_id: String,
+    pub controller: Option<NodeId>,
+    pub nodes: Vec<NodeView>,
+    pub topics: Vec<TopicView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    /// None: the broker default.
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub configs: BTreeMap<String, String>,
+}
+
+pub trait PartitionStore: Send + Sync + 'static {
+    fn node_id(&self) -> NodeId;
+
+    /// Nodes, controller and the topics asked for (all when None), with the
+    /// current leader of each partition.
+    fn cluster_view(&self, topics: Option<&[String]>) -> ClusterView;
+
+    /// Whether Metadata for an unknown topic creates it.
+    fn auto_create_topics(&self) -> bool;
+
+    fn create_topic(&self, spec: TopicSpec, validate_only: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn delete_topic(&self, name: String) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Validates the batch and queues it into the partition's log. Calls made
+    /// one after another are ordered in the log in that order, even though the
+    /// returned [`PendingAppend`]s are awaited concurrently.
+    fn append(
+        &self,
+        tp: TopicPartition,
+        batch: Bytes,
+        acks: Acks,
+    ) -> impl Future<Output = Result<PendingAppend, StoreError>> + Send;
+
+    /// Batches from `offset` up to the high watermark, at most `max_bytes`
+    /// (but always one whole batch if any is available).
+    fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadResult, StoreError>;
+
+    /// (log start offset, high watermark).
+    fn offsets(&self, tp: &TopicPartition) -> Result<(Offset, Offset), StoreError>;
+
+    /// The first batch whose max timestamp is >= `timestamp`, with its base offset.
+    fn batch_at_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+
+    /// Changes whenever the high watermark of `tp` moves (for long polls).
+    fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>, StoreError>;
+}

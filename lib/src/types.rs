@@ -1,0 +1,112 @@
+//! Identifiers and the openraft type configuration shared by every group.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::metadata::{ControllerCommand, ControllerError};
+
+/// A node of the cluster, as named in the cluster config.
+pub type NodeId = u64;
+
+/// A Kafka offset. Kafka uses signed 64-bit offsets; -1 means "none".
+pub type Offset = i64;
+
+/// One Raft group: the controller is group 0, every partition has its own id,
+/// handed out by the controller and never reused (a re-created topic gets
+/// fresh groups, so stale replicas of the old one can never be mistaken for it).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GroupId(pub u64);
+
+pub const CONTROLLER_GROUP: GroupId = GroupId(0);
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{}", self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self { topic: topic.into(), partition }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// How to reach a node: what clients are told (Kafka) and where peers send
+/// Raft traffic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeAddr {
+    pub kafka_addr: String,
+    pub raft_addr: String,
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kafka={} raft={}", self.kafka_addr, self.raft_addr)
+    }
+}
+
+/// A command replicated through a Raft group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    /// One Kafka record batch (magic 2), exactly as the producer sent it.
+    /// The log entry *is* the partition's data: offsets are assigned when the
+    /// entry is applied, and patched into the batch header on fetch.
+    Append {
+        #[serde(with = "crate::serde_b64")]
+        batch: Bytes,
+    },
+    /// A change to cluster metadata (controller group only).
+    Controller(ControllerCommand),
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Append { batch } => write!(f, "append({} bytes)", batch.len()),
+            Command::Controller(c) => write!(f, "controller({c:?})"),
+        }
+    }
+}
+
+/// What applying a [`Command`] produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    None,
+    /// The batch now starts at `base_offset`.
+    Appended { base_offset: Offset },
+    Controller(Result<(), ControllerError>),
+    /// The command does not belong to this kind of group.
+    Rejected(String),
+}
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = NodeAddr,
+);
+
+pub type Raft<SM> = openraft::Raft<TypeConfig, SM>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+/// Snapshots travel as one bounded in-memory buffer.
+pub type SnapshotData = std::io::Cursor<Vec<u8>>;

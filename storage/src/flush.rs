@@ -1,0 +1,118 @@
+//! Group commit: appends of every group are written to sled first, then their
+//! callbacks queue here; one thread flushes the database once for all that
+//! queued meanwhile, fsyncs the db file and the directory (sled's own flush
+//! does not survive power loss here), and only then reports them durable.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chronik::TypeConfig;
+use openraft::storage::IOFlushed;
+use tracing::error;
+
+pub enum Waiter {
+    Raft(IOFlushed<TypeConfig>),
+    Notify(tokio::sync::oneshot::Sender<std::io::Result<()>>),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FlushStats {
+    pub flushes: u64,
+    pub waiters: u64,
+    pub flush_nanos_total: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    flushes: AtomicU64,
+    waiters: AtomicU64,
+    nanos: AtomicU64,
+}
+
+pub struct Flusher {
+    /// None only while dropping.
+    tx: Option<mpsc::Sender<Waiter>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Flusher {
+    /// Stops the thread once it has served every waiter, so the database
+    /// (and its lock) is released when the engine is dropped.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Flusher {
+    pub fn start(db: sled::Db, dir: &Path) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        let db_file = File::open(dir.join("db"))?;
+        let dir_file = File::open(dir)?;
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new().name("chronik-flusher".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut waiters = vec![first];
+                waiters.extend(rx.try_iter());
+                let started = Instant::now();
+                let result = db
+                    .flush()
+                    .map(|_| ())
+                    .map_err(std::io::Error::other)
+                    .and_then(|_| db_file.sync_all())
+                    .and_then(|_| dir_file.sync_all());
+                c.flushes.fetch_add(1, Ordering::Relaxed);
+                c.waiters.fetch_add(waiters.len() as u64, Ordering::Relaxed);
+                c.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if let Err(e) = &result {
+                    error!(error = %e, waiters = waiters.len(), "flush failed; writes are not durable");
+                }
+                for w in waiters {
+                    let r = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
+                    match w {
+                        Waiter::Raft(cb) => cb.io_completed(r),
+                        Waiter::Notify(tx) => {
+                            let _ = tx.send(r);
+                        }
+                    }
+                }
+            }
+        })?;
+        Ok(Self { tx: Some(tx), thread: Some(thread), counters })
+    }
+
+    /// Reports `cb` durable after the next flush (writes made before this call
+    /// are covered by it).
+    pub fn after_flush(&self, cb: IOFlushed<TypeConfig>) {
+        if let Err(mpsc::SendError(Waiter::Raft(cb))) = self.sender().send(Waiter::Raft(cb)) {
+            cb.io_completed(Err(std::io::Error::other("flusher stopped")));
+        }
+    }
+
+    /// Waits until everything written before this call is durable.
+    pub async fn flush(&self) -> std::io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sender().send(Waiter::Notify(tx)).map_err(|_| std::io::Error::other("flusher stopped"))?;
+        rx.await.map_err(|_| std::io::Error::other("flusher stopped"))?
+    }
+
+    fn sender(&self) -> &mpsc::Sender<Waiter> {
+        self.tx.as_ref().expect("flusher used while dropping")
+    }
+
+    pub fn stats(&self) -> FlushStats {
+        FlushStats {
+            flushes: self.counters.flushes.load(Ordering::Relaxed),
+            waiters: self.counters.waiters.load(Ordering::Relaxed),
+            flush_nanos_total: self.counters.nanos.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The Raft log of one group.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use chronik::{Entry, GroupId, LogId, TypeConfig};
+use openraft::alias::VoteOf;
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{keys, Inner};
+
+#[derive(Clone)]
+pub struct SledLog {
+    inner: Arc<Inner>,
+    group: GroupId,
+}
+
+pub(crate) fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    bincode::serialize(v).map_err(io_err)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+    bincode::deserialize(b).map_err(io_err)
+}
+
+impl SledLog {
+    pub(crate) fn new(inner: Arc<Inner>, group: GroupId) -> Self {
+        Self { inner, group }
+    }
+
+    fn get_meta<T: DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
+        match self.inner.meta.get(keys::tag(self.group, tag)).map_err(io_err)? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta<T: Serialize>(&self, tag: u8, v: &T) -> io::Result<()> {
+        self.inner.meta.insert(keys::tag(self.group, tag), encode(v)?).map_err(io_err)?;
+        Ok(())
+    }
+
+    fn key_range(&self, range: impl RangeBounds<u64>) -> ([u8; 16], [u8; 16]) {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => keys::log(self.group, *i),
+            Bound::Excluded(i) => {
+                if *i == 0 {
+                    return (keys::log(self.group, 0), keys::log(self.group, 0));
+                }
+                keys::log(self.group, i - 1)
+            }
+            Bound::Unbounded => keys::log(self.group, u64::MAX),
+        };
+        (keys::log(self.group, start), end)
+    }
+
+    /// Removes entries with index in `range` (inclusive key bounds).
+    fn remove_range(&self, from: [u8; 16], to: [u8; 16]) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        for k in self.inner.log.range(from..=to).keys() {
+            batch.remove(k.map_err(io_err)?);
+        }
+        self.inner.log.apply_batch(batch).map_err(io_err)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for SledLog {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (from, to) = self.key_range(range.clone());
+        if from > to || (matches!(range.end_bound(), Bound::Excluded(0))) {
+            return Ok(vec![]);
+        }
+        self.inner.log.range(from..=to).values().map(|v| decode(&v.map_err(io_err)?)).collect()
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
+        self.get_meta(keys::VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for SledLog {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged: Option<LogId> = self.get_meta(keys::PURGED)?;
+        let last = match self.inner.log.scan_prefix(keys::group(self.group)).next_back() {
+            Some(kv) => {
+                let (_, v) = kv.map_err(io_err)?;
+                let e: Entry = decode(&v)?;
+                Some(e.log_id())
+            }
+            None => last_purged,
+        };
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    /// Durable before it returns: a vote must never be forgotten.
+    async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
+        self.put_meta(keys::VOTE, vote)?;
+        self.inner.flusher.flush().await
+    }
+
+    /// Not flushed on its own: it rides along with the next flush, and a lost
+    /// committed index only means re-discovering it from the leader.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.put_meta(keys::COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.get_meta::<Option<LogId>>(keys::COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            batch.insert(&keys::log(self.group, e.index())[..], encode(&e)?);
+        }
+        self.inner.log.apply_batch(batch).map_err(io_err)?;
+        self.inner.flusher.after_flush(callback);
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        let from = last.map(|l| l.index + 1).unwrap_or(0);
+        self.remove_range(keys::log(self.group, from), keys::log(self.group, u64::MAX))
+    }
+
+    async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
+        self.put_meta(keys::PURGED, &upto)?;
+        self.remove_range(keys::log(self.group, 0), keys::log(self.group, upto.index))
+    }
+}
