@@ -1,1 +1,178 @@
-fn main(){}
+//! chronik-server: one Chronik node.
+//!
+//!   chronik-server standalone [--advertised-addr localhost:9092] [--data-dir ./data]
+//!   chronik-server start --config cluster.toml --node-id 2
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use chronik::config::{FileConfig, NodeConfig};
+use chronik::groups::GroupManager;
+use chronik::metrics::Metrics;
+use chronik_network::admin::{self, AdminState};
+use chronik_network::HttpTransport;
+use chronik_storage::SledEngine;
+use clap::{Args, Parser, Subcommand};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(name = "chronik-server", version, about = "A Kafka-compatible streaming store: one Raft group per partition")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "CHRONIK_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// A single node: a one-node cluster (same code path as a cluster).
+    Standalone(Flags),
+    /// A cluster node: `--config` lists every node, `--node-id` says which one this is.
+    Start(Flags),
+}
+
+#[derive(Args)]
+struct Flags {
+    /// TOML config file (see README); flags override it.
+    #[arg(long, env = "CHRONIK_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "CHRONIK_NODE_ID")]
+    node_id: Option<u64>,
+    #[arg(long, env = "CHRONIK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// host:port that clients are told to connect to (default localhost:9092).
+    #[arg(long, env = "CHRONIK_ADVERTISED_ADDR")]
+    advertised_addr: Option<String>,
+    /// Kafka listen address (default 0.0.0.0:<advertised port>).
+    #[arg(long)]
+    kafka_listen: Option<String>,
+    /// Raft/cluster HTTP listen address (default: Kafka port + 100).
+    #[arg(long)]
+    raft_listen: Option<String>,
+    /// Admin HTTP and /metrics listen address (default: Kafka port + 200).
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// Create topics on first Metadata/produce (default true).
+    #[arg(long)]
+    auto_create_topics: Option<bool>,
+    #[arg(long)]
+    default_partitions: Option<i32>,
+    /// Largest Kafka request frame accepted, in bytes (default 100 MiB).
+    #[arg(long)]
+    frame_bytes_max: Option<usize>,
+}
+
+impl Flags {
+    fn resolve(self, standalone: bool) -> Result<NodeConfig> {
+        let mut file: FileConfig = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        if standalone && !file.cluster.nodes.is_empty() {
+            anyhow::bail!("standalone mode takes no [cluster] nodes; use `start` for a cluster");
+        }
+        if !standalone && file.cluster.nodes.is_empty() {
+            anyhow::bail!("`start` needs a --config with [cluster] nodes; use `standalone` for one node");
+        }
+        macro_rules! set { ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* } }
+        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max);
+        Ok(file.resolve()?)
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let cfg = match cli.mode {
+        Mode::Standalone(f) => f.resolve(true)?,
+        Mode::Start(f) => f.resolve(false)?,
+    };
+    run(cfg).await
+}
+
+async fn run(cfg: NodeConfig) -> Result<()> {
+    let node = cfg.node_id;
+    info!(node_id = node, data_dir = %cfg.data_dir.display(), kafka = %cfg.kafka_listen, raft = %cfg.raft_listen, admin = %cfg.admin_listen, nodes = cfg.nodes.len(), "starting chronik");
+    // Bind everything first: a port conflict should fail before any state changes.
+    let kafka_listener = TcpListener::bind(&cfg.kafka_listen).await.with_context(|| format!("binding Kafka listener {}", cfg.kafka_listen))?;
+    let raft_listener = TcpListener::bind(&cfg.raft_listen).await.with_context(|| format!("binding Raft listener {}", cfg.raft_listen))?;
+    let admin_listener = TcpListener::bind(&cfg.admin_listen).await.with_context(|| format!("binding admin listener {}", cfg.admin_listen))?;
+
+    let engine = Arc::new(SledEngine::open(&cfg.data_dir, node).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
+    let frame_bytes_max = cfg.frame_bytes_max;
+    let groups = GroupManager::start(cfg, engine.clone(), HttpTransport::new()).await.context("starting Raft groups")?;
+
+    let raft_app = chronik_network::server::router(groups.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(raft_listener, raft_app).await {
+            error!(error = %e, "raft listener stopped");
+        }
+    });
+
+    let metrics = Arc::new(Metrics::new(node));
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let refresh = {
+        let (groups, engine, metrics) = (groups.clone(), engine.clone(), metrics.clone());
+        Box::new(move || {
+            let labels = metrics.node();
+            let parts = groups.partition_groups();
+            let leaders = parts.iter().filter(|p| chronik::groups::leadership(&p.raft, node).serving).count();
+            metrics.partitions.get_or_create(&labels).set(parts.len() as i64);
+            metrics.partition_leaders.get_or_create(&labels).set(leaders as i64);
+            metrics.storage_disk_bytes.get_or_create(&labels).set(engine.size_on_disk() as i64);
+            let fs = engine.flush_stats();
+            let flushes = metrics.storage_flushes.get_or_create(&labels);
+            flushes.inc_by(fs.flushes.saturating_sub(flushes.get()));
+            let secs = metrics.storage_flush_seconds.get_or_create(&labels);
+            secs.inc_by((fs.flush_nanos_total as f64 / 1e9 - secs.get()).max(0.0));
+        }) as Box<dyn Fn() + Send + Sync>
+    };
+    let admin_app = admin::router(Arc::new(AdminState { store: groups.clone(), registry, refresh }));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin_listener, admin_app).await {
+            error!(error = %e, "admin listener stopped");
+        }
+    });
+
+    let kafka_addr = kafka_listener.local_addr()?;
+    let kafka_cfg = chronik_kafka::ServerConfig { frame_bytes_max };
+    tokio::spawn(chronik_kafka::serve(kafka_listener, groups.clone(), metrics.clone(), kafka_cfg));
+    chronik_kafka::server::log_startup(&kafka_addr);
+    info!(node_id = node, "chronik is ready");
+
+    shutdown_signal().await;
+    info!(node_id = node, "shutting down: stopping Raft groups");
+    groups.shutdown().await;
+    info!(node_id = node, "stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

@@ -1,1 +1,13 @@
+//! The Kafka wire-protocol front door. Decodes requests with `kafka-protocol`,
+//! calls the partition store, encodes responses. One file per API under
+//! `handlers/`; errors map onto Kafka codes in `errors.rs` only.
+//!
+//! Invariant: this crate depends on the partition-store interface
+//! (`chronik::PartitionStore`), never on openraft, sled or axum.
 
+pub mod apis;
+pub mod errors;
+pub mod handlers;
+pub mod server;
+
+pub use server::{serve, ServerConfig};

@@ -54,3 +54,28 @@ pub trait Transport: Send + Sync + 'static {
     type Factory: RaftNetworkFactory<TypeConfig, Network: NetSnapshot<TypeConfig, SnapshotData = crate::types::SnapshotData>>;
     fn factory(&self, group: GroupId) -> Self::Factory;
 }
+
+/// Raft RPCs as they arrive from peers, addressed to a group on this node.
+/// Errors are strings: they cross the wire as such.
+pub trait RaftRpcHandler: Send + Sync + 'static {
+    fn append_entries(
+        &self,
+        group: GroupId,
+        req: openraft::raft::AppendEntriesRequest<TypeConfig>,
+    ) -> impl std::future::Future<Output = Result<openraft::raft::AppendEntriesResponse<TypeConfig>, String>> + Send;
+
+    fn vote(
+        &self,
+        group: GroupId,
+        req: openraft::raft::VoteRequest<TypeConfig>,
+        pre_vote: bool,
+    ) -> impl std::future::Future<Output = Result<openraft::raft::VoteResponse<TypeConfig>, String>> + Send;
+
+    fn install_snapshot(
+        &self,
+        group: GroupId,
+        vote: openraft::alias::VoteOf<TypeConfig>,
+        meta: crate::types::SnapshotMeta,
+        data: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<openraft::raft::SnapshotResponse<TypeConfig>, String>> + Send;
+}

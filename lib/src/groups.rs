@@ -281,3 +281,45 @@ fn leadership_known_and_caught_up<SM: openraft::storage::RaftStateMachine<crate:
     let m = m.borrow_watched();
     m.current_leader.is_some() && m.last_applied.as_ref().map(|l| l.leader_id.term) == Some(m.current_term)
 }
+
+impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
+    fn raft_of(&self, group: GroupId) -> Result<Raft<E::Sm>, String> {
+        if group == CONTROLLER_GROUP {
+            return Ok(self.controller.clone());
+        }
+        self.partition(group)
+            .map(|pg| pg.raft.clone())
+            .ok_or_else(|| format!("group {group} is not running on node {}", self.node_id()))
+    }
+}
+
+impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupManager<E, T> {
+    async fn append_entries(
+        &self,
+        group: GroupId,
+        req: openraft::raft::AppendEntriesRequest<crate::TypeConfig>,
+    ) -> Result<openraft::raft::AppendEntriesResponse<crate::TypeConfig>, String> {
+        self.raft_of(group)?.append_entries(req).await.map_err(|e| e.to_string())
+    }
+
+    async fn vote(
+        &self,
+        group: GroupId,
+        req: openraft::raft::VoteRequest<crate::TypeConfig>,
+        pre_vote: bool,
+    ) -> Result<openraft::raft::VoteResponse<crate::TypeConfig>, String> {
+        let raft = self.raft_of(group)?;
+        if pre_vote { raft.pre_vote(req).await } else { raft.vote(req).await }.map_err(|e| e.to_string())
+    }
+
+    async fn install_snapshot(
+        &self,
+        group: GroupId,
+        vote: openraft::alias::VoteOf<crate::TypeConfig>,
+        meta: crate::types::SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<openraft::raft::SnapshotResponse<crate::TypeConfig>, String> {
+        let snapshot = openraft::alias::SnapshotOf::<crate::TypeConfig, crate::SnapshotData> { meta, snapshot: std::io::Cursor::new(data) };
+        self.raft_of(group)?.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string())
+    }
+}

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod groups;
 pub mod metadata;
+pub mod metrics;
 pub mod serde_b64;
 pub mod store;
 pub mod types;

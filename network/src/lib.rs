@@ -1,1 +1,10 @@
+//! Moving Raft RPCs between nodes as HTTP/JSON, and the admin/metrics HTTP API.
+//!
+//! Invariant: this crate moves opaque `(group, rpc)` messages; it knows
+//! nothing about topics or partitions.
 
+pub mod admin;
+pub mod client;
+pub mod server;
+
+pub use client::HttpTransport;

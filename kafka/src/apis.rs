@@ -1,0 +1,38 @@
+//! The APIs and versions Chronik implements, and nothing more: ApiVersions
+//! advertises exactly this table.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (api, min version, max version).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    // Produce from v0 although only v3+ decodes: librdkafka 2.0.2 stops
+    // compressing if Produce does not start at 0. Older versions are refused.
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+];
+
+/// Versions we actually decode (Produce below 3 is advertised but refused).
+pub fn decodable(key: ApiKey, version: i16) -> bool {
+    let min_decodable = if key == ApiKey::Produce { 3 } else { i16::MIN };
+    SUPPORTED.iter().any(|(k, min, max)| *k == key && version >= (*min).max(min_decodable) && version <= *max)
+}
+
+pub fn name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "produce",
+        ApiKey::Fetch => "fetch",
+        ApiKey::ListOffsets => "list_offsets",
+        ApiKey::Metadata => "metadata",
+        ApiKey::ApiVersions => "api_versions",
+        ApiKey::CreateTopics => "create_topics",
+        ApiKey::DeleteTopics => "delete_topics",
+        ApiKey::DescribeConfigs => "describe_configs",
+        _ => "other",
+    }
+}

@@ -1,0 +1,45 @@
+//! The one place where store errors become Kafka error codes.
+
+use chronik::metadata::ControllerError;
+use chronik::StoreError;
+
+pub const NONE: i16 = 0;
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const CORRUPT_MESSAGE: i16 = 2;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub const LEADER_NOT_AVAILABLE: i16 = 5;
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+pub const REQUEST_TIMED_OUT: i16 = 7;
+pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const UNSUPPORTED_VERSION: i16 = 35;
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+pub const INVALID_PARTITIONS: i16 = 37;
+pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+pub const INVALID_CONFIG: i16 = 40;
+pub const NOT_CONTROLLER: i16 = 41;
+pub const INVALID_REQUEST: i16 = 42;
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const INVALID_RECORD: i16 = 87;
+
+pub fn code(err: &StoreError) -> i16 {
+    match err {
+        StoreError::UnknownTopicOrPartition(_) => UNKNOWN_TOPIC_OR_PARTITION,
+        StoreError::NotLeader(..) => NOT_LEADER_OR_FOLLOWER,
+        StoreError::LeaderNotAvailable(_) | StoreError::ShuttingDown { .. } => LEADER_NOT_AVAILABLE,
+        StoreError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+        StoreError::CorruptBatch(..) => CORRUPT_MESSAGE,
+        StoreError::InvalidBatch(..) => INVALID_RECORD,
+        StoreError::Timeout(_) => REQUEST_TIMED_OUT,
+        StoreError::NotController(_) => NOT_CONTROLLER,
+        StoreError::InvalidConfig { .. } => INVALID_CONFIG,
+        StoreError::Storage { .. } => KAFKA_STORAGE_ERROR,
+        StoreError::Controller(c) => match c {
+            ControllerError::TopicExists(_) => TOPIC_ALREADY_EXISTS,
+            ControllerError::UnknownTopic(_) => UNKNOWN_TOPIC_OR_PARTITION,
+            ControllerError::InvalidTopic(..) => INVALID_TOPIC_EXCEPTION,
+            ControllerError::InvalidPartitions(_) => INVALID_PARTITIONS,
+            ControllerError::InvalidReplicationFactor(..) => INVALID_REPLICATION_FACTOR,
+        },
+    }
+}

@@ -1,0 +1,65 @@
+use std::collections::{BTreeMap, HashSet};
+
+use chronik::store::TopicSpec;
+use chronik::PartitionStore;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use tracing::info;
+
+use crate::errors;
+use crate::server::Context;
+
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut resp = CreateTopicsResponse::default();
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<String> =
+        req.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
+    for topic in req.topics {
+        let name = topic.name.0.to_string();
+        let mut r = CreatableTopicResult::default();
+        r.name = topic.name.clone();
+        r.num_partitions = -1;
+        r.replication_factor = -1;
+        let fail = |r: &mut CreatableTopicResult, code: i16, msg: String| {
+            r.error_code = code;
+            r.error_message = Some(super::str(msg));
+        };
+        if duplicates.contains(&name) {
+            fail(&mut r, errors::INVALID_REQUEST, format!("topic {name} appears more than once in the request"));
+        } else if !topic.assignments.is_empty() {
+            fail(&mut r, errors::INVALID_REQUEST, "manual replica assignment is not supported; replicas are placed round-robin".into());
+        } else {
+            let mut configs = BTreeMap::new();
+            for c in &topic.configs {
+                if let Some(v) = &c.value {
+                    configs.insert(c.name.to_string(), v.to_string());
+                }
+            }
+            let spec = TopicSpec {
+                name: name.clone(),
+                partitions: (topic.num_partitions != -1).then_some(topic.num_partitions),
+                replication_factor: (topic.replication_factor != -1).then_some(topic.replication_factor),
+                configs,
+            };
+            match ctx.store.create_topic(spec, req.validate_only).await {
+                Ok(()) => {
+                    info!(topic = %name, validate_only = req.validate_only, "CreateTopics succeeded");
+                    if version < 5 {
+                    } else if let Some(t) = ctx.store.cluster_view(Some(&[name.clone()])).topics.first() {
+                        r.num_partitions = t.partitions.len() as i32;
+                        r.replication_factor = t.partitions.first().map(|p| p.replicas.len() as i16).unwrap_or(-1);
+                        if version >= 7 {
+                            r.topic_id = uuid::Uuid::from_u128(t.id);
+                        }
+                    } else if req.validate_only {
+                        r.num_partitions = topic.num_partitions;
+                        r.replication_factor = topic.replication_factor;
+                    }
+                }
+                Err(e) => fail(&mut r, errors::code(&e), e.to_string()),
+            }
+        }
+        resp.topics.push(r);
+    }
+    resp
+}

@@ -1,0 +1,60 @@
+use chronik::{PartitionStore, StoreError, TopicPartition};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::errors;
+use crate::server::Context;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+/// The first record at or after `timestamp`: the store finds the batch by its
+/// max timestamp, then the records inside it are decoded (off the hot path).
+fn by_timestamp<S: PartitionStore>(ctx: &Context<S>, tp: &TopicPartition, timestamp: i64) -> Result<Option<(i64, i64)>, StoreError> {
+    let Some(batch) = ctx.store.batch_at_timestamp(tp, timestamp)? else { return Ok(None) };
+    let mut buf = batch.clone();
+    let base = i64::from_be_bytes(batch[0..8].try_into().unwrap());
+    if let Ok(set) = RecordBatchDecoder::decode(&mut buf) {
+        if let Some(r) = set.records.iter().find(|r| r.timestamp >= timestamp) {
+            return Ok(Some((r.offset, r.timestamp)));
+        }
+    }
+    Ok(Some((base, timestamp)))
+}
+
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let mut resp = ListOffsetsResponse::default();
+    for topic in req.topics {
+        let mut t = ListOffsetsTopicResponse::default();
+        t.name = topic.name.clone();
+        for p in topic.partitions {
+            let tp = TopicPartition::new(topic.name.0.as_str(), p.partition_index);
+            let mut out = ListOffsetsPartitionResponse::default();
+            out.partition_index = p.partition_index;
+            out.timestamp = -1;
+            out.offset = -1;
+            out.leader_epoch = -1;
+            let result = match p.timestamp {
+                LATEST => ctx.store.offsets(&tp).map(|(_, hwm)| Some((hwm, -1))),
+                EARLIEST => ctx.store.offsets(&tp).map(|(start, _)| Some((start, -1))),
+                ts => by_timestamp(ctx, &tp, ts),
+            };
+            match result {
+                Ok(Some((offset, ts))) => {
+                    out.offset = offset;
+                    out.timestamp = ts;
+                    if version < 4 {
+                    } else if let Some(pv) = ctx.store.cluster_view(Some(&[tp.topic.to_string()])).topics.first().and_then(|t| t.partitions.get(p.partition_index as usize).cloned()) {
+                        out.leader_epoch = pv.leader_epoch;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => out.error_code = errors::code(&e),
+            }
+            t.partitions.push(out);
+        }
+        resp.topics.push(t);
+    }
+    resp
+}

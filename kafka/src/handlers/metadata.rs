@@ -1,0 +1,84 @@
+use chronik::store::TopicSpec;
+use chronik::{PartitionStore, StoreError};
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use tracing::info;
+
+use crate::errors;
+use crate::server::Context;
+
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    // v0: an empty list means all topics; v1+: null means all topics.
+    let requested: Option<Vec<String>> = match &req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect()),
+    };
+    let auto_create = ctx.store.auto_create_topics() && (version < 4 || req.allow_auto_topic_creation);
+    let mut failed: Vec<(String, i16)> = Vec::new();
+    if let Some(names) = &requested {
+        let view = ctx.store.cluster_view(Some(names));
+        for name in names.iter().filter(|n| !view.topics.iter().any(|t| &t.name == *n)) {
+            if !auto_create {
+                failed.push((name.clone(), errors::UNKNOWN_TOPIC_OR_PARTITION));
+                continue;
+            }
+            let spec = TopicSpec { name: name.clone(), partitions: None, replication_factor: None, configs: Default::default() };
+            match ctx.store.create_topic(spec, false).await {
+                Ok(()) => info!(topic = %name, "auto-created topic"),
+                Err(StoreError::Controller(chronik::metadata::ControllerError::TopicExists(_))) => {}
+                Err(e) => failed.push((name.clone(), errors::code(&e))),
+            }
+        }
+    }
+    let view = ctx.store.cluster_view(requested.as_deref());
+    let mut resp = MetadataResponse::default();
+    if version >= 2 {
+        resp.cluster_id = Some(super::str(view.cluster_id.clone()));
+    }
+    if version >= 1 {
+        resp.controller_id = BrokerId(view.controller.map(|c| c as i32).unwrap_or(-1));
+    }
+    resp.brokers = view
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(n.id as i32);
+            b.host = super::str(n.host.clone());
+            b.port = n.port;
+            b
+        })
+        .collect();
+    for t in &view.topics {
+        let mut mt = MetadataResponseTopic::default();
+        mt.name = Some(TopicName(super::str(t.name.clone())));
+        if version >= 10 {
+            mt.topic_id = uuid::Uuid::from_u128(t.id);
+        }
+        mt.partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let mut mp = MetadataResponsePartition::default();
+                mp.partition_index = p.partition;
+                mp.leader_id = BrokerId(p.leader.map(|l| l as i32).unwrap_or(-1));
+                if version >= 7 {
+                    mp.leader_epoch = p.leader_epoch;
+                }
+                mp.error_code = if p.leader.is_some() { errors::NONE } else { errors::LEADER_NOT_AVAILABLE };
+                mp.replica_nodes = p.replicas.iter().map(|r| BrokerId(*r as i32)).collect();
+                mp.isr_nodes = p.isr.iter().map(|r| BrokerId(*r as i32)).collect();
+                mp
+            })
+            .collect();
+        resp.topics.push(mt);
+    }
+    for (name, code) in failed {
+        let mut mt = MetadataResponseTopic::default();
+        mt.name = Some(TopicName(super::str(name)));
+        mt.error_code = code;
+        resp.topics.push(mt);
+    }
+    resp
+}

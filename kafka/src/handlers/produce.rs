@@ -1,0 +1,104 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronik::{Acks, PartitionStore, TopicPartition};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use tracing::warn;
+
+use crate::errors;
+use crate::server::Context;
+
+fn partition_error(version: i16, index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
+    let mut p = PartitionProduceResponse::default();
+    p.index = index;
+    p.error_code = code;
+    p.base_offset = -1;
+    p.log_append_time_ms = -1;
+    p.log_start_offset = -1;
+    if version >= 8 {
+        p.error_message = message.map(super::str);
+    }
+    p
+}
+
+/// Stage one, run in request order: validate and queue every partition's
+/// batch into its Raft log. Stage two, the returned future: wait until each
+/// meets the acks level. None for acks=0 (no response is sent).
+pub async fn submit<S: PartitionStore>(
+    ctx: Arc<Context<S>>,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<BoxFuture<'static, ResponseKind>> {
+    let acks = Acks::from_kafka(req.acks);
+    let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
+    let mut pending = Vec::new();
+    let bytes_in = ctx.metrics.kafka_bytes_in.get_or_create(&ctx.metrics.node()).clone();
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let mut parts = Vec::new();
+        for p in topic.partition_data {
+            let tp = TopicPartition::new(name.as_str(), p.index);
+            let result = match (acks, p.records) {
+                (None, _) => Err((errors::INVALID_REQUIRED_ACKS, format!("acks={} is not one of 0, 1, -1", req.acks))),
+                (_, None) => Err((errors::CORRUPT_MESSAGE, "no records".to_string())),
+                (Some(acks), Some(records)) => {
+                    let len = records.len() as u64;
+                    match ctx.store.append(tp.clone(), records, acks).await {
+                        Ok(pending) => {
+                            bytes_in.inc_by(len);
+                            Ok(pending)
+                        }
+                        Err(e) => {
+                            warn!(partition = %tp, error = %e, "produce rejected");
+                            Err((errors::code(&e), e.to_string()))
+                        }
+                    }
+                }
+            };
+            parts.push((p.index, result));
+        }
+        pending.push((topic.name, parts));
+    }
+    let wait = async move {
+        let mut resp = ProduceResponse::default();
+        for (name, parts) in pending {
+            let mut t = TopicProduceResponse::default();
+            t.name = name;
+            for (index, result) in parts {
+                let p = match result {
+                    Err((code, msg)) => partition_error(version, index, code, Some(msg)),
+                    Ok(pending) => match tokio::time::timeout(timeout, pending).await {
+                        Ok(Ok(base_offset)) => {
+                            let mut p = partition_error(version, index, errors::NONE, None);
+                            p.base_offset = base_offset;
+                            if version >= 5 {
+                                p.log_start_offset = 0;
+                            }
+                            p
+                        }
+                        Ok(Err(e)) => partition_error(version, index, errors::code(&e), Some(e.to_string())),
+                        Err(_) => partition_error(
+                            version,
+                            index,
+                            errors::REQUEST_TIMED_OUT,
+                            Some(format!("not committed within {} ms; outcome unknown", timeout.as_millis())),
+                        ),
+                    },
+                };
+                t.partition_responses.push(p);
+            }
+            resp.responses.push(t);
+        }
+        ResponseKind::Produce(resp)
+    };
+    if acks == Some(Acks::None) {
+        // Still drive the writes to completion; just tell no one.
+        tokio::spawn(async move {
+            let _ = wait.await;
+        });
+        return None;
+    }
+    Some(Box::pin(wait))
+}
