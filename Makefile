@@ -1,0 +1,38 @@
+# Chronik: common tasks. `make run` starts one node on localhost:9092;
+# `make test` runs every test.
+
+CARGO      ?= cargo
+BIN        := target/release/chronik-server
+DATA_DIR   ?= ./data
+KBENCH     ?= ../shared/tools/kbench.py
+PYTEST     ?= python3 -m pytest
+
+.PHONY: build run test test-rust test-it bench deps clean
+
+build:
+	$(CARGO) build --release --workspace
+
+## A single node (a one-node cluster) with data under $(DATA_DIR): kcat -b localhost:9092
+run: build
+	$(BIN) standalone --data-dir $(DATA_DIR)
+
+## Unit tests (incl. openraft's storage conformance suite), then the
+## integration tests that drive the real binary with kcat and confluent-kafka.
+test: build test-rust test-it
+
+test-rust:
+	$(CARGO) test --release --workspace
+
+test-it:
+	$(PYTEST) -q it
+
+## Throughput and latency for 1 KB messages, acks=all, on a fresh node.
+bench: build
+	bash it/bench.sh $(KBENCH)
+
+## Python packages the integration tests need (kcat comes from apt: see .ci/run).
+deps:
+	python3 -m pip install -q -r it/requirements.txt
+
+clean:
+	rm -rf $(DATA_DIR)
