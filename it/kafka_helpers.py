@@ -71,8 +71,6 @@ def check_exactly_once_in_order(acked, got):
     for part, offs in by_part.items():
         offs.sort()
         assert offs == list(range(len(offs))), f"partition {part} offsets have gaps"
-    for part, off, _, _ in got:
-        pass
     # Per partition, reads come back in offset order.
     last = {}
     for part, off, _, _ in got:
