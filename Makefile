@@ -7,7 +7,7 @@ DATA_DIR   ?= ./data
 KBENCH     ?= ../shared/tools/kbench.py
 PYTEST     ?= python3 -m pytest
 
-.PHONY: build run test test-rust test-it bench deps clean
+.PHONY: build run test test-rust test-it bench deps clean cluster cluster-status cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -29,6 +29,20 @@ test-it:
 ## Throughput and latency for 1 KB messages, acks=all, on a fresh node.
 bench: build
 	bash it/bench.sh $(KBENCH)
+
+## A local 3-node cluster (deploy/local/cluster.toml): Kafka 9092-9094,
+## Raft 9192-9194, admin 9292-9294, data and logs under .cluster/.
+cluster: build
+	bash deploy/local/cluster.sh start
+
+cluster-status:
+	@bash deploy/local/cluster.sh status
+
+cluster-stop:
+	bash deploy/local/cluster.sh stop
+
+cluster-clean:
+	bash deploy/local/cluster.sh clean
 
 ## Python packages the integration tests need (kcat comes from apt: see .ci/run).
 deps:

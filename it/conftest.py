@@ -1,4 +1,5 @@
 """Fixtures that run the real chronik-server binary on free ports."""
+import json
 import os
 import shutil
 import signal
@@ -6,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -37,12 +39,15 @@ def free_port_block():
 
 
 class Node:
-    """One chronik-server process with its own data dir."""
+    """One chronik-server process with its own data dir: a standalone node,
+    or (with `config` and `node_id`) one node of a cluster."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), port=None, config=None, node_id=None):
         self.data_dir = data_dir
-        self.port = free_port_block()
+        self.port = port or free_port_block()
         self.extra_args = list(extra_args)
+        self.config = config
+        self.node_id = node_id
         self.proc = None
         self.log_path = os.path.join(os.path.dirname(data_dir), f"node-{self.port}.log")
 
@@ -56,8 +61,9 @@ class Node:
 
     def start(self):
         log = open(self.log_path, "ab")
+        mode = ["standalone"] if self.config is None else ["start", "--config", self.config, "--node-id", str(self.node_id)]
         self.proc = subprocess.Popen(
-            [BINARY, "standalone", "--data-dir", self.data_dir,
+            [BINARY, *mode, "--data-dir", self.data_dir,
              "--advertised-addr", self.bootstrap,
              "--kafka-listen", self.bootstrap,
              "--raft-listen", f"127.0.0.1:{self.port + 100}",
@@ -111,3 +117,83 @@ def node_factory():
 @pytest.fixture
 def node(node_factory):
     return node_factory().start()
+
+
+class Cluster:
+    """N chronik-server processes on 127.0.0.1, one TOML config for all."""
+
+    def __init__(self, base, size=3, extra_args=()):
+        os.makedirs(base, exist_ok=True)
+        ports = []
+        while len(ports) < size:
+            p = free_port_block()
+            if all(abs(p - q) > 300 for q in ports):
+                ports.append(p)
+        self.config = os.path.join(base, "cluster.toml")
+        with open(self.config, "w") as f:
+            f.write("[cluster]\nnodes = [\n")
+            for i, p in enumerate(ports, 1):
+                f.write(f'  {{ id = {i}, kafka_addr = "127.0.0.1:{p}", raft_addr = "127.0.0.1:{p + 100}" }},\n')
+            f.write("]\n")
+        self.nodes = {i: Node(os.path.join(base, f"node{i}"), extra_args, port=p, config=self.config, node_id=i)
+                      for i, p in enumerate(ports, 1)}
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    def live_bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes.values() if n.alive())
+
+    def start(self):
+        for n in self.nodes.values():
+            n.start()
+        self.wait_ready()
+        return self
+
+    def admin_get(self, node_id, path, timeout=2):
+        with urllib.request.urlopen(self.nodes[node_id].admin + path, timeout=timeout) as r:
+            return json.load(r)
+
+    def wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if all(self.admin_get(i, "/v1/cluster")["controller"] for i, n in self.nodes.items() if n.alive()):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("cluster has no controller")
+
+    def leaders(self, topic):
+        """{partition: leader} as the first live node reports it."""
+        for i, n in self.nodes.items():
+            if n.alive():
+                for t in self.admin_get(i, "/v1/topics"):
+                    if t["name"] == topic:
+                        return {p["partition"]: p["leader"] for p in t["partitions"]}
+        return {}
+
+    def stop_all(self, sig=signal.SIGKILL):
+        for n in self.nodes.values():
+            try:
+                n.stop(sig)
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def cluster_factory():
+    base = tempfile.mkdtemp(prefix="chronik-cluster-")
+    made = []
+
+    def make(size=3, extra_args=()):
+        c = Cluster(os.path.join(base, f"c{len(made)}"), size, extra_args)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop_all()
+    shutil.rmtree(base, ignore_errors=True)

@@ -120,7 +120,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
 
     let engine = Arc::new(SledEngine::open(&cfg.data_dir, node).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
     let frame_bytes_max = cfg.frame_bytes_max;
-    let groups = GroupManager::start(cfg, engine.clone(), HttpTransport::new()).await.context("starting Raft groups")?;
+    let groups = GroupManager::start(cfg, engine.clone(), HttpTransport::new(node)).await.context("starting Raft groups")?;
 
     let raft_app = chronik_network::server::router(groups.clone());
     tokio::spawn(async move {
@@ -137,7 +137,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         Box::new(move || {
             let labels = metrics.node();
             let parts = groups.partition_groups();
-            let leaders = parts.iter().filter(|p| chronik::groups::leadership(&p.raft, node).serving).count();
+            let leaders = parts.iter().filter(|p| groups.leadership_of(&p.raft).serving).count();
             metrics.partitions.get_or_create(&labels).set(parts.len() as i64);
             metrics.partition_leaders.get_or_create(&labels).set(leaders as i64);
             metrics.storage_disk_bytes.get_or_create(&labels).set(engine.size_on_disk() as i64);

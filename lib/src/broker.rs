@@ -12,7 +12,7 @@ use openraft::async_runtime::WatchReceiver;
 use crate::batch::{self};
 use crate::config::split_host_port;
 use crate::engine::{StorageEngine, Transport};
-use crate::groups::{leadership, GroupManager, PartitionGroup};
+use crate::groups::{GroupManager, PartitionGroup};
 use crate::metadata::{validate_topic_config, validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
 use crate::store::*;
 use crate::types::{Command, CommandResult, NodeId, Offset, TopicPartition};
@@ -36,7 +36,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// The replica of `tp` if this node may serve it as leader.
     fn serving_leader(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
         let pg = self.replica(tp)?;
-        let l = leadership(&pg.raft, self.node_id());
+        let l = self.leadership_of(&pg.raft);
         if l.serving {
             Ok(pg)
         } else if l.leader == Some(self.node_id()) || l.leader.is_none() {
@@ -70,11 +70,34 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         Ok((partitions, rf))
     }
 
+    /// The leader of a partition group as far as this node knows, and its
+    /// epoch (the Raft term): its own replica's view when it hosts one, the
+    /// peers' claims otherwise, whichever has the higher term. A leader that
+    /// is not known to be alive is not reported: clients then retry Metadata
+    /// instead of knocking on a dead node.
+    fn leader_view(&self, group: crate::types::GroupId) -> (Option<NodeId>, i32) {
+        let me = self.node_id();
+        let claim = self.peers.leader_claim(group);
+        let local = self.partition(group).map(|pg| self.leadership_of(&pg.raft));
+        match (local, claim) {
+            (Some(l), _) if l.serving => (Some(me), l.term as i32),
+            (Some(l), Some((node, term))) if term >= l.term => (Some(node), term as i32),
+            (Some(l), _) => {
+                let alive = l.leader.filter(|n| *n != me && self.peers.is_alive(*n));
+                (alive, l.term as i32)
+            }
+            (None, Some((node, term))) => (Some(node), term as i32),
+            (None, None) => (None, -1),
+        }
+    }
+
     async fn wait_topic_ready(&self, name: &str) {
         let deadline = Instant::now() + CREATE_TOPIC_READY_WAIT;
         while Instant::now() < deadline {
             let view = self.cluster_view(Some(&[name.to_string()]));
-            let ready = view.topics.iter().all(|t| t.partitions.iter().all(|p| p.leader.is_some()));
+            // The topic may not have reached this node's metadata yet when the
+            // controller leader is elsewhere.
+            let ready = !view.topics.is_empty() && view.topics.iter().all(|t| t.partitions.iter().all(|p| p.leader.is_some()));
             if ready {
                 return;
             }
@@ -90,7 +113,6 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn cluster_view(&self, topics: Option<&[String]>) -> ClusterView {
         let md = self.metadata();
-        let me = self.node_id();
         let nodes = md
             .nodes
             .iter()
@@ -113,13 +135,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                     .iter()
                     .enumerate()
                     .map(|(i, a)| {
-                        let (leader, epoch) = match self.partition(a.group) {
-                            Some(pg) => {
-                                let l = leadership(&pg.raft, me);
-                                (l.leader, l.term as i32)
-                            }
-                            None => (None, -1),
-                        };
+                        let (leader, epoch) = self.leader_view(a.group);
                         PartitionView {
                             partition: i as i32,
                             leader,
@@ -211,6 +227,51 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn batch_at_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<Bytes>, StoreError> {
         self.serving_leader(tp)?.log.batch_at_timestamp(timestamp)
+    }
+
+    fn replicas(&self) -> Vec<ReplicaView> {
+        let mut out: Vec<ReplicaView> = self
+            .partition_groups()
+            .iter()
+            .map(|pg| {
+                let l = self.leadership_of(&pg.raft);
+                ReplicaView {
+                    topic: pg.tp.topic.to_string(),
+                    partition: pg.tp.partition,
+                    group: pg.group.0,
+                    leader: l.leader,
+                    term: l.term,
+                    serving: l.serving,
+                    log_start_offset: pg.log.log_start_offset(),
+                    high_watermark: pg.log.high_watermark(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out
+    }
+
+    fn replica_digest(&self, tp: &TopicPartition) -> Result<ReplicaDigest, StoreError> {
+        let pg = self.replica(tp)?;
+        let hwm = pg.log.high_watermark();
+        let mut d = ReplicaDigest { high_watermark: hwm, batches: 0, bytes: 0, crc32c: 0 };
+        let mut offset = pg.log.log_start_offset();
+        while offset < hwm {
+            let batches = pg.log.read(offset, 1 << 20)?;
+            let Some(last) = batches.last() else { break };
+            let header = batch::parse_header(last).map_err(|e| StoreError::CorruptBatch(tp.clone(), e))?;
+            let next = i64::from_be_bytes(last[0..8].try_into().expect("8 bytes")) + header.last_offset_delta as i64 + 1;
+            for b in &batches {
+                d.batches += 1;
+                d.bytes += b.len() as u64;
+                d.crc32c = crc32c::crc32c_append(d.crc32c, b);
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        Ok(d)
     }
 
     fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>, StoreError> {

@@ -154,9 +154,9 @@ impl FileConfig {
         if default_partitions < 1 {
             return Err(ConfigError::Invalid("default_partitions must be at least 1".into()));
         }
-        let heartbeat_interval_ms = self.heartbeat_interval_ms.unwrap_or(100);
-        let election_timeout_min_ms = self.election_timeout_min_ms.unwrap_or(800);
-        let election_timeout_max_ms = self.election_timeout_max_ms.unwrap_or(1600);
+        let heartbeat_interval_ms = self.heartbeat_interval_ms.unwrap_or(250);
+        let election_timeout_min_ms = self.election_timeout_min_ms.unwrap_or(500);
+        let election_timeout_max_ms = self.election_timeout_max_ms.unwrap_or(1000);
         if !(heartbeat_interval_ms < election_timeout_min_ms && election_timeout_min_ms < election_timeout_max_ms) {
             return Err(ConfigError::Invalid(
                 "need heartbeat_interval_ms < election_timeout_min_ms < election_timeout_max_ms".into(),

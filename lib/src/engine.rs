@@ -2,6 +2,7 @@
 //! engines live in other crates (`chronik-storage`, `chronik-network`); this
 //! keeps the core free of sled and HTTP, and lets tests plug in others.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,9 +11,10 @@ use openraft::network::NetSnapshot;
 use openraft::RaftNetworkFactory;
 use tokio::sync::watch;
 
-use crate::metadata::ClusterMetadata;
+use crate::liveness::NodeStatus;
+use crate::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
 use crate::store::StoreError;
-use crate::types::{GroupId, Offset, TypeConfig};
+use crate::types::{GroupId, NodeAddr, NodeId, Offset, TypeConfig};
 
 /// Read access to one partition's applied data.
 pub trait PartitionLog: Send + Sync + 'static {
@@ -53,11 +55,32 @@ pub trait StorageEngine: Send + Sync + 'static {
 pub trait Transport: Send + Sync + 'static {
     type Factory: RaftNetworkFactory<TypeConfig, Network: NetSnapshot<TypeConfig, SnapshotData = crate::types::SnapshotData>>;
     fn factory(&self, group: GroupId) -> Self::Factory;
+
+    /// Exchanges node status with a peer (liveness and leader gossip).
+    fn ping(&self, peer: NodeId, addr: &NodeAddr, status: NodeStatus) -> impl Future<Output = Result<NodeStatus, String>> + Send;
+
+    /// Asks `peer` (the controller leader, as far as we know) to write a
+    /// metadata change. The outer error is the transport's or "not controller".
+    fn forward_controller(
+        &self,
+        peer: NodeId,
+        addr: &NodeAddr,
+        cmd: ControllerCommand,
+    ) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send;
 }
 
 /// Raft RPCs as they arrive from peers, addressed to a group on this node.
 /// Errors are strings: they cross the wire as such.
 pub trait RaftRpcHandler: Send + Sync + 'static {
+    /// The node this handler answers for.
+    fn node_id(&self) -> NodeId;
+
+    /// A peer's status arrived; answer with ours.
+    fn ping(&self, status: NodeStatus) -> NodeStatus;
+
+    /// A metadata change forwarded by a peer to this (controller leader) node.
+    fn controller_write(&self, cmd: ControllerCommand) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send;
+
     fn append_entries(
         &self,
         group: GroupId,

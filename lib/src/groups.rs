@@ -4,17 +4,19 @@
 //! deleted or moved away. Nothing else creates or drops groups.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::{Config, SnapshotPolicy};
+use openraft::{Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 use crate::engine::{PartitionLog, StorageEngine, Transport};
-use crate::metadata::{ClusterMetadata, ControllerCommand};
+use crate::liveness::{campaign_due, NodeStatus, PeerTable, Suspects, ALIVE_WINDOW, PING_INTERVAL};
+use crate::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
 use crate::store::StoreError;
 use crate::types::{Command, CommandResult, GroupId, NodeAddr, NodeId, Raft, TopicPartition, CONTROLLER_GROUP};
 
@@ -36,14 +38,19 @@ pub struct Leadership {
     pub serving: bool,
 }
 
-pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(raft: &Raft<SM>, me: NodeId) -> Leadership {
+pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(raft: &Raft<SM>, me: NodeId, lease: Duration) -> Leadership {
     let m = raft.metrics();
     let m = m.borrow_watched();
     let applied_term = m.last_applied.as_ref().map(|l| l.leader_id.term);
+    // A leader cut off from its majority keeps believing it leads until it
+    // hears a higher term; it stops serving once no quorum has acknowledged it
+    // within the lease, so a client goes looking for the new leader.
+    let voters = m.membership_config.membership().voter_ids().count();
+    let quorum_fresh = voters <= 1 || m.last_quorum_acked.as_ref().is_some_and(|t| openraft::Instant::elapsed(&**t) < lease);
     Leadership {
         leader: m.current_leader,
         term: m.current_term,
-        serving: m.current_leader == Some(me) && applied_term == Some(m.current_term),
+        serving: m.current_leader == Some(me) && applied_term == Some(m.current_term) && quorum_fresh,
     }
 }
 
@@ -56,6 +63,11 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     partitions: RwLock<HashMap<GroupId, Arc<PartitionGroup<E>>>>,
     reconcile: tokio::sync::Mutex<()>,
+    /// Liveness and leader claims of the peers.
+    pub peers: PeerTable,
+    /// What this node tells its peers; refreshed by the timing loop.
+    status: RwLock<Arc<NodeStatus>>,
+    stopping: AtomicBool,
 }
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
@@ -79,8 +91,10 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         );
         // The partition log *is* the partition's data: Openraft must never
         // snapshot-and-purge it behind our back; retention does that.
+        // Partition groups have no ticks of their own: the node's timing loop
+        // (crate::liveness) drives their heartbeats and elections.
         let partition_raft_config = Arc::new(
-            Config { snapshot_policy: SnapshotPolicy::Never, ..base }
+            Config { snapshot_policy: SnapshotPolicy::Never, enable_tick: false, ..base }
                 .validate()
                 .map_err(|e| StoreError::Storage { node, detail: e.to_string() })?,
         );
@@ -104,9 +118,16 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             metadata,
             partitions: RwLock::new(HashMap::new()),
             reconcile: tokio::sync::Mutex::new(()),
+            peers: PeerTable::default(),
+            status: RwLock::new(Arc::new(NodeStatus { node, leading: vec![] })),
+            stopping: AtomicBool::new(false),
         });
         tokio::spawn(mgr.clone().register_nodes_loop());
         tokio::spawn(mgr.clone().reconcile_loop());
+        tokio::spawn(mgr.clone().timing_loop());
+        for peer in mgr.cfg.nodes.keys().copied().filter(|p| *p != node) {
+            tokio::spawn(mgr.clone().ping_loop(peer));
+        }
         Ok(mgr)
     }
 
@@ -126,8 +147,45 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         self.partitions.read().unwrap().values().cloned().collect()
     }
 
-    /// Writes a metadata change through the controller group.
+    /// The leader lease: how long a leader may go without a quorum's
+    /// acknowledgement and still serve.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.cfg.election_timeout_max_ms)
+    }
+
+    pub fn leadership_of(&self, raft: &Raft<E::Sm>) -> Leadership {
+        leadership(raft, self.node_id(), self.lease())
+    }
+
+    /// Where a node is reached, from the replicated metadata or the config.
+    fn node_addr(&self, node: NodeId) -> Option<NodeAddr> {
+        self.metadata().nodes.get(&node).cloned().or_else(|| self.cfg.nodes.get(&node).cloned())
+    }
+
+    /// Writes a metadata change through the controller group, forwarding it to
+    /// the controller leader when that is another node.
     pub async fn propose(&self, cmd: ControllerCommand) -> Result<(), StoreError> {
+        let me = self.node_id();
+        match self.propose_local(cmd.clone()).await {
+            Err(StoreError::NotController(Some(leader))) if leader != me => {
+                let Some(addr) = self.node_addr(leader) else {
+                    return Err(StoreError::NotController(Some(leader)));
+                };
+                match self.transport.forward_controller(leader, &addr, cmd).await {
+                    Ok(r) => r.map_err(StoreError::from),
+                    Err(e) => {
+                        warn!(node_id = me, controller = leader, error = %e, "forwarding a metadata change to the controller failed");
+                        Err(StoreError::NotController(Some(leader)))
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Writes a metadata change through the local controller replica (which
+    /// must lead the controller group).
+    async fn propose_local(&self, cmd: ControllerCommand) -> Result<(), StoreError> {
         let node = self.node_id();
         match self.controller.client_write(Command::Controller(cmd)).await {
             Ok(resp) => match resp.data {
@@ -146,7 +204,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     async fn register_nodes_loop(self: Arc<Self>) {
         let mut metrics = self.controller.metrics();
         loop {
-            let leads = leadership(&self.controller, self.node_id()).serving;
+            let leads = leadership(&self.controller, self.node_id(), self.lease()).serving;
             if leads && self.metadata().nodes != self.cfg.nodes {
                 let nodes: BTreeMap<NodeId, NodeAddr> = self.cfg.nodes.clone();
                 info!(node_id = self.node_id(), "registering cluster nodes in the controller");
@@ -228,12 +286,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             let raft = Raft::new(me, self.partition_raft_config.clone(), self.transport.factory(group), opened.log, opened.sm)
                 .await
                 .map_err(|e| e.to_string())?;
-            if !raft.is_initialized().await.map_err(|e| e.to_string())? {
-                let members: BTreeMap<NodeId, NodeAddr> =
-                    replicas.iter().map(|n| (*n, md.nodes.get(n).cloned().unwrap_or_default())).collect();
-                if let Err(e) = raft.initialize(members).await {
-                    warn!(node_id = me, group = %group, partition = %tp, error = %e, "initialize");
-                }
+            // Only the preferred replica (the first) initializes a new group:
+            // initializing campaigns at once, and the preferred leaders spread
+            // leadership evenly. If it is down, the timing loop lets the next
+            // replica initialize instead.
+            if replicas.first() == Some(&me) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
+                self.initialize_partition(&raft, &tp, &replicas, md).await;
             }
             Ok(Arc::new(PartitionGroup { tp: tp.clone(), group, raft, log }))
         }
@@ -244,6 +302,15 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 warn!(node_id = me, group = %group, partition = %tp, error = %e, "could not start partition group");
                 None
             }
+        }
+    }
+
+    async fn initialize_partition(&self, raft: &Raft<E::Sm>, tp: &TopicPartition, replicas: &[NodeId], md: &ClusterMetadata) {
+        let members: BTreeMap<NodeId, NodeAddr> =
+            replicas.iter().map(|n| (*n, md.nodes.get(n).cloned().unwrap_or_default())).collect();
+        info!(node_id = self.node_id(), partition = %tp, ?replicas, "initializing partition group");
+        if let Err(e) = raft.initialize(members).await {
+            warn!(node_id = self.node_id(), partition = %tp, error = %e, "initializing partition group failed");
         }
     }
 
@@ -267,7 +334,101 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         }
     }
 
+    /// Every [`PING_INTERVAL`]: heartbeats for the groups this node leads (each
+    /// heartbeat interval), campaigns for suspect groups, and the status that
+    /// the ping loops tell the peers. See [`crate::liveness`].
+    async fn timing_loop(self: Arc<Self>) {
+        let me = self.node_id();
+        let heartbeat_every = Duration::from_millis(self.cfg.heartbeat_interval_ms);
+        let grace = Duration::from_millis(self.cfg.election_timeout_min_ms);
+        let step = Duration::from_millis(self.cfg.election_timeout_max_ms);
+        let mut suspects = Suspects::default();
+        let mut tick = tokio::time::interval(PING_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heartbeat = Instant::now();
+        while !self.stopping.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let now = Instant::now();
+            let heartbeat_due = now.duration_since(last_heartbeat) >= heartbeat_every;
+            if heartbeat_due {
+                last_heartbeat = now;
+            }
+            let md = self.metadata();
+            let groups = self.partition_groups();
+            let mut leading = Vec::new();
+            let mut campaigns = Vec::new();
+            for pg in &groups {
+                let (state, leader, term, initialized) = {
+                    let m = pg.raft.metrics();
+                    let m = m.borrow_watched();
+                    let initialized = m.membership_config.membership().voter_ids().next().is_some();
+                    (m.state, m.current_leader, m.current_term, initialized)
+                };
+                if state == ServerState::Leader {
+                    leading.push((pg.group.0, term));
+                    suspects.clear(pg.group);
+                    if heartbeat_due {
+                        let _ = pg.raft.trigger().heartbeat().await;
+                    }
+                    continue;
+                }
+                if matches!(leader, Some(l) if l != me && self.peers.claims(l, pg.group)) {
+                    suspects.clear(pg.group);
+                    continue;
+                }
+                let suspect_for = suspects.suspect(pg.group, now);
+                let replicas = md.partition(&pg.tp).map(|a| a.replicas.clone()).unwrap_or_default();
+                let rank = replicas
+                    .iter()
+                    .filter(|n| Some(**n) != leader && (**n == me || self.peers.is_alive(**n)))
+                    .position(|n| *n == me);
+                let Some(rank) = rank else { continue };
+                let at_once = term == 0 || replicas.len() <= 1;
+                if !initialized {
+                    // The preferred replica initializes new groups; if nothing
+                    // came from it, the next ones do, one election timeout apart.
+                    let position = replicas.iter().position(|n| *n == me).unwrap_or(0);
+                    if suspect_for >= step / 2 + step * position as u32 && suspects.may_campaign(pg.group, now, step) {
+                        self.initialize_partition(&pg.raft, &pg.tp, &replicas, &md).await;
+                    }
+                    continue;
+                }
+                if campaign_due(suspect_for, at_once, rank, grace, step) && suspects.may_campaign(pg.group, now, grace / 2) {
+                    campaigns.push((pg.clone(), leader, term));
+                }
+            }
+            if !campaigns.is_empty() {
+                let (pg, leader, term) = &campaigns[0];
+                info!(node_id = me, count = campaigns.len(), first = %pg.tp, group = %pg.group, old_leader = ?leader, term, "campaigning (pre-vote) for leaderless partitions");
+                for (pg, _, _) in &campaigns {
+                    let _ = pg.raft.trigger().elect(true).await;
+                }
+            }
+            suspects.retain(&groups.iter().map(|g| g.group).collect());
+            *self.status.write().unwrap() = Arc::new(NodeStatus { node: me, leading });
+        }
+    }
+
+    /// Exchanges status with one peer every [`PING_INTERVAL`].
+    async fn ping_loop(self: Arc<Self>, peer: NodeId) {
+        let me = self.node_id();
+        let mut tick = tokio::time::interval(PING_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.stopping.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let Some(addr) = self.node_addr(peer) else { continue };
+            let status = (**self.status.read().unwrap()).clone();
+            match tokio::time::timeout(ALIVE_WINDOW, self.transport.ping(peer, &addr, status)).await {
+                Ok(Ok(s)) if s.node == peer => self.peers.record(me, &s),
+                Ok(Ok(s)) => self.peers.record_failure(me, peer, &format!("{} answered as node {}", addr.raft_addr, s.node)),
+                Ok(Err(e)) => self.peers.record_failure(me, peer, &e),
+                Err(_) => self.peers.record_failure(me, peer, "status exchange timed out"),
+            }
+        }
+    }
+
     pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         let groups: Vec<_> = self.partitions.write().unwrap().drain().map(|(_, g)| g).collect();
         futures::future::join_all(groups.iter().map(|g| g.raft.shutdown())).await;
         let _ = self.controller.shutdown().await;
@@ -294,6 +455,23 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
 }
 
 impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupManager<E, T> {
+    fn node_id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    fn ping(&self, status: NodeStatus) -> NodeStatus {
+        self.peers.record(self.node_id(), &status);
+        (**self.status.read().unwrap()).clone()
+    }
+
+    async fn controller_write(&self, cmd: ControllerCommand) -> Result<Result<(), ControllerError>, String> {
+        match self.propose_local(cmd).await {
+            Ok(()) => Ok(Ok(())),
+            Err(StoreError::Controller(e)) => Ok(Err(e)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn append_entries(
         &self,
         group: GroupId,

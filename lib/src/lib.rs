@@ -10,6 +10,7 @@ pub mod broker;
 pub mod config;
 pub mod engine;
 pub mod groups;
+pub mod liveness;
 pub mod metadata;
 pub mod metrics;
 pub mod serde_b64;

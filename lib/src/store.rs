@@ -107,6 +107,32 @@ pub struct ClusterView {
     pub topics: Vec<TopicView>,
 }
 
+/// One partition replica hosted on this node, as the node itself sees it.
+#[derive(Debug, Clone)]
+pub struct ReplicaView {
+    pub topic: String,
+    pub partition: i32,
+    pub group: u64,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// This replica leads and may serve produce and fetch.
+    pub serving: bool,
+    pub log_start_offset: Offset,
+    /// The replica's applied (committed) end: on a follower it trails the
+    /// leader's by up to one heartbeat.
+    pub high_watermark: Offset,
+}
+
+/// A fingerprint of a replica's committed records, to compare replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaDigest {
+    pub high_watermark: Offset,
+    pub batches: u64,
+    pub bytes: u64,
+    /// CRC32C over every stored batch (headers patched as served) in order.
+    pub crc32c: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct TopicSpec {
     pub name: String,
@@ -149,6 +175,12 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// The first batch whose max timestamp is >= `timestamp`, with its base offset.
     fn batch_at_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+
+    /// The partition replicas hosted on this node.
+    fn replicas(&self) -> Vec<ReplicaView>;
+
+    /// A fingerprint of the local replica's committed records (leader or not).
+    fn replica_digest(&self, tp: &TopicPartition) -> Result<ReplicaDigest, StoreError>;
 
     /// Changes whenever the high watermark of `tp` moves (for long polls).
     fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>, StoreError>;

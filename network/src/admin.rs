@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronik::store::{ClusterView, PartitionStore};
+use chronik::{StoreError, TopicPartition};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
@@ -26,6 +27,8 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/health/ready", get(ready::<S>))
         .route("/v1/cluster", get(cluster::<S>))
         .route("/v1/topics", get(topics::<S>))
+        .route("/v1/replicas", get(replicas::<S>))
+        .route("/v1/replicas/{topic}/{partition}/digest", get(digest::<S>))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/cluster, /v1/topics, /metrics") })
         .with_state(state)
 }
@@ -81,4 +84,45 @@ async fn cluster<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Resp
 
 async fn topics<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Response {
     Json(topics_json(&s.store.cluster_view(None))).into_response()
+}
+
+/// The partition replicas on this node, with each one's own view.
+async fn replicas<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Response {
+    Json(json!(s
+        .store
+        .replicas()
+        .iter()
+        .map(|r| json!({
+            "topic": r.topic,
+            "partition": r.partition,
+            "group": r.group,
+            "leader": r.leader,
+            "term": r.term,
+            "serving": r.serving,
+            "log_start_offset": r.log_start_offset,
+            "high_watermark": r.high_watermark,
+        }))
+        .collect::<Vec<_>>()))
+    .into_response()
+}
+
+/// A fingerprint of one local replica's committed records.
+async fn digest<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path((topic, partition)): Path<(String, i32)>) -> Response {
+    let tp = TopicPartition::new(topic.as_str(), partition);
+    match s.store.replica_digest(&tp) {
+        Ok(d) => Json(json!({
+            "topic": topic,
+            "partition": partition,
+            "node_id": s.store.node_id(),
+            "high_watermark": d.high_watermark,
+            "batches": d.batches,
+            "bytes": d.bytes,
+            "crc32c": d.crc32c,
+        }))
+        .into_response(),
+        Err(e @ (StoreError::UnknownTopicOrPartition(_) | StoreError::NotLeader(..))) => {
+            error(StatusCode::NOT_FOUND, &format!("no replica of {tp} on node {}: {e}", s.store.node_id()))
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
 }

@@ -1,102 +1,260 @@
-//! The client side: one pooled reqwest client per node (so one connection set
-//! per peer, shared by all groups), one lightweight handle per (group, peer).
+//! The client side of the Raft transport.
 //!
-//! FIXME(cluster): coalesce the messages of all groups to one peer into one
-//! request per tick, and keep heartbeats off connections busy with appends.
+//! One reqwest client per node (one connection pool per peer, shared by all
+//! groups). Per peer there are two lanes, each a queue drained by one task:
+//! - the control lane carries votes and heartbeats (appends without entries);
+//! - the data lane carries appends with entries.
+//!
+//! A lane sends whatever is queued as one `POST /raft/batch` (bounded in items
+//! and bytes), with at most [`LANE_IN_FLIGHT`] requests outstanding; while
+//! they are, new messages queue up and leave together in the next request. So
+//! the heartbeats of a thousand groups to one peer are one request, and they
+//! never wait behind a large append (each lane uses its own connections).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chronik::engine::Transport;
-use chronik::{GroupId, NodeAddr, NodeId, SnapshotData, SnapshotMeta, TypeConfig};
+use chronik::liveness::NodeStatus;
+use chronik::metadata::{ControllerCommand, ControllerError};
+use chronik::{Command, GroupId, NodeAddr, NodeId, SnapshotData, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
-use openraft::RaftNetworkV2;
+use openraft::{EntryPayload, RaftNetworkV2};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// Largest snapshot sent in one request.
-pub const SNAPSHOT_BYTES_MAX: usize = 256 * 1024 * 1024;
+use crate::wire::*;
+
+/// Requests a lane may have outstanding to one peer.
+pub const LANE_IN_FLIGHT: usize = 2;
+/// Most messages in one batch request.
+pub const BATCH_ITEMS_MAX: usize = 4096;
+/// How long a batch request may take before all its messages fail.
+const DATA_TIMEOUT: Duration = Duration::from_secs(10);
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+/// A serialized entry's size when it is not record data (a guess; only
+/// used to bound batches).
+const SMALL_ENTRY_BYTES: usize = 128;
 
 #[derive(Clone)]
 pub struct HttpTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    me: NodeId,
     client: reqwest::Client,
+    /// Keyed by id and address: a node that moves gets fresh lanes.
+    peers: Mutex<HashMap<(NodeId, String), Arc<Peer>>>,
+}
+
+struct Peer {
+    id: NodeId,
+    base: String,
+    control: mpsc::UnboundedSender<Pending>,
+    data: mpsc::UnboundedSender<Pending>,
+}
+
+struct Pending {
+    group: u64,
+    rpc: RaftRpc,
+    bytes: usize,
+    reply: oneshot::Sender<Result<RaftReply, String>>,
 }
 
 impl HttpTransport {
-    pub fn new() -> Self {
+    pub fn new(me: NodeId) -> Self {
         let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(16)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_millis(500))
             .build()
             .expect("reqwest client");
-        Self { client }
+        Self { inner: Arc::new(Inner { me, client, peers: Mutex::new(HashMap::new()) }) }
+    }
+
+    fn peer(&self, id: NodeId, addr: &NodeAddr) -> Arc<Peer> {
+        let mut peers = self.inner.peers.lock().unwrap();
+        peers
+            .entry((id, addr.raft_addr.clone()))
+            .or_insert_with(|| {
+                let base = format!("http://{}", addr.raft_addr);
+                let (control, control_rx) = mpsc::unbounded_channel();
+                let (data, data_rx) = mpsc::unbounded_channel();
+                let peer = Arc::new(Peer { id, base, control, data });
+                tokio::spawn(lane(self.inner.clone(), peer.id, peer.base.clone(), control_rx, CONTROL_TIMEOUT));
+                tokio::spawn(lane(self.inner.clone(), peer.id, peer.base.clone(), data_rx, DATA_TIMEOUT));
+                peer
+            })
+            .clone()
+    }
+
+    async fn post<Req: Serialize, Resp: DeserializeOwned>(&self, url: String, req: &Req, timeout: Duration) -> Result<Resp, String> {
+        let resp = self.inner.client.post(&url).json(req).timeout(timeout).send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(format!("{url}: HTTP {status}: {body}"));
+        }
+        resp.json().await.map_err(|e| format!("{url}: bad answer: {e}"))
     }
 }
 
-impl Default for HttpTransport {
-    fn default() -> Self {
-        Self::new()
+/// Drains one lane of one peer into batch requests.
+async fn lane(inner: Arc<Inner>, peer: NodeId, base: String, mut rx: mpsc::UnboundedReceiver<Pending>, timeout: Duration) {
+    let in_flight = Arc::new(Semaphore::new(LANE_IN_FLIGHT));
+    let url = format!("{base}/raft/batch");
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let mut bytes = first.bytes;
+        let mut batch = vec![first];
+        while batch.len() < BATCH_ITEMS_MAX && bytes < BATCH_BYTES_MAX {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.bytes;
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        // Callers that gave up (deadline passed) need no answer.
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let (inner, url) = (inner.clone(), url.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut replies = Vec::with_capacity(batch.len());
+            let items = batch
+                .into_iter()
+                .map(|p| {
+                    replies.push(p.reply);
+                    BatchItem { group: p.group, rpc: p.rpc }
+                })
+                .collect();
+            let req = BatchRequest { from: inner.me, to: peer, items };
+            let transport = HttpTransport { inner };
+            let result: Result<BatchResponse, String> = transport.post(url, &req, timeout).await;
+            match result {
+                Ok(resp) if resp.items.len() == replies.len() => {
+                    for (reply, item) in replies.into_iter().zip(resp.items) {
+                        let _ = reply.send(item);
+                    }
+                }
+                Ok(resp) => {
+                    let e = format!("node {peer} answered {} of {} messages", resp.items.len(), replies.len());
+                    replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
+                }
+                Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(format!("node {peer}: {e}"))))),
+            }
+        });
     }
 }
 
 impl Transport for HttpTransport {
     type Factory = GroupNetwork;
+
     fn factory(&self, group: GroupId) -> GroupNetwork {
-        GroupNetwork { client: self.client.clone(), group }
+        GroupNetwork { transport: self.clone(), group }
+    }
+
+    fn ping(&self, peer: NodeId, addr: &NodeAddr, status: NodeStatus) -> impl Future<Output = Result<NodeStatus, String>> + Send {
+        let url = format!("http://{}/cluster/ping/{peer}", addr.raft_addr);
+        async move { self.post(url, &status, Duration::from_secs(1)).await }
+    }
+
+    fn forward_controller(
+        &self,
+        peer: NodeId,
+        addr: &NodeAddr,
+        cmd: ControllerCommand,
+    ) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send {
+        let url = format!("http://{}/cluster/controller", addr.raft_addr);
+        async move {
+            let r: Result<Result<(), ControllerError>, String> =
+                self.post(url, &ControllerForward { to: peer, cmd }, Duration::from_secs(15)).await?;
+            r
+        }
     }
 }
 
 pub struct GroupNetwork {
-    client: reqwest::Client,
+    transport: HttpTransport,
     group: GroupId,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
     type Network = PeerClient;
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
-        PeerClient { client: self.client.clone(), group: self.group, target, base: format!("http://{}", node.raft_addr) }
+        let peer = self.transport.peer(target, node);
+        PeerClient { transport: self.transport.clone(), peer, group: self.group }
     }
 }
 
+/// One group's view of one peer: its messages go into the peer's lanes.
 pub struct PeerClient {
-    client: reqwest::Client,
+    transport: HttpTransport,
+    peer: Arc<Peer>,
     group: GroupId,
-    target: NodeId,
-    base: String,
 }
 
-/// The snapshot request body.
-#[derive(Serialize, Deserialize)]
-pub struct SnapshotRpc {
-    pub vote: VoteOf<TypeConfig>,
-    pub meta: SnapshotMeta,
-    #[serde(with = "chronik::serde_b64")]
-    pub data: bytes::Bytes,
+fn unreachable(msg: String) -> RPCError<TypeConfig> {
+    // Unreachable makes openraft back off instead of retrying hot.
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(msg)))
 }
 
 impl PeerClient {
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        path: &str,
-        req: &Req,
-        option: &RPCOption,
-    ) -> Result<Resp, RPCError<TypeConfig>> {
-        let url = format!("{}/raft/{}/{}", self.base, self.group.0, path);
-        let send = self.client.post(&url).json(req).timeout(option.hard_ttl()).send();
-        let resp = send.await.map_err(|e| {
-            // Unreachable makes openraft back off instead of retrying hot.
-            RPCError::Unreachable(Unreachable::new(&e))
-        })?;
-        let body: Result<Resp, String> = resp.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        body.map_err(|msg| {
-            let err = std::io::Error::other(format!("node {} group {} {path}: {msg}", self.target, self.group));
-            RPCError::Unreachable(Unreachable::new(&err))
-        })
+    async fn call(&self, rpc: RaftRpc, option: &RPCOption) -> Result<RaftReply, RPCError<TypeConfig>> {
+        let (lane, bytes) = match &rpc {
+            RaftRpc::Append(req) if !req.entries.is_empty() => (&self.peer.data, entries_bytes(req)),
+            _ => (&self.peer.control, SMALL_ENTRY_BYTES),
+        };
+        let (reply, rx) = oneshot::channel();
+        let what = rpc_name(&rpc);
+        lane.send(Pending { group: self.group.0, rpc, bytes, reply })
+            .map_err(|_| unreachable(format!("transport to node {} is closed", self.peer.id)))?;
+        match tokio::time::timeout(option.hard_ttl(), rx).await {
+            Ok(Ok(Ok(r))) => Ok(r),
+            Ok(Ok(Err(e))) => Err(unreachable(format!("{what} for group {} to node {}: {e}", self.group, self.peer.id))),
+            Ok(Err(_)) => Err(unreachable(format!("{what} for group {} to node {}: dropped", self.group, self.peer.id))),
+            Err(_) => Err(unreachable(format!(
+                "{what} for group {} to node {}: no answer within {:?}",
+                self.group,
+                self.peer.id,
+                option.hard_ttl()
+            ))),
+        }
     }
+}
+
+fn rpc_name(rpc: &RaftRpc) -> &'static str {
+    match rpc {
+        RaftRpc::Append(r) if r.entries.is_empty() => "heartbeat",
+        RaftRpc::Append(_) => "append",
+        RaftRpc::Vote(_) => "vote",
+        RaftRpc::PreVote(_) => "pre-vote",
+    }
+}
+
+fn entries_bytes(req: &AppendEntriesRequest<TypeConfig>) -> usize {
+    req.entries
+        .iter()
+        .map(|e| match &e.payload {
+            EntryPayload::Normal(Command::Append { batch }) => batch.len() * 4 / 3 + SMALL_ENTRY_BYTES,
+            _ => SMALL_ENTRY_BYTES,
+        })
+        .sum()
+}
+
+fn mismatch(what: &str) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(format!("peer answered a {what} with the wrong kind of reply"))))
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
@@ -107,15 +265,24 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("append", &rpc, &option).await
+        match self.call(RaftRpc::Append(rpc), &option).await? {
+            RaftReply::Append(r) => Ok(r),
+            _ => Err(mismatch("append")),
+        }
     }
 
     async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("vote", &rpc, &option).await
+        match self.call(RaftRpc::Vote(rpc), &option).await? {
+            RaftReply::Vote(r) => Ok(r),
+            _ => Err(mismatch("vote")),
+        }
     }
 
     async fn pre_vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("pre-vote", &rpc, &option).await
+        match self.call(RaftRpc::PreVote(rpc), &option).await? {
+            RaftReply::Vote(r) => Ok(r),
+            _ => Err(mismatch("pre-vote")),
+        }
     }
 
     async fn full_snapshot(
@@ -130,13 +297,17 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             let e = std::io::Error::other(format!("snapshot of group {} is {} bytes, over the bound", self.group, data.len()));
             return Err(StreamingError::Unreachable(Unreachable::new(&e)));
         }
-        let rpc = SnapshotRpc { vote, meta: snapshot.meta, data: data.into() };
+        tracing::info!(group = %self.group, peer = self.peer.id, bytes = data.len(), "sending snapshot");
+        let rpc = SnapshotRpc { to: self.peer.id, vote, meta: snapshot.meta, data: data.into() };
+        let url = format!("{}/raft/{}/snapshot", self.peer.base, self.group.0);
+        let send = self.transport.post::<_, Result<SnapshotResponse<TypeConfig>, String>>(url, &rpc, option.hard_ttl());
         tokio::select! {
-            r = self.call::<_, SnapshotResponse<TypeConfig>>("snapshot", &rpc, &option) => r.map_err(|e| match e {
-                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
-                RPCError::Network(n) => StreamingError::Network(n),
-                other => StreamingError::Network(NetworkError::new(&std::io::Error::other(other.to_string()))),
-            }),
+            r = send => match r {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(e)) | Err(e) => Err(StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
+                    "snapshot of group {} to node {}: {e}", self.group, self.peer.id
+                ))))),
+            },
             closed = cancel => Err(StreamingError::Closed(closed)),
         }
     }

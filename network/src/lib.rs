@@ -6,5 +6,6 @@
 pub mod admin;
 pub mod client;
 pub mod server;
+pub mod wire;
 
 pub use client::HttpTransport;

@@ -1,0 +1,196 @@
+//! Node-level liveness, leader gossip and Raft timing for partition groups.
+//!
+//! Partition groups run with openraft's per-group tick off: with a thousand
+//! groups, per-group timers and heartbeats dominate idle CPU. One loop per node
+//! does their timing instead:
+//! - every `heartbeat_interval_ms` it asks each group this node leads for a
+//!   heartbeat (the transport coalesces them into one request per peer);
+//! - every [`PING_INTERVAL`] it exchanges a [`NodeStatus`] with each peer:
+//!   "I am alive, and I lead these groups at these terms". This is the failure
+//!   detector, and it gives every node the leaders of partitions it does not
+//!   host (for Metadata);
+//! - a follower group whose leader is not alive, or alive but no longer
+//!   claiming the group, becomes a suspect; its replicas campaign with
+//!   pre-vote in the order of the group's replica list (the placement's
+//!   preferred leader first), one election timeout apart, so that one replica
+//!   normally wins without a split vote.
+//!
+//! Safety never depends on this module: it only decides *when* to campaign;
+//! pre-vote and openraft's leader lease (votes are refused while a follower has
+//! heard from a live leader within `election_timeout_max_ms`) decide *whether*.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::types::{GroupId, NodeId};
+
+/// How often a node exchanges its status with each peer.
+pub const PING_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A peer whose last successful exchange is older than this is not alive.
+pub const ALIVE_WINDOW: Duration = Duration::from_millis(400);
+
+/// What a node tells its peers about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: NodeId,
+    /// (group, term) of every partition group this node leads.
+    pub leading: Vec<(u64, u64)>,
+}
+
+#[derive(Default)]
+struct PeerState {
+    last_ok: Option<Instant>,
+    leading: HashMap<GroupId, u64>,
+    /// Whether the peer is currently believed down (for logging transitions once).
+    down: bool,
+}
+
+/// What this node knows about its peers, from status exchanges in both directions.
+#[derive(Default)]
+pub struct PeerTable {
+    peers: RwLock<HashMap<NodeId, PeerState>>,
+}
+
+impl PeerTable {
+    /// Records a status received from (or returned by) a peer.
+    pub fn record(&self, me: NodeId, status: &NodeStatus) {
+        let mut peers = self.peers.write().unwrap();
+        let p = peers.entry(status.node).or_default();
+        if p.down {
+            info!(node_id = me, peer = status.node, "peer node is reachable again");
+        }
+        p.down = false;
+        p.last_ok = Some(Instant::now());
+        p.leading = status.leading.iter().map(|(g, t)| (GroupId(*g), *t)).collect();
+    }
+
+    /// Records a failed exchange; logs only the first failure of a streak.
+    pub fn record_failure(&self, me: NodeId, peer: NodeId, error: &str) {
+        let mut peers = self.peers.write().unwrap();
+        let p = peers.entry(peer).or_default();
+        let stale = p.last_ok.is_none_or(|t| t.elapsed() > ALIVE_WINDOW);
+        if stale && !p.down {
+            p.down = true;
+            warn!(node_id = me, peer, error, "peer node unreachable; its partitions will fail over after the election timeout");
+        }
+    }
+
+    pub fn is_alive(&self, peer: NodeId) -> bool {
+        let peers = self.peers.read().unwrap();
+        peers.get(&peer).and_then(|p| p.last_ok).is_some_and(|t| t.elapsed() <= ALIVE_WINDOW)
+    }
+
+    /// Whether `peer` is alive and says it leads `group`.
+    pub fn claims(&self, peer: NodeId, group: GroupId) -> bool {
+        let peers = self.peers.read().unwrap();
+        peers
+            .get(&peer)
+            .is_some_and(|p| p.last_ok.is_some_and(|t| t.elapsed() <= ALIVE_WINDOW) && p.leading.contains_key(&group))
+    }
+
+    /// The alive peer claiming `group` at the highest term.
+    pub fn leader_claim(&self, group: GroupId) -> Option<(NodeId, u64)> {
+        let peers = self.peers.read().unwrap();
+        peers
+            .iter()
+            .filter(|(_, p)| p.last_ok.is_some_and(|t| t.elapsed() <= ALIVE_WINDOW))
+            .filter_map(|(id, p)| p.leading.get(&group).map(|term| (*id, *term)))
+            .max_by_key(|(_, term)| *term)
+    }
+}
+
+/// When a suspect group's replica should campaign.
+///
+/// `rank` is this node's place among the replicas that may campaign (alive,
+/// and not the suspected leader), in replica-list order. A group that never had
+/// a leader campaigns at once (rank 0); otherwise rank 0 waits `grace`, and each
+/// further rank one more `step`, so the others step in only if it fails.
+pub fn campaign_due(suspect_for: Duration, never_led: bool, rank: usize, grace: Duration, step: Duration) -> bool {
+    let first = if never_led { Duration::ZERO } else { grace };
+    suspect_for >= first + step * rank as u32
+}
+
+/// Per-group suspicion state kept by the timing loop.
+#[derive(Default)]
+pub struct Suspects {
+    since: HashMap<GroupId, Instant>,
+    last_campaign: HashMap<GroupId, Instant>,
+}
+
+impl Suspects {
+    /// Marks `group` healthy (forgets any suspicion).
+    pub fn clear(&mut self, group: GroupId) {
+        self.since.remove(&group);
+        self.last_campaign.remove(&group);
+    }
+
+    /// Marks `group` suspect (keeping the first time) and returns for how long.
+    pub fn suspect(&mut self, group: GroupId, now: Instant) -> Duration {
+        now.saturating_duration_since(*self.since.entry(group).or_insert(now))
+    }
+
+    /// Whether a campaign may start now: at most one per `every` per group.
+    pub fn may_campaign(&mut self, group: GroupId, now: Instant, every: Duration) -> bool {
+        match self.last_campaign.get(&group) {
+            Some(t) if now.saturating_duration_since(*t) < every => false,
+            _ => {
+                self.last_campaign.insert(group, now);
+                true
+            }
+        }
+    }
+
+    /// Forgets groups that are no longer running here.
+    pub fn retain(&mut self, running: &std::collections::HashSet<GroupId>) {
+        self.since.retain(|g, _| running.contains(g));
+        self.last_campaign.retain(|g, _| running.contains(g));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn campaign_order_follows_rank() {
+        let (grace, step) = (Duration::from_millis(500), Duration::from_millis(1000));
+        assert!(campaign_due(Duration::ZERO, true, 0, grace, step));
+        assert!(!campaign_due(Duration::ZERO, true, 1, grace, step));
+        assert!(!campaign_due(Duration::from_millis(499), false, 0, grace, step));
+        assert!(campaign_due(Duration::from_millis(500), false, 0, grace, step));
+        assert!(!campaign_due(Duration::from_millis(1499), false, 1, grace, step));
+        assert!(campaign_due(Duration::from_millis(1500), false, 1, grace, step));
+    }
+
+    #[test]
+    fn peer_table_claims_expire() {
+        let t = PeerTable::default();
+        t.record(1, &NodeStatus { node: 2, leading: vec![(7, 3)] });
+        t.record(1, &NodeStatus { node: 3, leading: vec![(7, 5)] });
+        assert!(t.claims(2, GroupId(7)));
+        assert!(!t.claims(2, GroupId(8)));
+        assert_eq!(t.leader_claim(GroupId(7)), Some((3, 5)));
+        t.peers.write().unwrap().get_mut(&3).unwrap().last_ok = Some(Instant::now() - ALIVE_WINDOW * 2);
+        assert_eq!(t.leader_claim(GroupId(7)), Some((2, 3)));
+        assert!(!t.is_alive(3));
+    }
+
+    #[test]
+    fn suspects_rate_limit_campaigns() {
+        let mut s = Suspects::default();
+        let now = Instant::now();
+        let g = GroupId(4);
+        assert_eq!(s.suspect(g, now), Duration::ZERO);
+        assert!(s.may_campaign(g, now, Duration::from_millis(300)));
+        assert!(!s.may_campaign(g, now + Duration::from_millis(100), Duration::from_millis(300)));
+        assert!(s.may_campaign(g, now + Duration::from_millis(300), Duration::from_millis(300)));
+        assert_eq!(s.suspect(g, now + Duration::from_millis(50)), Duration::from_millis(50));
+        s.clear(g);
+        assert_eq!(s.suspect(g, now + Duration::from_millis(60)), Duration::ZERO);
+    }
+}
