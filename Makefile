@@ -7,7 +7,7 @@ DATA_DIR   ?= ./data
 KBENCH     ?= ../shared/tools/kbench.py
 PYTEST     ?= python3 -m pytest
 
-.PHONY: build run test test-rust test-it bench deps clean cluster cluster-status cluster-stop cluster-clean
+.PHONY: build run test test-rust test-it bench bench-cluster deps clean cluster cluster-status cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -29,6 +29,11 @@ test-it:
 ## Throughput and latency for 1 KB messages, acks=all, on a fresh node.
 bench: build
 	bash it/bench.sh $(KBENCH)
+
+## The same on a fresh 3-node cluster (RF 3), plus latency at 10k msg/s,
+## failover time and idle cost with 1,000 partitions.
+bench-cluster: build
+	bash it/bench_cluster.sh $(KBENCH)
 
 ## A local 3-node cluster (deploy/local/cluster.toml): Kafka 9092-9094,
 ## Raft 9192-9194, admin 9292-9294, data and logs under .cluster/.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts, stops and inspects a local 3-node cluster (see cluster.toml).
-#   cluster.sh start|stop|status|clean
+#   cluster.sh start|stop|status|clean|bootstrap|pid N
+# Environment: CONFIG (default deploy/local/cluster.toml), CLUSTER_DIR.
 # Data and logs live under $CLUSTER_DIR (default ./.cluster): nodeN/ is a
 # node's data, nodeN.log its log, nodeN.pid its process id.
 set -euo pipefail
@@ -8,9 +9,17 @@ cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/chronik-server}
 CONFIG=${CONFIG:-deploy/local/cluster.toml}
 DIR=${CLUSTER_DIR:-.cluster}
-NODES=(1 2 3)
-ADMIN=(0 9292 9293 9294)
-KAFKA=(0 9092 9093 9094)
+# "id kafka_port" per node, from the config; admin is Kafka + 200.
+mapfile -t SPEC < <(python3 -c '
+import sys, tomllib
+for n in tomllib.load(open(sys.argv[1], "rb"))["cluster"]["nodes"]:
+    print(n["id"], n["kafka_addr"].rsplit(":", 1)[1])' "$CONFIG")
+NODES=(); declare -A KAFKA ADMIN
+for line in "${SPEC[@]}"; do
+  read -r id port <<<"$line"; NODES+=("$id"); KAFKA[$id]=$port; ADMIN[$id]=$((port + 200))
+done
+
+bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("127.0.0.1:${KAFKA[$n]}"); done; (IFS=,; echo "${out[*]}"); }
 
 running() { [[ -f "$DIR/node$1.pid" ]] && kill -0 "$(cat "$DIR/node$1.pid")" 2>/dev/null; }
 
@@ -23,8 +32,8 @@ start() {
     echo "node $n started (pid $!), Kafka 127.0.0.1:${KAFKA[$n]}, admin http://127.0.0.1:${ADMIN[$n]}, log $DIR/node$n.log"
   done
   for _ in $(seq 1 150); do
-    if curl -fsS "http://127.0.0.1:${ADMIN[1]}/v1/health/ready" >/dev/null 2>&1; then
-      echo "cluster ready: kcat -b 127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094 -L"; return 0
+    if curl -fsS "http://127.0.0.1:${ADMIN[${NODES[0]}]}/v1/health/ready" >/dev/null 2>&1; then
+      echo "cluster ready: kcat -b $(bootstrap) -L"; return 0
     fi
     sleep 0.2
   done
@@ -44,9 +53,10 @@ stop() {
 }
 
 status() {
-  python3 - "${ADMIN[@]:1}" <<'PY'
+  local ports=(); for n in "${NODES[@]}"; do ports+=("$n:${ADMIN[$n]}"); done
+  python3 - "${ports[@]}" <<'PY'
 import json, sys, urllib.request
-ports = sys.argv[1:]
+nodes = [a.split(":") for a in sys.argv[1:]]
 def get(port, path):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
@@ -55,7 +65,7 @@ def get(port, path):
         return None
 print(f"{'node':<6}{'admin':<8}{'state':<8}{'controller':<12}{'replicas':<10}{'leading':<8}")
 topics = None
-for i, port in enumerate(ports, 1):
+for i, port in nodes:
     c = get(port, "/v1/cluster")
     if c is None:
         print(f"{i:<6}{port:<8}{'down':<8}")
@@ -78,5 +88,7 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   clean) stop; rm -rf "$DIR"; echo "removed $DIR" ;;
-  *) echo "usage: $0 start|stop|status|clean" >&2; exit 2 ;;
+  bootstrap) bootstrap ;;
+  pid) cat "$DIR/node$2.pid" ;;
+  *) echo "usage: $0 start|stop|status|clean|bootstrap|pid N" >&2; exit 2 ;;
 esac

@@ -38,6 +38,9 @@ pub const BATCH_ITEMS_MAX: usize = 4096;
 /// How long a batch request may take before all its messages fail.
 const DATA_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Shortest wait for the answer to an append with entries, and to a vote or heartbeat.
+const DATA_DEADLINE_FLOOR: Duration = Duration::from_secs(3);
+const CONTROL_DEADLINE_FLOOR: Duration = Duration::from_secs(1);
 /// A serialized entry's size when it is not record data (a guess; only
 /// used to bound batches).
 const SMALL_ENTRY_BYTES: usize = 128;
@@ -212,24 +215,24 @@ fn unreachable(msg: String) -> RPCError<TypeConfig> {
 
 impl PeerClient {
     async fn call(&self, rpc: RaftRpc, option: &RPCOption) -> Result<RaftReply, RPCError<TypeConfig>> {
-        let (lane, bytes) = match &rpc {
-            RaftRpc::Append(req) if !req.entries.is_empty() => (&self.peer.data, entries_bytes(req)),
-            _ => (&self.peer.control, SMALL_ENTRY_BYTES),
+        // Openraft sets an append's deadline to the heartbeat interval. On a
+        // loaded node a batch of appends can take longer than that, and a
+        // timed-out append is resent after a backoff, which only adds load:
+        // give each lane a floor.
+        let (lane, bytes, floor) = match &rpc {
+            RaftRpc::Append(req) if !req.entries.is_empty() => (&self.peer.data, entries_bytes(req), DATA_DEADLINE_FLOOR),
+            _ => (&self.peer.control, SMALL_ENTRY_BYTES, CONTROL_DEADLINE_FLOOR),
         };
+        let deadline = option.hard_ttl().max(floor);
         let (reply, rx) = oneshot::channel();
         let what = rpc_name(&rpc);
         lane.send(Pending { group: self.group.0, rpc, bytes, reply })
             .map_err(|_| unreachable(format!("transport to node {} is closed", self.peer.id)))?;
-        match tokio::time::timeout(option.hard_ttl(), rx).await {
+        match tokio::time::timeout(deadline, rx).await {
             Ok(Ok(Ok(r))) => Ok(r),
             Ok(Ok(Err(e))) => Err(unreachable(format!("{what} for group {} to node {}: {e}", self.group, self.peer.id))),
             Ok(Err(_)) => Err(unreachable(format!("{what} for group {} to node {}: dropped", self.group, self.peer.id))),
-            Err(_) => Err(unreachable(format!(
-                "{what} for group {} to node {}: no answer within {:?}",
-                self.group,
-                self.peer.id,
-                option.hard_ttl()
-            ))),
+            Err(_) => Err(unreachable(format!("{what} for group {} to node {}: no answer within {deadline:?}", self.group, self.peer.id))),
         }
     }
 }

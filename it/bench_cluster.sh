@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make bench-cluster`: a fresh 3-node cluster on this machine (ports
+# 29092-29094, data in a temp dir), RF 3, acks=all, 1 KB messages:
+#   - max throughput with 1 and with 3 producers (kbench, every message checked),
+#   - produce and end-to-end (fetch) latency at a fixed 10,000 msg/s,
+#   - failover: kill -9 of a partition leader to the first acknowledged produce,
+#   - idle CPU and RSS per node with 1,000 partitions.
+set -euo pipefail
+KBENCH=${1:-../shared/tools/kbench.py}
+MESSAGES=${MESSAGES:-200000}
+RATE=${RATE:-10000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TMP=$(mktemp -d /tmp/chronik-bench-cluster.XXXXXX)
+export CLUSTER_DIR=$TMP/cluster CONFIG=$TMP/cluster.toml BIN=$ROOT/target/release/chronik-server
+cat >"$CONFIG" <<TOML
+[cluster]
+nodes = [
+  { id = 1, kafka_addr = "127.0.0.1:29092", raft_addr = "127.0.0.1:29192" },
+  { id = 2, kafka_addr = "127.0.0.1:29093", raft_addr = "127.0.0.1:29193" },
+  { id = 3, kafka_addr = "127.0.0.1:29094", raft_addr = "127.0.0.1:29194" },
+]
+TOML
+CLUSTER="bash $ROOT/deploy/local/cluster.sh"
+trap '$CLUSTER stop >/dev/null 2>&1 || true; [[ -n "${KEEP:-}" ]] || rm -rf "$TMP"' EXIT
+$CLUSTER start >/dev/null
+BOOT=$($CLUSTER bootstrap)
+echo "cluster up: $BOOT (logs in $CLUSTER_DIR)" >&2
+
+kb() { # label, kbench args...
+  local label=$1; shift
+  python3 "$KBENCH" --bootstrap "$BOOT" --size 1024 --acks all --replication-factor 3 --consume-mode assign \
+    --label chronik-cluster "$@" 2>"$TMP/$label.err" | tail -1 >"$TMP/$label.json" || { cat "$TMP/$label.err" >&2; return 1; }
+}
+echo "throughput, 1 producer..." >&2;  kb p1 --messages "$MESSAGES" --partitions 6 --producers 1
+echo "throughput, 3 producers..." >&2; kb p3 --messages "$MESSAGES" --partitions 6 --producers 3
+echo "latency at $RATE msg/s..." >&2
+python3 "$ROOT/it/cluster_bench.py" e2e --bootstrap "$BOOT" --rate "$RATE" --messages $((RATE * 10)) >"$TMP/e2e.json"
+echo "idle with 1,000 partitions..." >&2
+python3 "$ROOT/it/cluster_bench.py" create --bootstrap "$BOOT" --topic idle-1000 --partitions 1000
+sleep 10
+python3 "$ROOT/it/cluster_bench.py" idle --seconds 20 \
+  --pid "1=$CLUSTER_DIR/node1.pid" --pid "2=$CLUSTER_DIR/node2.pid" --pid "3=$CLUSTER_DIR/node3.pid" >"$TMP/idle.json"
+echo "failover..." >&2
+python3 "$ROOT/it/cluster_bench.py" failover --bootstrap "$BOOT" --admin-ports 29292 29293 29294 --cluster-dir "$CLUSTER_DIR" >"$TMP/failover.json"
+
+python3 - "$TMP" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+load = lambda n: json.load(open(os.path.join(d, n)))
+print("3 nodes, RF 3, acks=all, 1 KB messages, 6 partitions")
+print(f"{'run':<34}{'msg/s':>10}{'MB/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'lost':>6}{'dup':>6}")
+for f, name in [("p1.json", "max rate, 1 producer"), ("p3.json", "max rate, 3 producers")]:
+    r = load(f); p = r["produce"]; v = r.get("consume", {}); lat = p.get("lat_ms", {})
+    print(f"{name:<34}{p.get('msg_s') or 0:>10.0f}{p.get('mb_s') or 0:>8.1f}{lat.get('p50') or 0:>9.2f}{lat.get('p99') or 0:>9.2f}"
+          f"{v.get('lost', '-'):>6}{v.get('duplicates', '-'):>6}")
+e = load("e2e.json")
+print(f"{'produce at %d msg/s' % e['rate']:<34}{e['acked']/ (e['messages']/e['rate']):>10.0f}{'':>8}{e['produce_ms']['p50'] or 0:>9.2f}{e['produce_ms']['p99'] or 0:>9.2f}")
+print(f"{'end to end (fetch) at %d msg/s' % e['rate']:<34}{'':>10}{'':>8}{e['e2e_ms']['p50'] or 0:>9.2f}{e['e2e_ms']['p99'] or 0:>9.2f}")
+f = load("failover.json")
+print(f"failover (kill -9 leader of node {f['killed_node']} -> first ack): {f['failover_s']} s")
+i = load("idle.json")
+print("idle with 1,000 partitions: " + ", ".join(f"node {n}: {v['cpu_pct']}% CPU, {v['rss_mib']} MiB RSS" for n, v in sorted(i.items())))
+PY

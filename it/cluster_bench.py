@@ -1,0 +1,182 @@
+"""Cluster measurements that kbench does not make (used by bench_cluster.sh).
+
+  e2e       produce at a fixed rate while a consumer tails the partitions:
+            produce (ack) latency and end-to-end latency (produce() call to
+            the consumer holding the message: commit + fetch).
+  failover  produce steadily to one partition, kill -9 its leader, and time
+            the gap from the kill to the first acknowledged produce sent
+            after it (necessarily on the new leader).
+  idle      CPU (share of one core) and RSS of each node over a quiet window.
+
+Each prints one JSON line on stdout.
+"""
+import argparse
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def pct(xs, p):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(len(xs) * p / 100))] * 1000, 2)
+
+
+def create(bootstrap, topic, partitions, rf=3):
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+    fs = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=rf)], request_timeout=120)
+    fs[topic].result(timeout=150)
+
+
+def admin_get(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return json.load(r)
+
+
+def e2e(a):
+    topic = f"e2e-{time.time_ns()}"
+    create(a.bootstrap, topic, a.partitions)
+    sent = {}
+    ack_lat, e2e_lat = [], []
+    done = threading.Event()
+    c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": topic, "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(a.partitions)])
+
+    def consume():
+        while not done.is_set():
+            for m in c.consume(num_messages=1000, timeout=0.2):
+                if m.error() is None:
+                    t0 = sent.get(m.value())
+                    if t0 is not None:
+                        e2e_lat.append(time.monotonic() - t0)
+    th = threading.Thread(target=consume)
+    th.start()
+    time.sleep(2)  # the consumer has fetched once and is long-polling
+
+    p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 0})
+    payload = b"x" * (a.size - 16)
+
+    def cb(err, msg):
+        if err is None:
+            ack_lat.append(time.monotonic() - sent[msg.value()])
+
+    start = time.monotonic()
+    for i in range(a.messages):
+        due = start + i / a.rate
+        while time.monotonic() < due:
+            p.poll(0.0005)
+        v = b"%015d|" % i + payload
+        sent[v] = time.monotonic()
+        p.produce(topic, value=v, partition=i % a.partitions, on_delivery=cb)
+        p.poll(0)
+    p.flush(30)
+    deadline = time.time() + 10
+    while len(e2e_lat) < a.messages and time.time() < deadline:
+        time.sleep(0.1)
+    done.set()
+    th.join()
+    c.close()
+    print(json.dumps({"rate": a.rate, "messages": a.messages, "acked": len(ack_lat), "consumed": len(e2e_lat),
+                      "produce_ms": {"p50": pct(ack_lat, 50), "p99": pct(ack_lat, 99)},
+                      "e2e_ms": {"p50": pct(e2e_lat, 50), "p99": pct(e2e_lat, 99)}}))
+
+
+def failover(a):
+    topic = f"failover-{time.time_ns()}"
+    create(a.bootstrap, topic, 1)
+    leader = None
+    deadline = time.time() + 30
+    while leader is None and time.time() < deadline:
+        for t in admin_get(a.admin_ports[0], "/v1/topics"):
+            if t["name"] == topic:
+                leader = t["partitions"][0]["leader"]
+        time.sleep(0.1)
+    assert leader, "no leader"
+    p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 0,
+                  "message.timeout.ms": 30000, "retry.backoff.ms": 20, "retry.backoff.max.ms": 100,
+                  "topic.metadata.refresh.interval.ms": 1000})
+    kill_at = None
+    first_after = []
+
+    def on_delivery(sent_at):
+        def cb(err, _msg):
+            if err is None and kill_at is not None and sent_at > kill_at and not first_after:
+                first_after.append(time.monotonic())
+        return cb
+
+    i = 0
+    start = time.monotonic()
+    while not first_after:
+        now = time.monotonic()
+        if kill_at is None and now - start > 3:
+            pid = int(open(os.path.join(a.cluster_dir, f"node{leader}.pid")).read())
+            os.kill(pid, signal.SIGKILL)
+            kill_at = time.monotonic()
+        if kill_at is not None and now - kill_at > 30:
+            break
+        p.produce(topic, value=b"%d" % i, partition=0, on_delivery=on_delivery(now))
+        i += 1
+        p.poll(0.005)
+    p.flush(10)
+    gap = round(first_after[0] - kill_at, 3) if first_after else None
+    print(json.dumps({"killed_node": leader, "failover_s": gap}))
+
+
+def idle(a):
+    def sample():
+        out = {}
+        for n, pidf in a.pids.items():
+            pid = int(open(pidf).read())
+            st = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            ticks = int(st[11]) + int(st[12])
+            rss = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))
+            out[n] = (ticks, rss)
+        return out
+    hz = os.sysconf("SC_CLK_TCK")
+    s0 = sample()
+    t0 = time.monotonic()
+    time.sleep(a.seconds)
+    s1 = sample()
+    dt = time.monotonic() - t0
+    print(json.dumps({n: {"cpu_pct": round(100 * (s1[n][0] - s0[n][0]) / hz / dt, 1), "rss_mib": round(s1[n][1] / 1024)}
+                      for n in s1}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("e2e")
+    e.add_argument("--bootstrap", required=True)
+    e.add_argument("--rate", type=int, default=10000)
+    e.add_argument("--messages", type=int, default=100000)
+    e.add_argument("--partitions", type=int, default=6)
+    e.add_argument("--size", type=int, default=1024)
+    f = sub.add_parser("failover")
+    f.add_argument("--bootstrap", required=True)
+    f.add_argument("--admin-ports", type=int, nargs="+", required=True)
+    f.add_argument("--cluster-dir", required=True)
+    c = sub.add_parser("create")
+    c.add_argument("--bootstrap", required=True)
+    c.add_argument("--topic", required=True)
+    c.add_argument("--partitions", type=int, required=True)
+    i = sub.add_parser("idle")
+    i.add_argument("--seconds", type=float, default=20)
+    i.add_argument("--pid", action="append", default=[], help="node=pidfile")
+    a = ap.parse_args()
+    if a.cmd == "idle":
+        a.pids = dict(x.split("=", 1) for x in a.pid)
+    if a.cmd == "create":
+        create(a.bootstrap, a.topic, a.partitions)
+        return
+    {"e2e": e2e, "failover": failover, "idle": idle}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
