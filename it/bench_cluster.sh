@@ -34,7 +34,9 @@ kb() { # label, kbench args...
 echo "throughput, 1 producer..." >&2;  kb p1 --messages "$MESSAGES" --partitions 6 --producers 1
 echo "throughput, 3 producers..." >&2; kb p3 --messages "$MESSAGES" --partitions 6 --producers 3
 echo "latency at $RATE msg/s..." >&2
-python3 "$ROOT/it/cluster_bench.py" e2e --bootstrap "$BOOT" --rate "$RATE" --messages $((RATE * 10)) >"$TMP/e2e.json"
+kb r6 --messages $((RATE * 10)) --partitions 6 --rate "$RATE" --skip-consume
+kb r1 --messages $((RATE * 10)) --partitions 1 --rate "$RATE" --skip-consume
+python3 "$ROOT/it/cluster_bench.py" e2e --bootstrap "$BOOT" --rate "$RATE" --messages $((RATE * 10)) --partitions 1 >"$TMP/e2e.json"
 echo "idle with 1,000 partitions..." >&2
 python3 "$ROOT/it/cluster_bench.py" create --bootstrap "$BOOT" --topic idle-1000 --partitions 1000
 sleep 10
@@ -53,9 +55,12 @@ for f, name in [("p1.json", "max rate, 1 producer"), ("p3.json", "max rate, 3 pr
     r = load(f); p = r["produce"]; v = r.get("consume", {}); lat = p.get("lat_ms", {})
     print(f"{name:<34}{p.get('msg_s') or 0:>10.0f}{p.get('mb_s') or 0:>8.1f}{lat.get('p50') or 0:>9.2f}{lat.get('p99') or 0:>9.2f}"
           f"{v.get('lost', '-'):>6}{v.get('duplicates', '-'):>6}")
+for f in ("r6.json", "r1.json"):
+    r = load(f); p = r["produce"]; lat = p.get("lat_ms", {})
+    name = f"fixed rate, {r['partitions_requested']} partition(s)"
+    print(f"{name:<34}{p.get('msg_s') or 0:>10.0f}{p.get('mb_s') or 0:>8.1f}{lat.get('p50') or 0:>9.2f}{lat.get('p99') or 0:>9.2f}")
 e = load("e2e.json")
-print(f"{'produce at %d msg/s' % e['rate']:<34}{e['acked']/ (e['messages']/e['rate']):>10.0f}{'':>8}{e['produce_ms']['p50'] or 0:>9.2f}{e['produce_ms']['p99'] or 0:>9.2f}")
-print(f"{'end to end (fetch) at %d msg/s' % e['rate']:<34}{'':>10}{'':>8}{e['e2e_ms']['p50'] or 0:>9.2f}{e['e2e_ms']['p99'] or 0:>9.2f}")
+print(f"{'end to end (produce->fetch), 1 p.':<34}{e['consumed'] / (e['messages'] / e['rate']):>10.0f}{'':>8}{e['e2e_ms']['p50'] or 0:>9.2f}{e['e2e_ms']['p99'] or 0:>9.2f}")
 f = load("failover.json")
 print(f"failover (kill -9 leader of node {f['killed_node']} -> first ack): {f['failover_s']} s")
 i = load("idle.json")

@@ -50,17 +50,19 @@ def e2e(a):
     c.assign([TopicPartition(topic, p, 0) for p in range(a.partitions)])
 
     def consume():
+        # poll() returns as soon as one message is there (consume(n) would
+        # wait for n messages or its timeout, and that wait would count).
         while not done.is_set():
-            for m in c.consume(num_messages=1000, timeout=0.2):
-                if m.error() is None:
-                    t0 = sent.get(m.value())
-                    if t0 is not None:
-                        e2e_lat.append(time.monotonic() - t0)
+            m = c.poll(0.05)
+            if m is not None and m.error() is None:
+                t0 = sent.get(m.value())
+                if t0 is not None:
+                    e2e_lat.append(time.monotonic() - t0)
     th = threading.Thread(target=consume)
     th.start()
     time.sleep(2)  # the consumer has fetched once and is long-polling
 
-    p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 0})
+    p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": a.linger_ms})
     payload = b"x" * (a.size - 16)
 
     def cb(err, msg):
@@ -101,7 +103,7 @@ def failover(a):
     assert leader, "no leader"
     p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 0,
                   "message.timeout.ms": 30000, "retry.backoff.ms": 20, "retry.backoff.max.ms": 100,
-                  "topic.metadata.refresh.interval.ms": 1000})
+                  "topic.metadata.refresh.interval.ms": 1000, **dict(x.split("=", 1) for x in a.X)})
     kill_at = None
     first_after = []
 
@@ -158,10 +160,12 @@ def main():
     e.add_argument("--messages", type=int, default=100000)
     e.add_argument("--partitions", type=int, default=6)
     e.add_argument("--size", type=int, default=1024)
+    e.add_argument("--linger-ms", type=int, default=5)
     f = sub.add_parser("failover")
     f.add_argument("--bootstrap", required=True)
     f.add_argument("--admin-ports", type=int, nargs="+", required=True)
     f.add_argument("--cluster-dir", required=True)
+    f.add_argument("-X", action="append", default=[], help="extra librdkafka property k=v")
     c = sub.add_parser("create")
     c.add_argument("--bootstrap", required=True)
     c.add_argument("--topic", required=True)

@@ -53,7 +53,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
             return Err(ControllerError::InvalidPartitions(partitions).into());
         }
-        let nodes = self.metadata().nodes.len().max(1);
+        let nodes = self.metadata().nodes.len();
+        if nodes == 0 {
+            // The controller has not registered the nodes yet (a new cluster's
+            // first moments): NOT_CONTROLLER makes the client retry.
+            return Err(StoreError::NotController(None));
+        }
         if rf < 1 || rf as usize > nodes {
             return Err(ControllerError::InvalidReplicationFactor(rf, nodes).into());
         }
@@ -113,8 +118,11 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn cluster_view(&self, topics: Option<&[String]>) -> ClusterView {
         let md = self.metadata();
-        let nodes = md
-            .nodes
+        // Until the controller has registered the nodes (first moments of a
+        // new cluster), the config's list stands in: a Metadata answer with
+        // no brokers leaves clients waiting for a controller they cannot reach.
+        let nodes = if md.nodes.is_empty() { &self.cfg.nodes } else { &md.nodes };
+        let nodes = nodes
             .iter()
             .map(|(id, addr)| {
                 let (host, port) = split_host_port(&addr.kafka_addr).unwrap_or_else(|_| (addr.kafka_addr.clone(), 0));
@@ -149,7 +157,9 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .collect();
         ClusterView {
             cluster_id: "chronik".into(),
-            controller: self.controller.metrics().borrow_watched().current_leader,
+            // No controller to talk to until it has registered the nodes:
+            // clients retry, and /v1/health/ready waits for this.
+            controller: if md.nodes.is_empty() { None } else { self.controller.metrics().borrow_watched().current_leader },
             nodes,
             topics,
         }

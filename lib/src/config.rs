@@ -156,7 +156,7 @@ impl FileConfig {
         }
         let heartbeat_interval_ms = self.heartbeat_interval_ms.unwrap_or(250);
         let election_timeout_min_ms = self.election_timeout_min_ms.unwrap_or(500);
-        let election_timeout_max_ms = self.election_timeout_max_ms.unwrap_or(1000);
+        let election_timeout_max_ms = self.election_timeout_max_ms.unwrap_or(800);
         if !(heartbeat_interval_ms < election_timeout_min_ms && election_timeout_min_ms < election_timeout_max_ms) {
             return Err(ConfigError::Invalid(
                 "need heartbeat_interval_ms < election_timeout_min_ms < election_timeout_max_ms".into(),

@@ -54,6 +54,9 @@ pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(ra
     }
 }
 
+/// How often a streak of campaigns is logged.
+const CAMPAIGN_LOG_EVERY: Duration = Duration::from_secs(5);
+
 pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub cfg: NodeConfig,
     engine: Arc<E>,
@@ -346,6 +349,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let mut tick = tokio::time::interval(PING_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heartbeat = Instant::now();
+        let mut last_logged = (0usize, Instant::now());
+        let mut led: std::collections::HashSet<GroupId> = Default::default();
         while !self.stopping.load(Ordering::Relaxed) {
             tick.tick().await;
             let now = Instant::now();
@@ -356,6 +361,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             let md = self.metadata();
             let groups = self.partition_groups();
             let mut leading = Vec::new();
+            let mut newly_led = Vec::new();
             let mut campaigns = Vec::new();
             for pg in &groups {
                 let (state, leader, term, initialized) = {
@@ -365,6 +371,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                     (m.state, m.current_leader, m.current_term, initialized)
                 };
                 if state == ServerState::Leader {
+                    if !led.contains(&pg.group) {
+                        newly_led.push((pg.tp.clone(), term));
+                    }
                     leading.push((pg.group.0, term));
                     suspects.clear(pg.group);
                     if heartbeat_due {
@@ -376,14 +385,18 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                     suspects.clear(pg.group);
                     continue;
                 }
-                let suspect_for = suspects.suspect(pg.group, now);
+                let suspect_for = suspects.suspect(pg.group, leader, now);
                 let replicas = md.partition(&pg.tp).map(|a| a.replicas.clone()).unwrap_or_default();
                 let rank = replicas
                     .iter()
                     .filter(|n| Some(**n) != leader && (**n == me || self.peers.is_alive(**n)))
                     .position(|n| *n == me);
                 let Some(rank) = rank else { continue };
-                let at_once = term == 0 || replicas.len() <= 1;
+                // A dead leader needs no grace: pre-vote is refused (locally
+                // and by the other replicas) until the leader's lease has run
+                // out, so trying every tick elects right when it expires.
+                let leader_dead = leader.is_some_and(|l| l != me && !self.peers.is_alive(l));
+                let at_once = term == 0 || replicas.len() <= 1 || leader_dead;
                 if !initialized {
                     // The preferred replica initializes new groups; if nothing
                     // came from it, the next ones do, one election timeout apart.
@@ -393,17 +406,28 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                     }
                     continue;
                 }
-                if campaign_due(suspect_for, at_once, rank, grace, step) && suspects.may_campaign(pg.group, now, grace / 2) {
+                if campaign_due(suspect_for, at_once, rank, grace, step) && suspects.may_campaign(pg.group, now, PING_INTERVAL / 2) {
                     campaigns.push((pg.clone(), leader, term));
                 }
             }
-            if !campaigns.is_empty() {
+            // While a lease runs out, campaigns repeat every tick: log the
+            // first round of a streak, then every few seconds.
+            let log_now = campaigns.len() != last_logged.0 || last_logged.1.elapsed() >= CAMPAIGN_LOG_EVERY;
+            if !campaigns.is_empty() && log_now {
+                last_logged = (campaigns.len(), Instant::now());
                 let (pg, leader, term) = &campaigns[0];
                 info!(node_id = me, count = campaigns.len(), first = %pg.tp, group = %pg.group, old_leader = ?leader, term, "campaigning (pre-vote) for leaderless partitions");
-                for (pg, _, _) in &campaigns {
-                    let _ = pg.raft.trigger().elect(true).await;
-                }
             }
+            if campaigns.is_empty() {
+                last_logged.0 = 0;
+            }
+            for (pg, _, _) in &campaigns {
+                let _ = pg.raft.trigger().elect(true).await;
+            }
+            if let Some((tp, term)) = newly_led.first() {
+                info!(node_id = me, count = newly_led.len(), first = %tp, term, "now leading partitions");
+            }
+            led = leading.iter().map(|(g, _)| GroupId(*g)).collect();
             suspects.retain(&groups.iter().map(|g| g.group).collect());
             *self.status.write().unwrap() = Arc::new(NodeStatus { node: me, leading });
         }

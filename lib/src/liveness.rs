@@ -118,7 +118,8 @@ pub fn campaign_due(suspect_for: Duration, never_led: bool, rank: usize, grace: 
 /// Per-group suspicion state kept by the timing loop.
 #[derive(Default)]
 pub struct Suspects {
-    since: HashMap<GroupId, Instant>,
+    /// When the group became suspect, and which leader it then had.
+    since: HashMap<GroupId, (Instant, Option<NodeId>)>,
     last_campaign: HashMap<GroupId, Instant>,
 }
 
@@ -129,9 +130,14 @@ impl Suspects {
         self.last_campaign.remove(&group);
     }
 
-    /// Marks `group` suspect (keeping the first time) and returns for how long.
-    pub fn suspect(&mut self, group: GroupId, now: Instant) -> Duration {
-        now.saturating_duration_since(*self.since.entry(group).or_insert(now))
+    /// Marks `group` (whose leader is `leader`) suspect and returns for how
+    /// long it has been suspect with that same leader.
+    pub fn suspect(&mut self, group: GroupId, leader: Option<NodeId>, now: Instant) -> Duration {
+        let entry = self.since.entry(group).or_insert((now, leader));
+        if entry.1 != leader {
+            *entry = (now, leader);
+        }
+        now.saturating_duration_since(entry.0)
     }
 
     /// Whether a campaign may start now: at most one per `every` per group.
@@ -185,12 +191,14 @@ mod tests {
         let mut s = Suspects::default();
         let now = Instant::now();
         let g = GroupId(4);
-        assert_eq!(s.suspect(g, now), Duration::ZERO);
+        assert_eq!(s.suspect(g, Some(1), now), Duration::ZERO);
         assert!(s.may_campaign(g, now, Duration::from_millis(300)));
         assert!(!s.may_campaign(g, now + Duration::from_millis(100), Duration::from_millis(300)));
         assert!(s.may_campaign(g, now + Duration::from_millis(300), Duration::from_millis(300)));
-        assert_eq!(s.suspect(g, now + Duration::from_millis(50)), Duration::from_millis(50));
+        assert_eq!(s.suspect(g, Some(1), now + Duration::from_millis(50)), Duration::from_millis(50));
+        // A new leader starts a new suspicion.
+        assert_eq!(s.suspect(g, Some(2), now + Duration::from_millis(55)), Duration::ZERO);
         s.clear(g);
-        assert_eq!(s.suspect(g, now + Duration::from_millis(60)), Duration::ZERO);
+        assert_eq!(s.suspect(g, Some(2), now + Duration::from_millis(60)), Duration::ZERO);
     }
 }
