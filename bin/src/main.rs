@@ -90,7 +90,10 @@ impl Flags {
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));
+        // openraft warns once per group per failed RPC: with a peer down that
+        // is thousands of lines a second. Peer failures are logged once per
+        // transition by the liveness loop instead; RUST_LOG brings them back.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error,sled=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     if json {
         builder.json().init();

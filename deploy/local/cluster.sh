@@ -21,7 +21,13 @@ done
 
 bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("127.0.0.1:${KAFKA[$n]}"); done; (IFS=,; echo "${out[*]}"); }
 
-running() { [[ -f "$DIR/node$1.pid" ]] && kill -0 "$(cat "$DIR/node$1.pid")" 2>/dev/null; }
+# Alive and not a zombie (a killed node whose parent never reaps it still
+# answers kill -0).
+running() {
+  [[ -f "$DIR/node$1.pid" ]] || return 1
+  local pid; pid=$(cat "$DIR/node$1.pid")
+  kill -0 "$pid" 2>/dev/null && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]
+}
 
 start() {
   mkdir -p "$DIR"
@@ -44,8 +50,8 @@ stop() {
   for n in "${NODES[@]}"; do
     if running "$n"; then
       pid=$(cat "$DIR/node$n.pid"); kill -TERM "$pid"
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$pid" 2>/dev/null; then echo "node $n did not stop in 10 s: killing"; kill -KILL "$pid"; fi
+      for _ in $(seq 1 100); do running "$n" || break; sleep 0.1; done
+      if running "$n"; then echo "node $n did not stop in 10 s: killing"; kill -KILL "$pid"; fi
       echo "node $n stopped"
     fi
     rm -f "$DIR/node$n.pid"

@@ -17,6 +17,9 @@ use crate::metadata::{validate_topic_config, validate_topic_name, ControllerComm
 use crate::store::*;
 use crate::types::{Command, CommandResult, NodeId, Offset, TopicPartition};
 
+/// How long a topic change waits for a controller leader.
+const CONTROLLER_READY_WAIT: Duration = Duration::from_secs(10);
+
 /// How long CreateTopics waits for the new partitions to elect leaders.
 const CREATE_TOPIC_READY_WAIT: Duration = Duration::from_secs(10);
 
@@ -96,6 +99,19 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         }
     }
 
+    /// Waits (bounded) until the controller has a leader and this node has
+    /// the registered nodes: in a new cluster's first moments, or during a
+    /// controller election. Clients do not all retry NOT_CONTROLLER.
+    async fn wait_controller_ready(&self) {
+        let deadline = Instant::now() + CONTROLLER_READY_WAIT;
+        while Instant::now() < deadline {
+            if !self.metadata().nodes.is_empty() && self.controller.metrics().borrow_watched().current_leader.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_topic_ready(&self, name: &str) {
         let deadline = Instant::now() + CREATE_TOPIC_READY_WAIT;
         while Instant::now() < deadline {
@@ -118,6 +134,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn cluster_view(&self, topics: Option<&[String]>) -> ClusterView {
         let md = self.metadata();
+        let me = self.node_id();
         // Until the controller has registered the nodes (first moments of a
         // new cluster), the config's list stands in: a Metadata answer with
         // no brokers leaves clients waiting for a controller they cannot reach.
@@ -144,12 +161,14 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                     .enumerate()
                     .map(|(i, a)| {
                         let (leader, epoch) = self.leader_view(a.group);
+                        let alive = a.replicas.iter().filter(|n| **n == me || self.peers.is_alive(**n)).count();
                         PartitionView {
                             partition: i as i32,
                             leader,
                             leader_epoch: epoch,
                             replicas: a.replicas.clone(),
                             isr: a.replicas.clone(),
+                            electing: leader.is_none() && alive * 2 > a.replicas.len(),
                         }
                     })
                     .collect(),
@@ -170,6 +189,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
     }
 
     async fn create_topic(&self, spec: TopicSpec, validate_only: bool) -> Result<(), StoreError> {
+        self.wait_controller_ready().await;
         let (partitions, replication_factor) = self.validate_spec(&spec)?;
         if validate_only {
             return Ok(());
@@ -183,6 +203,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
     }
 
     async fn delete_topic(&self, name: String) -> Result<(), StoreError> {
+        self.wait_controller_ready().await;
         self.propose(ControllerCommand::DeleteTopic { name }).await?;
         self.reconcile_once().await;
         Ok(())

@@ -54,6 +54,9 @@ pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(ra
     }
 }
 
+/// How long a metadata change keeps trying while the controller has no leader.
+const PROPOSE_RETRY_WAIT: Duration = Duration::from_secs(5);
+
 /// How often a streak of campaigns is logged.
 const CAMPAIGN_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -168,6 +171,19 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// Writes a metadata change through the controller group, forwarding it to
     /// the controller leader when that is another node.
     pub async fn propose(&self, cmd: ControllerCommand) -> Result<(), StoreError> {
+        // An election of the controller may be under way: try again briefly.
+        let deadline = Instant::now() + PROPOSE_RETRY_WAIT;
+        loop {
+            match self.propose_once(cmd.clone()).await {
+                Err(StoreError::NotController(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn propose_once(&self, cmd: ControllerCommand) -> Result<(), StoreError> {
         let me = self.node_id();
         match self.propose_local(cmd.clone()).await {
             Err(StoreError::NotController(Some(leader))) if leader != me => {

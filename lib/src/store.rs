@@ -89,6 +89,9 @@ pub struct PartitionView {
     pub leader_epoch: i32,
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
+    /// No leader, but a majority of the replicas is alive: an election is
+    /// under way and should end within an election timeout.
+    pub electing: bool,
 }
 
 #[derive(Debug, Clone)]

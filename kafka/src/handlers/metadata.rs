@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use chronik::store::TopicSpec;
 use chronik::{PartitionStore, StoreError};
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
@@ -6,6 +8,10 @@ use tracing::info;
 
 use crate::errors;
 use crate::server::Context;
+
+/// Longest a Metadata answer waits for partitions in an election.
+pub const ELECTION_WAIT_MAX: Duration = Duration::from_millis(1500);
+const ELECTION_POLL: Duration = Duration::from_millis(20);
 
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, version: i16) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all topics.
@@ -31,7 +37,15 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
             }
         }
     }
-    let view = ctx.store.cluster_view(requested.as_deref());
+    // During an election, wait for it (bounded) rather than answer "no
+    // leader": clients re-ask for a leaderless partition only after a backoff
+    // (librdkafka: 1 s), which would double what a failover costs them.
+    let deadline = tokio::time::Instant::now() + ELECTION_WAIT_MAX;
+    let mut view = ctx.store.cluster_view(requested.as_deref());
+    while view.topics.iter().any(|t| t.partitions.iter().any(|p| p.electing)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(ELECTION_POLL).await;
+        view = ctx.store.cluster_view(requested.as_deref());
+    }
     let mut resp = MetadataResponse::default();
     if version >= 2 {
         resp.cluster_id = Some(super::str(view.cluster_id.clone()));
