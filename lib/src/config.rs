@@ -154,7 +154,7 @@ impl FileConfig {
         if default_partitions < 1 {
             return Err(ConfigError::Invalid("default_partitions must be at least 1".into()));
         }
-        let heartbeat_interval_ms = self.heartbeat_interval_ms.unwrap_or(250);
+        let heartbeat_interval_ms = self.heartbeat_interval_ms.unwrap_or(300);
         let election_timeout_min_ms = self.election_timeout_min_ms.unwrap_or(500);
         let election_timeout_max_ms = self.election_timeout_max_ms.unwrap_or(800);
         if !(heartbeat_interval_ms < election_timeout_min_ms && election_timeout_min_ms < election_timeout_max_ms) {

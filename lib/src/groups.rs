@@ -54,6 +54,13 @@ pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(ra
     }
 }
 
+/// A per-process start for status versions (see [`NodeStatus::version`]).
+fn status_version_base() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    // Leave room to count up without wrapping.
+    (nanos >> 20) << 20
+}
+
 /// How long a metadata change keeps trying while the controller has no leader.
 const PROPOSE_RETRY_WAIT: Duration = Duration::from_secs(5);
 
@@ -125,7 +132,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             partitions: RwLock::new(HashMap::new()),
             reconcile: tokio::sync::Mutex::new(()),
             peers: PeerTable::default(),
-            status: RwLock::new(Arc::new(NodeStatus { node, leading: vec![] })),
+            status: RwLock::new(Arc::new(NodeStatus { node, version: status_version_base(), leading: Some(vec![]), have: None })),
             stopping: AtomicBool::new(false),
         });
         tokio::spawn(mgr.clone().register_nodes_loop());
@@ -383,7 +390,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 let (state, leader, term, initialized) = {
                     let m = pg.raft.metrics();
                     let m = m.borrow_watched();
-                    let initialized = m.membership_config.membership().voter_ids().next().is_some();
+                    // An initialized group has at least its membership entry.
+                    let initialized = m.last_log_index.is_some();
                     (m.state, m.current_leader, m.current_term, initialized)
                 };
                 if state == ServerState::Leader {
@@ -445,7 +453,11 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             }
             led = leading.iter().map(|(g, _)| GroupId(*g)).collect();
             suspects.retain(&groups.iter().map(|g| g.group).collect());
-            *self.status.write().unwrap() = Arc::new(NodeStatus { node: me, leading });
+            leading.sort_unstable();
+            let mut status = self.status.write().unwrap();
+            if status.leading.as_ref() != Some(&leading) {
+                *status = Arc::new(NodeStatus { node: me, version: status.version + 1, leading: Some(leading), have: None });
+            }
         }
     }
 
@@ -454,16 +466,33 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let me = self.node_id();
         let mut tick = tokio::time::interval(PING_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The version of our status the peer holds, as it last told us.
+        let mut peer_has: Option<u64> = None;
         while !self.stopping.load(Ordering::Relaxed) {
             tick.tick().await;
             let Some(addr) = self.node_addr(peer) else { continue };
-            let status = (**self.status.read().unwrap()).clone();
+            let status = self.status_for(peer_has, self.peers.version_of(peer));
             match tokio::time::timeout(ALIVE_WINDOW, self.transport.ping(peer, &addr, status)).await {
-                Ok(Ok(s)) if s.node == peer => self.peers.record(me, &s),
+                Ok(Ok(s)) if s.node == peer => {
+                    peer_has = s.have;
+                    self.peers.record(me, &s);
+                }
                 Ok(Ok(s)) => self.peers.record_failure(me, peer, &format!("{} answered as node {}", addr.raft_addr, s.node)),
                 Ok(Err(e)) => self.peers.record_failure(me, peer, &e),
                 Err(_) => self.peers.record_failure(me, peer, "status exchange timed out"),
             }
+        }
+    }
+
+    /// Our status for a peer that holds version `peer_has` of it, carrying
+    /// `have` (the version of the peer's status we hold).
+    fn status_for(&self, peer_has: Option<u64>, have: Option<u64>) -> NodeStatus {
+        let s = self.status.read().unwrap();
+        NodeStatus {
+            node: s.node,
+            version: s.version,
+            leading: if peer_has == Some(s.version) { None } else { s.leading.clone() },
+            have,
         }
     }
 
@@ -501,7 +530,7 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
 
     fn ping(&self, status: NodeStatus) -> NodeStatus {
         self.peers.record(self.node_id(), &status);
-        (**self.status.read().unwrap()).clone()
+        self.status_for(status.have, self.peers.version_of(status.node))
     }
 
     async fn controller_write(&self, cmd: ControllerCommand) -> Result<Result<(), ControllerError>, String> {

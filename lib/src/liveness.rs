@@ -34,17 +34,29 @@ pub const PING_INTERVAL: Duration = Duration::from_millis(100);
 /// A peer whose last successful exchange is older than this is not alive.
 pub const ALIVE_WINDOW: Duration = Duration::from_millis(400);
 
-/// What a node tells its peers about itself.
+/// What a node tells a peer about itself in one status exchange.
+///
+/// The list of leaderships only travels when the receiver does not have its
+/// current version: in a steady cluster an exchange is a few bytes, whatever
+/// the number of partitions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub node: NodeId,
-    /// (group, term) of every partition group this node leads.
-    pub leading: Vec<(u64, u64)>,
+    /// Changes whenever `leading` does; starts at a per-process random value
+    /// so that a restarted node never repeats a version with other content.
+    pub version: u64,
+    /// (group, term) of every partition group the sender leads; None when the
+    /// receiver already holds `version`.
+    pub leading: Option<Vec<(u64, u64)>>,
+    /// The version of the receiver's status that the sender holds.
+    pub have: Option<u64>,
 }
 
 #[derive(Default)]
 struct PeerState {
     last_ok: Option<Instant>,
+    /// The version of `leading`.
+    version: Option<u64>,
     leading: HashMap<GroupId, u64>,
     /// Whether the peer is currently believed down (for logging transitions once).
     down: bool,
@@ -66,7 +78,17 @@ impl PeerTable {
         }
         p.down = false;
         p.last_ok = Some(Instant::now());
-        p.leading = status.leading.iter().map(|(g, t)| (GroupId(*g), *t)).collect();
+        if let Some(leading) = &status.leading {
+            p.leading = leading.iter().map(|(g, t)| (GroupId(*g), *t)).collect();
+            p.version = Some(status.version);
+        }
+        // Otherwise the sender believed we hold its version; if we do not,
+        // our next `have` tells it to send the list.
+    }
+
+    /// The version of `peer`'s status held here.
+    pub fn version_of(&self, peer: NodeId) -> Option<u64> {
+        self.peers.read().unwrap().get(&peer).and_then(|p| p.version)
     }
 
     /// Records a failed exchange; logs only the first failure of a streak.
@@ -176,8 +198,11 @@ mod tests {
     #[test]
     fn peer_table_claims_expire() {
         let t = PeerTable::default();
-        t.record(1, &NodeStatus { node: 2, leading: vec![(7, 3)] });
-        t.record(1, &NodeStatus { node: 3, leading: vec![(7, 5)] });
+        t.record(1, &NodeStatus { node: 2, version: 10, leading: Some(vec![(7, 3)]), have: None });
+        t.record(1, &NodeStatus { node: 3, version: 20, leading: Some(vec![(7, 5)]), have: None });
+        // A status without the list keeps what was known.
+        t.record(1, &NodeStatus { node: 3, version: 21, leading: None, have: None });
+        assert_eq!(t.version_of(3), Some(20));
         assert!(t.claims(2, GroupId(7)));
         assert!(!t.claims(2, GroupId(8)));
         assert_eq!(t.leader_claim(GroupId(7)), Some((3, 5)));
