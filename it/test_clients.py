@@ -27,10 +27,14 @@ def test_acks_levels(node, acks):
     topic = f"acks-{acks.replace('all', 'all')}"
     create_topic(node.bootstrap, topic)
     msgs = keyed(500, "a")
-    produce(node.bootstrap, topic, msgs, acks=acks)
+    acked = produce(node.bootstrap, topic, msgs, acks=acks)
     got = consume_all(node.bootstrap, topic, 1, len(msgs))
     assert [(k, v) for _, _, k, v in got] == msgs
     assert [o for _, o, _, _ in got] == list(range(len(msgs)))
+    if acks != "0":
+        # The offsets in the acknowledgements are where the records are
+        # (acks=1 answers before commit, with the offset it will get).
+        check_exactly_once_in_order(acked, got)
 
 
 def test_kcat_produce_consume_and_auto_create(node):

@@ -9,7 +9,7 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kafka_helpers import consume_all
+from kafka_helpers import check_exactly_once_in_order, consume_all, produce
 
 TOPIC = "replicated"
 PARTITIONS = 6
@@ -172,3 +172,29 @@ def test_minority_leader_refuses_writes_then_recovers(cluster_factory):
     # unknown to the client), but never at an acknowledged offset, and never twice.
     values = [v for v in by_offset.values()]
     assert len(values) == len(set(values))
+
+
+def test_acks_1_and_all_mixed_report_true_offsets(cluster_factory):
+    """acks=1 is answered after the leader's local durable append, with the
+    offset the batch gets once committed: producers with acks=1 and acks=all
+    writing the same partitions concurrently must both get the offsets the
+    records are read back at."""
+    c = cluster_factory(3).start()
+    topic = "mixed-acks"
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3)])[topic].result(timeout=30)
+    wait_for("leaders", lambda: (l := c.leaders(topic)) and all(l.values()))
+    results = {}
+
+    def run(acks):
+        results[acks] = produce(c.bootstrap, topic, [(b"%s-%d" % (acks.encode(), i), b"%s-%d" % (acks.encode(), i))
+                                                     for i in range(5000)], acks=acks, **{"enable.idempotence": False})
+    threads = [threading.Thread(target=run, args=(a,)) for a in ("1", "all")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    acked = {**results["1"], **results["all"]}
+    assert len(acked) == 10000, "two acknowledgements named the same offset"
+    got = consume_all(c.bootstrap, topic, 3, len(acked), timeout=60)
+    check_exactly_once_in_order(acked, got)

@@ -219,24 +219,33 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             }
         })?;
         let node = self.node_id();
+        // acks=1: answered once the batch is durable in this node's log.
+        let mut local = (acks == Acks::Leader).then(|| pg.log.local_append());
+        let token = local.as_ref().map(|l| l.token).unwrap_or(0);
         let (responder, rx) = ProgressResponder::complete_only();
         pg.raft
-            .client_write_ff(Command::Append { batch }, Some(responder))
+            .client_write_ff(Command::Append { batch, token }, Some(responder))
             .await
             .map_err(|_| StoreError::ShuttingDown { node })?;
-        // FIXME(cluster): acks=1 should answer after the leader's local durable
-        // append; today it waits for commit like acks=all (identical on one node).
-        let _ = acks;
         Ok(Box::pin(async move {
-            match rx.await {
-                Ok(Ok(resp)) => match resp.data {
-                    CommandResult::Appended { base_offset } => Ok(base_offset),
-                    other => Err(StoreError::Storage { node, detail: format!("append to {tp} answered {other:?}") }),
-                },
-                Ok(Err(openraft::errors::ClientWriteError::ForwardToLeader(f))) => Err(StoreError::NotLeader(tp, f.leader_id)),
-                Ok(Err(e)) => Err(StoreError::Storage { node, detail: format!("append to {tp}: {e}") }),
-                // The group stopped before the entry was applied: outcome unknown.
-                Err(_) => Err(StoreError::Timeout(tp)),
+            let committed = async move {
+                match rx.await {
+                    Ok(Ok(resp)) => match resp.data {
+                        CommandResult::Appended { base_offset } => Ok(base_offset),
+                        other => Err(StoreError::Storage { node, detail: format!("append to {tp} answered {other:?}") }),
+                    },
+                    Ok(Err(openraft::errors::ClientWriteError::ForwardToLeader(f))) => Err(StoreError::NotLeader(tp, f.leader_id)),
+                    Ok(Err(e)) => Err(StoreError::Storage { node, detail: format!("append to {tp}: {e}") }),
+                    // The group stopped before the entry was applied: outcome unknown.
+                    Err(_) => Err(StoreError::Timeout(tp)),
+                }
+            };
+            let Some(local) = local.as_mut() else { return committed.await };
+            tokio::pin!(committed);
+            tokio::select! {
+                // If the log store cannot tell (sender dropped), wait for commit.
+                Ok(offset) = &mut local.offset => Ok(offset),
+                r = &mut committed => r,
             }
         }))
     }

@@ -24,6 +24,27 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// See [`crate::PartitionStore::read`]; only batches below the high watermark.
     fn read(&self, offset: Offset, max_bytes: usize) -> Result<Vec<Bytes>, StoreError>;
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+
+    /// Registers an acks=1 produce: propose it with the returned token, and
+    /// `offset` yields its base offset once the batch is durable in this
+    /// node's log (the offset it will have if committed). The sender is
+    /// dropped if the log store cannot tell (the caller then waits for commit).
+    fn local_append(&self) -> LocalAppend;
+}
+
+/// See [`PartitionLog::local_append`]. Dropping it withdraws the registration.
+pub struct LocalAppend {
+    pub token: u64,
+    pub offset: tokio::sync::oneshot::Receiver<Offset>,
+    pub cancel: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Drop for LocalAppend {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            cancel();
+        }
+    }
 }
 
 pub struct OpenedGroup<E: StorageEngine> {

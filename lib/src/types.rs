@@ -70,6 +70,11 @@ pub enum Command {
     Append {
         #[serde(with = "crate::serde_b64")]
         batch: Bytes,
+        /// Set by the leader for an acks=1 produce, so that its log store can
+        /// report the local durable append (see `PartitionLog::local_append`).
+        /// Never stored or replicated: 0 everywhere else.
+        #[serde(skip)]
+        token: u64,
     },
     /// A change to cluster metadata (controller group only).
     Controller(ControllerCommand),
@@ -78,7 +83,7 @@ pub enum Command {
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::Append { batch } => write!(f, "append({} bytes)", batch.len()),
+            Command::Append { batch, .. } => write!(f, "append({} bytes)", batch.len()),
             Command::Controller(c) => write!(f, "controller({c:?})"),
         }
     }

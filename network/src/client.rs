@@ -250,7 +250,7 @@ fn entries_bytes(req: &AppendEntriesRequest<TypeConfig>) -> usize {
     req.entries
         .iter()
         .map(|e| match &e.payload {
-            EntryPayload::Normal(Command::Append { batch }) => batch.len() * 4 / 3 + SMALL_ENTRY_BYTES,
+            EntryPayload::Normal(Command::Append { batch, .. }) => batch.len() * 4 / 3 + SMALL_ENTRY_BYTES,
             _ => SMALL_ENTRY_BYTES,
         })
         .sum()

@@ -12,6 +12,7 @@
 
 mod flush;
 mod keys;
+mod local_ack;
 mod log_store;
 mod state_machine;
 
@@ -82,15 +83,16 @@ impl StorageEngine for SledEngine {
     type Sm = SledStateMachine;
 
     fn open_controller(&self) -> Result<(OpenedGroup<Self>, watch::Receiver<Arc<ClusterMetadata>>), StoreError> {
-        let log = SledLog::new(self.inner.clone(), CONTROLLER_GROUP);
+        let log = SledLog::new(self.inner.clone(), CONTROLLER_GROUP, None);
         let (sm, rx) = SledStateMachine::open_controller(self.inner.clone())?;
         Ok((OpenedGroup { log, sm }, rx))
     }
 
     fn open_partition(&self, group: GroupId) -> Result<(OpenedGroup<Self>, Arc<dyn PartitionLog>), StoreError> {
         self.inner.groups.insert(keys::group(group), &[]).map_err(|e| self.inner.storage_err(e))?;
-        let log = SledLog::new(self.inner.clone(), group);
-        let (sm, reader) = SledStateMachine::open_partition(self.inner.clone(), group)?;
+        let local_acks = Arc::new(local_ack::LocalAcks::default());
+        let log = SledLog::new(self.inner.clone(), group, Some(local_acks.clone()));
+        let (sm, reader) = SledStateMachine::open_partition(self.inner.clone(), group, local_acks)?;
         Ok((OpenedGroup { log, sm }, reader))
     }
 

@@ -13,12 +13,16 @@ use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::local_ack::{self, LocalAcks};
+use crate::state_machine::SledStateMachine;
 use crate::{keys, Inner};
 
 #[derive(Clone)]
 pub struct SledLog {
     inner: Arc<Inner>,
     group: GroupId,
+    /// Partition groups: acks=1 waiters (see `local_ack`).
+    local_acks: Option<Arc<LocalAcks>>,
 }
 
 pub(crate) fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -34,8 +38,28 @@ pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
 }
 
 impl SledLog {
-    pub(crate) fn new(inner: Arc<Inner>, group: GroupId) -> Self {
-        Self { inner, group }
+    pub(crate) fn new(inner: Arc<Inner>, group: GroupId, local_acks: Option<Arc<LocalAcks>>) -> Self {
+        Self { inner, group, local_acks }
+    }
+
+    /// The offset after log entry `index` (None: before the first entry),
+    /// counting from the applied state; None when `index` is already applied
+    /// past (then nothing can be said cheaply).
+    fn offset_after(&self, index: Option<u64>) -> Option<chronik::Offset> {
+        let (applied, next) = SledStateMachine::applied_end(&self.inner, self.group).ok()?;
+        let Some(index) = index else { return applied.is_none().then_some(next) };
+        if applied.is_some_and(|a| a > index) {
+            return None;
+        }
+        let from = applied.map(|a| a + 1).unwrap_or(0);
+        let mut leo = next;
+        if from <= index {
+            for v in self.inner.log.range(keys::log(self.group, from)..=keys::log(self.group, index)).values() {
+                let e: Entry = decode(&v.ok()?).ok()?;
+                leo += local_ack::record_count(&e).map(|(n, _)| n).unwrap_or(0);
+            }
+        }
+        Some(leo)
     }
 
     fn get_meta<T: DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
@@ -137,16 +161,36 @@ impl RaftLogStorage<TypeConfig> for SledLog {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let acks = match &self.local_acks {
+            Some(l) => l.on_append(&entries, |i| self.offset_after(i)),
+            None => vec![],
+        };
         let mut batch = sled::Batch::default();
-        for e in entries {
-            batch.insert(&keys::log(self.group, e.index())[..], encode(&e)?);
+        for e in &entries {
+            batch.insert(&keys::log(self.group, e.index())[..], encode(e)?);
         }
         self.inner.log.apply_batch(batch).map_err(io_err)?;
         self.inner.flusher.after_flush(callback);
+        if !acks.is_empty() {
+            // Queued after the callback above: the flush that answers this
+            // covers these entries too.
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                if inner.flusher.flush().await.is_ok() {
+                    for (tx, offset) in acks {
+                        let _ = tx.send(offset);
+                    }
+                }
+            });
+        }
         Ok(())
     }
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        if let Some(l) = &self.local_acks {
+            l.invalidate();
+        }
         let from = last.map(|l| l.index + 1).unwrap_or(0);
         self.remove_range(keys::log(self.group, from), keys::log(self.group, u64::MAX))
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chronik::batch;
-use chronik::engine::PartitionLog;
+use chronik::engine::{LocalAppend, PartitionLog};
 use chronik::metadata::ClusterMetadata;
 use chronik::{Command, CommandResult, Entry, GroupId, LogId, Offset, SnapshotData, SnapshotMeta, StoreError, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::local_ack::LocalAcks;
 use crate::log_store::{decode, encode, io_err};
 use crate::{keys, Inner};
 
@@ -67,6 +68,7 @@ pub struct PartitionReader {
     group: GroupId,
     hwm: watch::Sender<Offset>,
     log_start: AtomicI64,
+    local_acks: Arc<LocalAcks>,
 }
 
 impl PartitionReader {
@@ -79,7 +81,7 @@ impl PartitionReader {
             .ok_or_else(|| self.inner.storage_err(format!("group {} lost log entry {}", self.group, iv.log_index)))?;
         let entry: Entry = decode(&raw).map_err(|e| self.inner.storage_err(e))?;
         match entry.payload {
-            EntryPayload::Normal(Command::Append { batch: b }) => {
+            EntryPayload::Normal(Command::Append { batch: b, .. }) => {
                 // Check the pairing of index and entry on every read: a
                 // mismatch is a storage bug and must not reach a consumer.
                 assert_eq!(b.len(), iv.bytes as usize, "group {} entry {} size changed", self.group, iv.log_index);
@@ -94,6 +96,10 @@ impl PartitionReader {
 }
 
 impl PartitionLog for PartitionReader {
+    fn local_append(&self) -> LocalAppend {
+        self.local_acks.register()
+    }
+
     fn high_watermark(&self) -> Offset {
         *self.hwm.borrow()
     }
@@ -181,13 +187,24 @@ impl SledStateMachine {
         Ok((Self { inner, group, state, kind: Kind::Controller(tx) }, rx))
     }
 
-    pub(crate) fn open_partition(inner: Arc<Inner>, group: GroupId) -> Result<(Self, Arc<dyn PartitionLog>), StoreError> {
+    /// The persisted (last applied index, next offset) of a partition group.
+    pub(crate) fn applied_end(inner: &Inner, group: GroupId) -> Result<(Option<u64>, Offset), StoreError> {
+        let s = Self::load(inner, group)?;
+        Ok((s.last_applied.map(|l| l.index), s.next_offset))
+    }
+
+    pub(crate) fn open_partition(
+        inner: Arc<Inner>,
+        group: GroupId,
+        local_acks: Arc<LocalAcks>,
+    ) -> Result<(Self, Arc<dyn PartitionLog>), StoreError> {
         let state = Self::load(&inner, group)?;
         let reader = Arc::new(PartitionReader {
             inner: inner.clone(),
             group,
             hwm: watch::Sender::new(state.next_offset),
             log_start: AtomicI64::new(state.log_start_offset),
+            local_acks,
         });
         Ok((Self { inner, group, state, kind: Kind::Partition(reader.clone()) }, reader))
     }
@@ -219,7 +236,7 @@ impl SledStateMachine {
                 self.state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                 CommandResult::None
             }
-            (EntryPayload::Normal(Command::Append { batch: b }), Kind::Partition(_)) => {
+            (EntryPayload::Normal(Command::Append { batch: b, .. }), Kind::Partition(_)) => {
                 // Validated before it was proposed; re-parsed here so that every
                 // replica derives the same offsets from the same bytes.
                 let h = match batch::parse_header(b) {

@@ -87,7 +87,7 @@ async fn offsets_are_assigned_on_apply_and_survive_reopen() {
         let entries: Vec<chronik::Entry> = sizes
             .iter()
             .enumerate()
-            .map(|(i, n)| chronik::Entry::new_normal(log_id::<TypeConfig>(1, 1, i as u64 + 1), Command::Append { batch: batch(*n, 1000 + i as i64) }))
+            .map(|(i, n)| chronik::Entry::new_normal(log_id::<TypeConfig>(1, 1, i as u64 + 1), Command::Append { batch: batch(*n, 1000 + i as i64), token: 0 }))
             .collect();
         let stream = futures::stream::iter(entries.clone().into_iter().map(|e| Ok((e, None))));
         // Make the entries durable first, as Raft would before applying them.
