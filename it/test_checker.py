@@ -1,0 +1,95 @@
+"""The history checker catches every kind of anomaly it names, on synthetic
+histories, and passes a clean one."""
+import json
+import subprocess
+import sys
+import os
+
+import pytest
+
+from checker import check, summary
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def send(value, partition, offset, invoke, complete, outcome="ok", process="p1"):
+    op = {"op": "send", "process": process, "partition": partition, "value": value,
+          "invoke": invoke, "complete": complete, "outcome": outcome}
+    if outcome == "ok":
+        op["offset"] = offset
+    return op
+
+
+def poll(records, partition=0, invoke=10.0, process="c1"):
+    return {"op": "poll", "process": process, "partition": partition, "invoke": invoke,
+            "complete": invoke + 0.01, "records": [list(r) for r in records]}
+
+
+def final(records, partition=0):
+    return {"op": "final", "partition": partition, "records": [list(r) for r in records]}
+
+
+def clean():
+    return [
+        send("a", 0, 0, 1.0, 1.1),
+        send("b", 0, 1, 1.2, 1.3),
+        send("c", 0, None, 1.4, 1.5, outcome="unknown"),   # unknown, and it did land
+        send("d", 0, None, 1.6, 1.7, outcome="fail"),      # failed, never read
+        send("x", 1, 0, 1.0, 1.2, process="p2"),
+        poll([(0, "a"), (1, "b")], invoke=2.0),
+        poll([(2, "c")], invoke=2.5),
+        final([(0, "a"), (1, "b"), (2, "c")]),
+        final([(0, "x")], partition=1),
+    ]
+
+
+def kinds(history):
+    return sorted({a["kind"] for a in check(history)})
+
+
+def test_clean_history_has_no_anomaly():
+    h = clean()
+    assert check(h) == []
+    s = summary(h, [])
+    assert (s["sends"], s["acknowledged"], s["anomalies"]) == (5, 3, 0)
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    # Two values at one offset.
+    (lambda h: h + [poll([(1, "z")], process="c2")], ["inconsistent-offset", "phantom"]),
+    # One value at two offsets (a retried send stored twice).
+    (lambda h: h[:-2] + [final([(0, "a"), (1, "b"), (2, "c"), (3, "a")]), h[-1]], ["duplicate"]),
+    # Read but never sent.
+    (lambda h: h[:-2] + [final([(0, "a"), (1, "b"), (2, "c"), (3, "ghost")]), h[-1]], ["phantom"]),
+    # Read although its send definitely failed.
+    (lambda h: h[:-2] + [final([(0, "a"), (1, "b"), (2, "c"), (3, "d")]), h[-1]], ["failed-read"]),
+    # Acknowledged, then gone.
+    (lambda h: h[:-1] + [final([], partition=1)], ["lost"]),
+    # Acknowledged at one offset, found at another.
+    (lambda h: h[:-1] + [final([(5, "x")], partition=1)], ["wrong-offset"]),
+    # A consumer skips an offset.
+    (lambda h: h + [poll([(0, "a"), (2, "c")], process="c3", invoke=3.0)], ["poll-skip"]),
+    # A consumer goes back.
+    (lambda h: h + [poll([(1, "b"), (0, "a")], process="c4", invoke=3.0)], ["poll-backwards"]),
+    # A send started after another was acknowledged gets a lower offset.
+    (lambda h: [send("a", 0, 1, 1.0, 1.1), send("b", 0, 0, 1.2, 1.3), final([(0, "b"), (1, "a")])], ["send-order"]),
+], ids=["inconsistent-offset", "duplicate", "phantom", "failed-read", "lost", "wrong-offset",
+        "poll-skip", "poll-backwards", "send-order"])
+def test_each_anomaly_is_caught(mutate, expected):
+    assert kinds(mutate(clean())) == expected
+
+
+def test_concurrent_sends_may_land_in_either_order():
+    # Overlapping in time: no real-time order between them.
+    h = [send("a", 0, 1, 1.0, 1.5), send("b", 0, 0, 1.2, 1.3), final([(0, "b"), (1, "a")])]
+    assert check(h) == []
+
+
+def test_script_prints_anomalies_and_fails(tmp_path):
+    path = tmp_path / "history.jsonl"
+    bad = clean()[:-1] + [final([], partition=1)]
+    path.write_text("".join(json.dumps(op) + "\n" for op in bad))
+    r = subprocess.run([sys.executable, os.path.join(HERE, "checker.py"), str(path)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "lost: 'x' acknowledged at 1/0" in r.stdout
+    assert json.loads(r.stdout.splitlines()[0])["lost"] == 1
