@@ -7,7 +7,7 @@ DATA_DIR   ?= ./data
 KBENCH     ?= ../shared/tools/kbench.py
 PYTEST     ?= python3 -m pytest
 
-.PHONY: build run test test-rust test-it bench bench-cluster deps clean cluster cluster-status cluster-stop cluster-clean
+.PHONY: build run test test-rust test-it bench bench-cluster chaos deps clean cluster cluster-status cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -34,6 +34,15 @@ bench: build
 ## failover time and idle cost with 1,000 partitions.
 bench-cluster: build
 	bash it/bench_cluster.sh $(KBENCH)
+
+## Fault injection against a real 3-node cluster on 127.0.0.11-13 (root and
+## iptables): every scenario once, a table of operations, acknowledged,
+## lost, duplicated, anomalies and recovery time. Replay: make chaos SEED=n.
+SEED     ?=
+DURATION ?= 20
+chaos: build
+	@command -v iptables >/dev/null || { echo "make chaos needs root and iptables (apt-get install iptables)"; exit 2; }
+	python3 it/chaos.py $(if $(SEED),--seed $(SEED)) --duration $(DURATION)
 
 ## A local 3-node cluster (deploy/local/cluster.toml): Kafka 9092-9094,
 ## Raft 9192-9194, admin 9292-9294, data and logs under .cluster/.

@@ -123,7 +123,8 @@ async fn run(cfg: NodeConfig) -> Result<()> {
 
     let engine = Arc::new(SledEngine::open(&cfg.data_dir, node).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
     let frame_bytes_max = cfg.frame_bytes_max;
-    let groups = GroupManager::start(cfg, engine.clone(), HttpTransport::new(node)).await.context("starting Raft groups")?;
+    let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen));
+    let groups = GroupManager::start(cfg, engine.clone(), transport).await.context("starting Raft groups")?;
 
     let raft_app = chronik_network::server::router(groups.clone());
     tokio::spawn(async move {
@@ -169,6 +170,13 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     groups.shutdown().await;
     info!(node_id = node, "stopped");
     Ok(())
+}
+
+/// The address Raft traffic leaves from: the Raft listener's, unless it
+/// listens on every address.
+fn local_ip(raft_listen: &str) -> Option<std::net::IpAddr> {
+    let ip: std::net::IpAddr = chronik::config::split_host_port(raft_listen).ok()?.0.parse().ok()?;
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 async fn shutdown_signal() {

@@ -72,11 +72,15 @@ struct Pending {
 }
 
 impl HttpTransport {
-    pub fn new(me: NodeId) -> Self {
+    /// `local_ip`: the address outgoing connections leave from (the node's
+    /// own, when it listens on a specific one), so that peers and firewall
+    /// rules see which node is talking.
+    pub fn new(me: NodeId, local_ip: Option<std::net::IpAddr>) -> Self {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(16)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_millis(500))
+            .local_address(local_ip)
             .build()
             .expect("reqwest client");
         Self { inner: Arc::new(Inner { me, client, peers: Mutex::new(HashMap::new()) }) }
