@@ -58,6 +58,8 @@ class ChaosCluster:
             f.write("]\n")
         self.procs = {}
         self.paused = set()
+        # Spans during which no majority exists: nothing may be acknowledged.
+        self.windows = []
         subprocess.run(["iptables", "-N", CHAIN], capture_output=True)
         sh("iptables", "-F", CHAIN)
         if subprocess.run(["iptables", "-C", "INPUT", "-j", CHAIN], capture_output=True).returncode != 0:
@@ -286,7 +288,47 @@ def leader_isolated(c, rng, duration):
     return events
 
 
-SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "leader-isolated": leader_isolated}
+def follower_isolated(c, rng, duration):
+    """A minority (one node that leads nothing we pick) is cut off: the
+    majority goes on; the node catches up after healing."""
+    events, end = [], time.monotonic() + duration
+    while time.monotonic() < end - 5:
+        time.sleep(rng.uniform(1, 2))
+        leaders = c.leaders()
+        followers = [i for i in IPS if i not in leaders.values()] or [rng.choice(sorted(IPS))]
+        victim = rng.choice(followers)
+        events.append((time.monotonic(), [p for p, l in leaders.items() if l == victim]))
+        c.isolate(victim)
+        time.sleep(rng.uniform(3, 5))
+        c.heal()
+    return events
+
+
+def majority_lost(c, rng, duration):
+    """Every node cut off from every other: no write may be acknowledged
+    while it lasts (checked here), and writes resume after healing."""
+    events, end = [], time.monotonic() + duration
+    while time.monotonic() < end - 8:
+        time.sleep(rng.uniform(1, 2))
+        c.partition([1], [2], [3])
+        cut = time.monotonic()
+        time.sleep(rng.uniform(3, 5))
+        c.heal()
+        healed = time.monotonic()
+        # Recovery counts from the heal; the window is checked afterwards.
+        events.append((healed, list(range(PARTITIONS))))
+        c.windows.append((cut + 1.0, healed))  # the lease lets in-flight acks finish in the first second
+    return events
+
+
+SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "leader-isolated": leader_isolated,
+             "follower-isolated": follower_isolated, "majority-lost": majority_lost}
+
+
+def acked_during(history, windows):
+    """Sends invoked and acknowledged entirely inside a window with no majority."""
+    return [op for op in history if op["op"] == "send" and op.get("outcome") == "ok"
+            and any(lo <= op["invoke"] and op["complete"] <= hi for lo, hi in windows)]
 
 
 def run(name, seed, duration):
@@ -311,6 +353,9 @@ def run(name, seed, duration):
         c.wait_ready()
         w.final_read()
         anomalies = check(w.history)
+        for op in acked_during(w.history, c.windows):
+            anomalies.append({"kind": "minority-ack", "ops": [op],
+                              "detail": f"{op['value']!r} acknowledged while no majority could be formed"})
         s = summary(w.history, anomalies)
         recov = [first_ack_after(w.history, t, parts) for t, parts in events]
         s["recovery_s"] = round(max(r for r in recov if r is not None), 2) if any(r is not None for r in recov) else None

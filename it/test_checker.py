@@ -93,3 +93,11 @@ def test_script_prints_anomalies_and_fails(tmp_path):
     assert r.returncode == 1
     assert "lost: 'x' acknowledged at 1/0" in r.stdout
     assert json.loads(r.stdout.splitlines()[0])["lost"] == 1
+
+
+def test_acks_inside_a_no_majority_window_are_caught():
+    from chaos import acked_during
+    h = [send("a", 0, 0, 1.0, 1.2), send("b", 0, 1, 5.1, 5.3), send("c", 0, None, 5.2, 9.0, outcome="unknown"),
+         send("d", 0, 2, 7.5, 8.5)]
+    # No majority from 5.0 to 8.0: b was acknowledged inside it; d completed after.
+    assert [op["value"] for op in acked_during(h, [(5.0, 8.0)])] == ["b"]
