@@ -246,67 +246,43 @@ def first_ack_after(history, t, partitions):
 
 # Scenarios: each drives faults for `duration` seconds and returns
 # [(time injected, partitions affected)] for the recovery figure.
-def leader_killed(c, rng, duration):
+def repeat_fault(c, rng, duration, pick, inject, undo, hold):
+    """Until `duration` is nearly over: wait 1-2 s, pick a node (`pick(leaders)`),
+    inject the fault, hold it for `hold` seconds (a range), undo it. Each fault
+    is timed once in place: sends before that may still commit."""
     events, end = [], time.monotonic() + duration
-    while time.monotonic() < end - 4:
-        time.sleep(rng.uniform(1, 3))
+    while time.monotonic() < end - hold[1]:
+        time.sleep(rng.uniform(1, 2))
         leaders = c.leaders()
-        victim = leaders.get(rng.randrange(PARTITIONS))
+        victim = pick(leaders)
         if not victim:
             continue
-        c.kill(victim)
+        inject(victim)
         events.append((time.monotonic(), [p for p, l in leaders.items() if l == victim]))
-        time.sleep(rng.uniform(2, 4))
-        c.start(victim)
+        time.sleep(rng.uniform(*hold))
+        undo(victim)
     return events
+
+
+def leader_killed(c, rng, duration):
+    return repeat_fault(c, rng, duration, lambda l: l.get(rng.randrange(PARTITIONS)), c.kill, c.start, (2, 4))
 
 
 def leader_paused(c, rng, duration):
-    events, end = [], time.monotonic() + duration
-    while time.monotonic() < end - 5:
-        time.sleep(rng.uniform(1, 2))
-        leaders = c.leaders()
-        victim = leaders.get(rng.randrange(PARTITIONS))
-        if not victim:
-            continue
-        c.pause(victim)
-        events.append((time.monotonic(), [p for p, l in leaders.items() if l == victim]))
-        time.sleep(rng.uniform(2, 4))  # longer than the election timeout
-        c.resume(victim)
-    return events
+    # Held longer than the election timeout.
+    return repeat_fault(c, rng, duration, lambda l: l.get(rng.randrange(PARTITIONS)), c.pause, c.resume, (2, 4))
 
 
 def leader_isolated(c, rng, duration):
-    events, end = [], time.monotonic() + duration
-    while time.monotonic() < end - 5:
-        time.sleep(rng.uniform(1, 2))
-        leaders = c.leaders()
-        victim = leaders.get(rng.randrange(PARTITIONS))
-        if not victim:
-            continue
-        c.isolate(victim)
-        # Timed once the rules are in: sends before that may still commit.
-        events.append((time.monotonic(), [p for p, l in leaders.items() if l == victim]))
-        time.sleep(rng.uniform(3, 5))
-        c.heal()
-    return events
+    return repeat_fault(c, rng, duration, lambda l: l.get(rng.randrange(PARTITIONS)), c.isolate, lambda _: c.heal(), (3, 5))
 
 
 def follower_isolated(c, rng, duration):
-    """A minority (one node that leads nothing we pick) is cut off: the
+    """A minority (a node leading nothing, if there is one) is cut off: the
     majority goes on; the node catches up after healing."""
-    events, end = [], time.monotonic() + duration
-    while time.monotonic() < end - 5:
-        time.sleep(rng.uniform(1, 2))
-        leaders = c.leaders()
-        followers = [i for i in IPS if i not in leaders.values()] or [rng.choice(sorted(IPS))]
-        victim = rng.choice(followers)
-        c.isolate(victim)
-        # Timed once the rules are in: sends before that may still commit.
-        events.append((time.monotonic(), [p for p, l in leaders.items() if l == victim]))
-        time.sleep(rng.uniform(3, 5))
-        c.heal()
-    return events
+    def pick(leaders):
+        return rng.choice([i for i in IPS if i not in leaders.values()] or sorted(IPS))
+    return repeat_fault(c, rng, duration, pick, c.isolate, lambda _: c.heal(), (3, 5))
 
 
 def majority_lost(c, rng, duration):

@@ -3,6 +3,7 @@ processes. Kill -9 a leader mid-stream: nothing acknowledged is lost, the
 producer recovers by itself, and the restarted node catches up to
 byte-identical replicas."""
 import signal
+import struct
 import threading
 import time
 
@@ -198,3 +199,36 @@ def test_acks_1_and_all_mixed_report_true_offsets(cluster_factory):
     assert len(acked) == 10000, "two acknowledgements named the same offset"
     got = consume_all(c.bootstrap, topic, 3, len(acked), timeout=60)
     check_exactly_once_in_order(acked, got)
+
+
+def test_topic_changes_on_a_non_controller_node_are_forwarded(cluster_factory):
+    """CreateTopics and DeleteTopics sent straight to a node that does not lead
+    the controller group (raw requests, so no client reroutes them) succeed,
+    and every node sees the change."""
+    from test_bad_input import frame, roundtrip
+
+    c = cluster_factory(3).start()
+    controller = c.admin_get(1, "/v1/cluster")["controller"]
+    other = next(i for i in c.nodes if i != controller)
+    name = b"forwarded"
+    # CreateTopics v2: [name partitions rf [assignments] [configs]] timeout validate_only
+    body = struct.pack(">i", 1) + struct.pack(">h", len(name)) + name + struct.pack(">ihii", 2, 3, 0, 0)
+    body += struct.pack(">ib", 10000, 0)
+    reply = roundtrip(c.nodes[other], frame(19, 2, 7, body), timeout=20)
+    # corr, throttle, [name error_code error_message]
+    (corr, _throttle, count) = struct.unpack(">iii", reply[:12])
+    (nlen,) = struct.unpack(">h", reply[12:14])
+    (err,) = struct.unpack(">h", reply[14 + nlen:16 + nlen])
+    assert (corr, count, reply[14:14 + nlen], err) == (7, 1, name, 0)
+    for i in c.nodes:
+        wait_for(f"node {i} to see the topic", lambda i=i: any(t["name"] == "forwarded" for t in c.admin_get(i, "/v1/topics")))
+
+    # DeleteTopics v1: [name] timeout
+    body = struct.pack(">i", 1) + struct.pack(">h", len(name)) + name + struct.pack(">i", 10000)
+    reply = roundtrip(c.nodes[other], frame(20, 1, 8, body), timeout=20)
+    # corr, throttle, [name error_code]
+    (corr, _throttle, count) = struct.unpack(">iii", reply[:12])
+    (err,) = struct.unpack(">h", reply[14 + nlen:16 + nlen])
+    assert (corr, count, err) == (8, 1, 0)
+    for i in c.nodes:
+        wait_for(f"node {i} to drop the topic", lambda i=i: not any(t["name"] == "forwarded" for t in c.admin_get(i, "/v1/topics")))
