@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::liveness::NodeStatus;
 use crate::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
+use crate::offsets::{CommittedOffset, GroupRecord};
 use crate::store::StoreError;
 use crate::types::{GroupId, NodeAddr, NodeId, Offset, TypeConfig};
 
@@ -24,6 +25,20 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// See [`crate::PartitionStore::read`]; only batches below the high watermark.
     fn read(&self, offset: Offset, max_bytes: usize) -> Result<Vec<Bytes>, StoreError>;
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+
+    /// The leader epoch at or below `epoch` that this partition has written
+    /// in, and the offset after its last batch (OffsetForLeaderEpoch). None
+    /// when no batch of such an epoch exists.
+    fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, Offset)>;
+
+    /// Offsets partitions: a consumer group's committed offsets.
+    fn committed_offsets(&self, group: &str) -> Result<Vec<(String, i32, CommittedOffset)>, StoreError>;
+
+    /// Offsets partitions: a consumer group's last completed generation.
+    fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError>;
+
+    /// Offsets partitions: every group with a record or committed offsets.
+    fn group_names(&self) -> Result<Vec<String>, StoreError>;
 
     /// Registers an acks=1 produce: propose it with the returned token, and
     /// `offset` yields its base offset once the batch is durable in this

@@ -13,6 +13,8 @@ pub mod groups;
 pub mod liveness;
 pub mod metadata;
 pub mod metrics;
+pub mod offsets;
+pub mod producers;
 pub mod serde_b64;
 pub mod store;
 pub mod types;

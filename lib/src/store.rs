@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use crate::batch::BatchError;
 use crate::metadata::ControllerError;
-use crate::types::{NodeId, Offset, TopicPartition};
+use crate::offsets::{CommittedOffset, GroupCommand, GroupRecord};
+use crate::types::{NodeId, Offset, ProducerRefusal, TopicPartition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -59,6 +60,8 @@ pub enum StoreError {
     Storage { node: NodeId, detail: String },
     #[error("node {node} is shutting down")]
     ShuttingDown { node: NodeId },
+    #[error("partition {0} refused the batch: {1}")]
+    ProducerRefused(TopicPartition, ProducerRefusal),
 }
 
 /// A produce that has been queued into its partition's Raft log in order;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::metadata::{ControllerCommand, ControllerError};
+use crate::offsets::GroupCommand;
 
 /// A node of the cluster, as named in the cluster config.
 pub type NodeId = u64;
@@ -78,6 +79,8 @@ pub enum Command {
     },
     /// A change to cluster metadata (controller group only).
     Controller(ControllerCommand),
+    /// A change to consumer groups (offsets partitions only).
+    Group(GroupCommand),
 }
 
 impl fmt::Display for Command {
@@ -85,6 +88,7 @@ impl fmt::Display for Command {
         match self {
             Command::Append { batch, .. } => write!(f, "append({} bytes)", batch.len()),
             Command::Controller(c) => write!(f, "controller({c:?})"),
+            Command::Group(c) => write!(f, "group({})", c.group()),
         }
     }
 }
@@ -95,9 +99,36 @@ pub enum CommandResult {
     None,
     /// The batch now starts at `base_offset`.
     Appended { base_offset: Offset },
+    /// An idempotent producer sent this batch again: it was stored once,
+    /// at `base_offset`, and is not stored twice.
+    Duplicate { base_offset: Offset },
+    /// The batch breaks its idempotent producer's sequence or epoch: not stored.
+    ProducerRefused(ProducerRefusal),
     Controller(Result<(), ControllerError>),
     /// The command does not belong to this kind of group.
     Rejected(String),
+}
+
+/// Why a partition refused an idempotent producer's batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProducerRefusal {
+    /// The batch does not follow the last one stored (a gap or a reorder).
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    /// A newer epoch of this producer id has written here (fenced).
+    StaleEpoch { producer_id: i64, current: i16, got: i16 },
+}
+
+impl fmt::Display for ProducerRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProducerRefusal::OutOfOrderSequence { producer_id, expected, got } => {
+                write!(f, "producer {producer_id}: expected sequence {expected}, got {got}")
+            }
+            ProducerRefusal::StaleEpoch { producer_id, current, got } => {
+                write!(f, "producer {producer_id}: epoch {got} is older than the current epoch {current}")
+            }
+        }
+    }
 }
 
 openraft::declare_raft_types!(

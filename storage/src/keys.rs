@@ -8,6 +8,16 @@ pub const PURGED: u8 = b'p';
 pub const STATE: u8 = b's';
 pub const SNAPSHOT: u8 = b'n';
 pub const INDEX: u8 = b'i';
+/// Partition: idempotent producer state, g ++ b'P' ++ producer id.
+pub const PRODUCER: u8 = b'P';
+/// Partition: leader epochs, g ++ b'E' ++ epoch -> its first offset.
+pub const EPOCH: u8 = b'E';
+/// Offsets partition: g ++ b'O' ++ group ++ topic ++ partition -> committed offset.
+pub const OFFSET: u8 = b'O';
+/// Offsets partition: g ++ b'G' ++ group -> the group's last generation.
+pub const GROUP: u8 = b'G';
+/// The tags of a partition's small state, carried whole in its snapshots.
+pub const SNAPSHOT_TAGS: [u8; 4] = [PRODUCER, EPOCH, OFFSET, GROUP];
 
 pub fn group(g: GroupId) -> [u8; 8] {
     g.0.to_be_bytes()
@@ -43,4 +53,41 @@ pub fn index(g: GroupId, offset: i64) -> [u8; 17] {
 
 pub fn index_offset(k: &[u8]) -> i64 {
     u64::from_be_bytes(k[9..17].try_into().expect("index key is 17 bytes")) as i64
+}
+
+/// g ++ tag ++ suffix.
+pub fn tagged(g: GroupId, tag_byte: u8, suffix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + suffix.len());
+    k.extend_from_slice(&tag(g, tag_byte));
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// A length-prefixed string, so that one name is never a prefix of another's key.
+fn push_str(k: &mut Vec<u8>, s: &str) {
+    k.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    k.extend_from_slice(s.as_bytes());
+}
+
+/// The key prefix of a group's committed offsets.
+pub fn offsets_of(g: GroupId, group: &str) -> Vec<u8> {
+    let mut k = tag(g, OFFSET).to_vec();
+    push_str(&mut k, group);
+    k
+}
+
+pub fn offset(g: GroupId, group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut k = offsets_of(g, group);
+    push_str(&mut k, topic);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// (topic, partition) from an offset key of `group`.
+pub fn parse_offset(g: GroupId, group: &str, k: &[u8]) -> Option<(String, i32)> {
+    let rest = k.get(offsets_of(g, group).len()..)?;
+    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let topic = std::str::from_utf8(rest.get(4..4 + len)?).ok()?.to_string();
+    let partition = i32::from_be_bytes(rest.get(4 + len..8 + len)?.try_into().ok()?);
+    Some((topic, partition))
 }

@@ -28,11 +28,17 @@ pub(crate) struct LocalAcks {
     end: Mutex<Option<(u64, Offset)>>,
 }
 
-/// Records an entry adds to its partition once applied (as the state machine counts them).
-pub(crate) fn record_count(e: &Entry) -> Option<(i64, u64)> {
+/// Records an entry adds to its partition once applied (as the state machine
+/// counts them), and its acks=1 token. The count is unknown (None) for an
+/// idempotent producer's batch: applying it may find a duplicate and add nothing.
+pub(crate) fn record_count(e: &Entry) -> Option<(Option<i64>, u64)> {
     match &e.payload {
         EntryPayload::Normal(Command::Append { batch: b, token }) => {
-            let n = batch::parse_header(b).ok().filter(|h| h.record_count > 0).map(|h| h.record_count as i64).unwrap_or(0);
+            let n = match batch::parse_header(b) {
+                Ok(h) if h.producer_id >= 0 && h.base_sequence >= 0 => None,
+                Ok(h) if h.record_count > 0 => Some(h.record_count as i64),
+                _ => Some(0),
+            };
             Some((n, *token))
         }
         _ => None,
@@ -93,7 +99,16 @@ impl LocalAcks {
                         out.push((tx, leo));
                     }
                 }
-                leo += n;
+                match n {
+                    Some(n) => leo += n,
+                    None => {
+                        // Past an idempotent batch nothing can be said until
+                        // it is applied: later waiters stay registered and
+                        // their produces wait for commit instead.
+                        *end = None;
+                        return out;
+                    }
+                }
             }
         }
         *end = Some((last, leo));
@@ -108,16 +123,36 @@ mod tests {
     use chronik::TypeConfig;
     use openraft::testing::log_id;
 
-    fn batch(records: i32) -> Bytes {
-        // A v2 batch header is enough: only the record count is read.
+    fn batch(records: i32, producer_id: i64) -> Bytes {
+        // A v2 batch header is enough: only the record count and the
+        // producer fields are read.
         let mut b = vec![0u8; 61];
         b[16] = 2; // magic
+        b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        b[53..57].copy_from_slice(&(if producer_id >= 0 { 0i32 } else { -1 }).to_be_bytes());
         b[57..61].copy_from_slice(&records.to_be_bytes());
         Bytes::from(b)
     }
 
     fn append(index: u64, records: i32, token: u64) -> Entry {
-        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), Command::Append { batch: batch(records), token })
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), Command::Append { batch: batch(records, -1), token })
+    }
+
+    #[test]
+    fn nothing_is_promised_past_an_idempotent_batch() {
+        let acks = Arc::new(LocalAcks::default());
+        let (a, b) = (acks.register(), acks.register());
+        let idempotent = Entry::new_normal(log_id::<TypeConfig>(1, 1, 4), Command::Append { batch: batch(2, 7), token: 0 });
+        let out = acks.on_append(&[append(3, 4, a.token), idempotent, append(5, 1, b.token)], |_| Some(10));
+        // a comes before the idempotent batch; b must wait for commit.
+        assert_eq!(out.iter().map(|(_, o)| *o).collect::<Vec<_>>(), vec![10]);
+        assert!(acks.waiters.lock().unwrap().contains_key(&b.token));
+        let c = acks.register();
+        let out = acks.on_append(&[append(6, 1, c.token)], |after| {
+            assert_eq!(after, Some(5), "the cached end was dropped");
+            None
+        });
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -56,7 +56,9 @@ impl SledLog {
         if from <= index {
             for v in self.inner.log.range(keys::log(self.group, from)..=keys::log(self.group, index)).values() {
                 let e: Entry = decode(&v.ok()?).ok()?;
-                leo += local_ack::record_count(&e).map(|(n, _)| n).unwrap_or(0);
+                if let Some((n, _)) = local_ack::record_count(&e) {
+                    leo += n?;
+                }
             }
         }
         Some(leo)

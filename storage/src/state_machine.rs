@@ -1,15 +1,20 @@
 //! State machines: the controller's (cluster metadata) and the partitions'
 //! (offsets). A partition's state machine never copies record data: applying
-//! an append records where the batch's log entry is and which offsets it got.
+//! an append records where the batch's log entry is and which offsets it got,
+//! its idempotent producer's sequence, and the leader epoch it was written in.
+//! The partitions of the offsets topic apply consumer-group commands instead.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use chronik::batch;
 use chronik::engine::{LocalAppend, PartitionLog};
 use chronik::metadata::ClusterMetadata;
+use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
+use chronik::producers::{self, ProducerState, StoredBatch, Verdict};
 use chronik::{Command, CommandResult, Entry, GroupId, LogId, Offset, SnapshotData, SnapshotMeta, StoreError, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -62,6 +67,14 @@ impl IndexValue {
     }
 }
 
+/// A snapshot: the applied state plus the partition's small keyed state
+/// (producers, epochs, consumer groups), as (tag, key suffix, value).
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    state: SmState,
+    records: Vec<(u8, Vec<u8>, Vec<u8>)>,
+}
+
 /// Read side of a partition, shared with the Kafka front door.
 pub struct PartitionReader {
     inner: Arc<Inner>,
@@ -69,9 +82,15 @@ pub struct PartitionReader {
     hwm: watch::Sender<Offset>,
     log_start: AtomicI64,
     local_acks: Arc<LocalAcks>,
+    /// Leader epoch -> first offset written in it.
+    epochs: RwLock<BTreeMap<i32, Offset>>,
 }
 
 impl PartitionReader {
+    fn scan(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_ {
+        self.inner.sm.scan_prefix(prefix).map(|kv| kv.map_err(|e| self.inner.storage_err(e)))
+    }
+
     fn batch_bytes(&self, base: Offset, iv: &IndexValue) -> Result<Bytes, StoreError> {
         let raw = self
             .inner
@@ -144,6 +163,46 @@ impl PartitionLog for PartitionReader {
         Ok(out)
     }
 
+    fn committed_offsets(&self, group: &str) -> Result<Vec<(String, i32, CommittedOffset)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.scan(&keys::offsets_of(self.group, group)) {
+            let (k, v) = kv?;
+            let (topic, partition) = keys::parse_offset(self.group, group, &k)
+                .ok_or_else(|| self.inner.storage_err(format!("group {} has a malformed offset key", self.group)))?;
+            out.push((topic, partition, decode(&v).map_err(|e| self.inner.storage_err(e))?));
+        }
+        Ok(out)
+    }
+
+    fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError> {
+        match self.inner.sm.get(keys::tagged(self.group, keys::GROUP, group.as_bytes())).map_err(|e| self.inner.storage_err(e))? {
+            Some(v) => decode(&v).map(Some).map_err(|e| self.inner.storage_err(e)),
+            None => Ok(None),
+        }
+    }
+
+    fn group_names(&self) -> Result<Vec<String>, StoreError> {
+        // Groups with a record, and groups with only committed offsets (a
+        // consumer that commits without joining).
+        let mut names = BTreeSet::new();
+        for kv in self.scan(&keys::tag(self.group, keys::GROUP)) {
+            names.insert(String::from_utf8_lossy(&kv?.0[9..]).into_owned());
+        }
+        for kv in self.scan(&keys::tag(self.group, keys::OFFSET)) {
+            let (k, _) = kv?;
+            let len = u32::from_be_bytes(k[9..13].try_into().expect("offset key has a group length")) as usize;
+            names.insert(String::from_utf8_lossy(&k[13..13 + len]).into_owned());
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, Offset)> {
+        let epochs = self.epochs.read().unwrap();
+        let (found, _) = epochs.range(..=epoch).next_back()?;
+        let end = epochs.range(found + 1..).next().map(|(_, start)| *start).unwrap_or_else(|| self.high_watermark());
+        Some((*found, end))
+    }
+
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError> {
         // FIXME: a linear scan; a time index belongs with retention.
         let hwm = self.high_watermark();
@@ -168,6 +227,8 @@ pub struct SledStateMachine {
     group: GroupId,
     state: SmState,
     kind: Kind,
+    /// Partition: idempotent producers (persisted at g ++ b'P' ++ id).
+    producers: HashMap<i64, ProducerState>,
 }
 
 impl SledStateMachine {
@@ -184,7 +245,7 @@ impl SledStateMachine {
         let md = Arc::new(state.metadata.clone().unwrap_or_default());
         info!(node_id = inner.node, topics = md.topics.len(), applied = ?state.last_applied, "controller state loaded");
         let (tx, rx) = watch::channel(md);
-        Ok((Self { inner, group, state, kind: Kind::Controller(tx) }, rx))
+        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new() }, rx))
     }
 
     /// The persisted (last applied index, next offset) of a partition group.
@@ -205,8 +266,42 @@ impl SledStateMachine {
             hwm: watch::Sender::new(state.next_offset),
             log_start: AtomicI64::new(state.log_start_offset),
             local_acks,
+            epochs: RwLock::new(BTreeMap::new()),
         });
-        Ok((Self { inner, group, state, kind: Kind::Partition(reader.clone()) }, reader))
+        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new() };
+        sm.load_keyed_state().map_err(|e| sm.inner.storage_err(e))?;
+        Ok((sm, reader))
+    }
+
+    /// Reads producers and epochs from disk into memory.
+    fn load_keyed_state(&mut self) -> io::Result<()> {
+        let Kind::Partition(reader) = &self.kind else { return Ok(()) };
+        self.producers.clear();
+        for kv in self.inner.sm.scan_prefix(keys::tag(self.group, keys::PRODUCER)) {
+            let (k, v) = kv.map_err(io_err)?;
+            let pid = i64::from_be_bytes(k[9..17].try_into().map_err(io_err)?);
+            self.producers.insert(pid, decode(&v)?);
+        }
+        let mut epochs = reader.epochs.write().unwrap();
+        epochs.clear();
+        for kv in self.inner.sm.scan_prefix(keys::tag(self.group, keys::EPOCH)) {
+            let (k, v) = kv.map_err(io_err)?;
+            let epoch = i32::from_be_bytes(k[9..13].try_into().map_err(io_err)?);
+            epochs.insert(epoch, decode(&v)?);
+        }
+        Ok(())
+    }
+
+    /// The partition's small keyed state, for a snapshot.
+    fn keyed_records(inner: &Inner, group: GroupId) -> io::Result<Vec<(u8, Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for tag in keys::SNAPSHOT_TAGS {
+            for kv in inner.sm.scan_prefix(keys::tag(group, tag)) {
+                let (k, v) = kv.map_err(io_err)?;
+                out.push((tag, k[9..].to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     fn publish(&self) {
@@ -243,6 +338,15 @@ impl SledStateMachine {
                     Ok(h) if h.record_count > 0 => h,
                     Ok(_) | Err(_) => return CommandResult::Rejected("unparsable batch".into()),
                 };
+                let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
+                let last_seq = producers::last_seq(h.base_sequence, h.record_count);
+                if idempotent {
+                    match producers::judge(self.producers.get(&h.producer_id), h.producer_id, h.producer_epoch, h.base_sequence, last_seq) {
+                        Verdict::Append => {}
+                        Verdict::Duplicate(base_offset) => return CommandResult::Duplicate { base_offset },
+                        Verdict::Refuse(why) => return CommandResult::ProducerRefused(why),
+                    }
+                }
                 let base = self.state.next_offset;
                 let iv = IndexValue {
                     log_index: entry.log_id.index,
@@ -252,12 +356,64 @@ impl SledStateMachine {
                 };
                 batch.insert(&keys::index(self.group, base)[..], &iv.encode()[..]);
                 self.state.next_offset = iv.last_offset + 1;
+                if idempotent {
+                    let p = self.producers.entry(h.producer_id).or_default();
+                    p.record(h.producer_epoch, StoredBatch { first_seq: h.base_sequence, last_seq, base_offset: base }, h.max_timestamp);
+                    match encode(p) {
+                        Ok(v) => batch.insert(keys::tagged(self.group, keys::PRODUCER, &h.producer_id.to_be_bytes()), v),
+                        Err(e) => return CommandResult::Rejected(format!("producer state does not encode: {e}")),
+                    }
+                }
+                self.note_epoch(entry.log_id.leader_id.term as i32, base, batch);
                 CommandResult::Appended { base_offset: base }
             }
+            (EntryPayload::Normal(Command::Group(c)), Kind::Partition(_)) => self.apply_group(c, batch),
             (EntryPayload::Normal(Command::Controller(c)), Kind::Controller(_)) => {
                 CommandResult::Controller(self.state.metadata.get_or_insert_with(Default::default).apply(c))
             }
             (EntryPayload::Normal(c), _) => CommandResult::Rejected(format!("{c} does not belong to group {}", self.group)),
+        }
+    }
+
+    /// Records the first offset of a new leader epoch.
+    fn note_epoch(&self, epoch: i32, base: Offset, batch: &mut sled::Batch) {
+        let Kind::Partition(reader) = &self.kind else { return };
+        let mut epochs = reader.epochs.write().unwrap();
+        if epochs.last_key_value().is_none_or(|(last, _)| *last < epoch) {
+            epochs.insert(epoch, base);
+            batch.insert(keys::tagged(self.group, keys::EPOCH, &epoch.to_be_bytes()), encode(&base).expect("an offset encodes"));
+        }
+    }
+
+    /// Consumer-group commands (offsets partitions). They are idempotent, so
+    /// applying one again after a crash changes nothing.
+    fn apply_group(&self, cmd: &GroupCommand, batch: &mut sled::Batch) -> CommandResult {
+        let g = self.group;
+        let result = (|| -> io::Result<()> {
+            match cmd {
+                GroupCommand::Commit { group, offsets } => {
+                    for (topic, partition, v) in offsets {
+                        batch.insert(keys::offset(g, group, topic, *partition), encode(v)?);
+                    }
+                }
+                GroupCommand::Store { group, record } => {
+                    batch.insert(keys::tagged(g, keys::GROUP, group.as_bytes()), encode(record)?);
+                }
+                GroupCommand::Delete { group } => {
+                    // Offsets committed earlier in this apply are still in
+                    // `batch`: land them first, so the scan sees them.
+                    self.inner.sm.apply_batch(std::mem::take(batch)).map_err(io_err)?;
+                    batch.remove(keys::tagged(g, keys::GROUP, group.as_bytes()));
+                    for k in self.inner.sm.scan_prefix(keys::offsets_of(g, group)).keys() {
+                        batch.remove(k.map_err(io_err)?);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => CommandResult::None,
+            Err(e) => CommandResult::Rejected(format!("group {} in {g}: {e}", cmd.group())),
         }
     }
 
@@ -303,7 +459,9 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let mut state: SmState = decode(&data)?;
+        // Snapshots written before keyed state existed hold the state alone.
+        let SnapshotBody { mut state, records } = decode(&data)
+            .or_else(|_| decode::<SmState>(&data).map(|state| SnapshotBody { state, records: vec![] }))?;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         // FIXME(cluster): a partition snapshot carries offsets, not record data;
@@ -312,9 +470,18 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         info!(node_id = self.inner.node, group = %self.group, last = ?meta.last_log_id, bytes = data.len(), "installing snapshot");
         self.state = state;
         let mut batch = sled::Batch::default();
+        for tag in keys::SNAPSHOT_TAGS {
+            for k in self.inner.sm.scan_prefix(keys::tag(self.group, tag)).keys() {
+                batch.remove(k.map_err(io_err)?);
+            }
+        }
+        for (tag, suffix, value) in records {
+            batch.insert(keys::tagged(self.group, tag, &suffix), value);
+        }
         self.persist_state(&mut batch)?;
         batch.insert(&keys::tag(self.group, keys::SNAPSHOT)[..], encode(&(meta, data))?);
         self.inner.sm.apply_batch(batch).map_err(io_err)?;
+        self.load_keyed_state()?;
         self.publish();
         Ok(())
     }
@@ -340,7 +507,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
-        let data = encode(&self.state)?;
+        // The keyed state is read as it is now, which may be ahead of
+        // `state`; that is harmless only because partition groups never
+        // snapshot today (the controller has no keyed state).
+        let records = SledStateMachine::keyed_records(&self.inner, self.group)?;
+        let data = encode(&SnapshotBody { state: self.state.clone(), records })?;
         let meta = SnapshotMeta { last_log_id: self.state.last_applied, last_membership: self.state.membership.clone() };
         self.inner.sm.insert(keys::tag(self.group, keys::SNAPSHOT), encode(&(&meta, &data))?).map_err(io_err)?;
         info!(node_id = self.inner.node, group = %self.group, last = ?meta.last_log_id, bytes = data.len(), "built snapshot");

@@ -37,8 +37,13 @@ async fn conformance_controller_group() {
     Suite::test_all(Builder { group: CONTROLLER_GROUP, dirs: Default::default() }).await.unwrap();
 }
 
-/// A minimal valid batch of `n` records.
+/// A minimal valid batch of `n` records, from a producer without idempotence.
 fn batch(n: i32, ts: i64) -> Bytes {
+    idempotent_batch(n, ts, -1, 0, -1)
+}
+
+/// A batch of `n` records from producer `pid` (epoch, first sequence).
+fn idempotent_batch(n: i32, ts: i64, pid: i64, epoch: i16, seq: i32) -> Bytes {
     let mut records = Vec::new();
     for i in 0..n {
         let body = [0u8, 0, (i as u8) << 1, 1, 1, 0];
@@ -51,6 +56,9 @@ fn batch(n: i32, ts: i64) -> Bytes {
     b[23..27].copy_from_slice(&(n - 1).to_be_bytes());
     b[27..35].copy_from_slice(&ts.to_be_bytes());
     b[35..43].copy_from_slice(&ts.to_be_bytes());
+    b[43..51].copy_from_slice(&pid.to_be_bytes());
+    b[51..53].copy_from_slice(&epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
     b[57..61].copy_from_slice(&n.to_be_bytes());
     b.extend_from_slice(&records);
     let crc = crc32c(&b[21..]);
@@ -120,3 +128,94 @@ async fn offsets_are_assigned_on_apply_and_survive_reopen() {
     assert_eq!(reader.high_watermark(), 0, "dropped group starts empty");
 }
 
+
+/// Makes `cmds` durable as entries `first..` of `term`, then applies them.
+async fn apply_all(engine: &SledEngine, opened: &mut chronik::engine::OpenedGroup<SledEngine>, term: u64, first: u64, cmds: Vec<Command>) {
+    use openraft::entry::RaftEntry;
+    use openraft::storage::{RaftLogStorage, RaftStateMachine};
+    use openraft::testing::log_id;
+    let entries: Vec<chronik::Entry> = cmds
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| chronik::Entry::new_normal(log_id::<TypeConfig>(term, 1, first + i as u64), c))
+        .collect();
+    opened.log.append(entries.clone(), openraft::storage::IOFlushed::noop()).await.unwrap();
+    engine.inner.flusher.flush().await.unwrap();
+    opened.sm.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await.unwrap();
+}
+
+fn append(b: Bytes) -> Command {
+    Command::Append { batch: b, token: 0 }
+}
+
+/// A retried idempotent batch is stored once, a gap or a stale epoch is not
+/// stored, and the producer state and leader epochs survive a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_batches_are_stored_once_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GroupId(5);
+    let base = |b: &Bytes| i64::from_be_bytes(b[0..8].try_into().unwrap());
+    {
+        let engine = SledEngine::open(dir.path(), 1).unwrap();
+        let (mut opened, reader) = engine.open_partition(g).unwrap();
+        let cmds = vec![
+            append(idempotent_batch(2, 1, 42, 0, 0)),
+            append(idempotent_batch(2, 2, 42, 0, 0)), // retry of the first
+            append(idempotent_batch(3, 3, 42, 0, 2)),
+            append(idempotent_batch(1, 4, 42, 0, 9)), // gap: expected 5
+            append(batch(1, 5)),                      // no idempotence: always stored
+        ];
+        apply_all(&engine, &mut opened, 1, 1, cmds).await;
+        assert_eq!(reader.high_watermark(), 6, "2 + 3 + 1 records, the retry and the gap not stored");
+        assert_eq!(reader.read(0, usize::MAX).unwrap().iter().map(base).collect::<Vec<_>>(), vec![0, 2, 5]);
+        assert_eq!(reader.epoch_end_offset(1), Some((1, 6)));
+    }
+    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let (mut opened, reader) = engine.open_partition(g).unwrap();
+    let cmds = vec![
+        append(idempotent_batch(3, 6, 42, 0, 2)), // retry after the restart
+        append(idempotent_batch(1, 7, 42, 0, 5)),
+        append(idempotent_batch(1, 8, 42, 1, 0)), // a new epoch starts at 0
+        append(idempotent_batch(1, 9, 42, 0, 6)), // the old epoch is fenced
+    ];
+    apply_all(&engine, &mut opened, 3, 6, cmds).await;
+    assert_eq!(reader.high_watermark(), 8);
+    assert_eq!(reader.read(0, usize::MAX).unwrap().iter().map(base).collect::<Vec<_>>(), vec![0, 2, 5, 6, 7]);
+    // Epoch 1 wrote offsets 0..6, epoch 3 from 6 on; 2 never wrote.
+    assert_eq!(reader.epoch_end_offset(0), None);
+    assert_eq!(reader.epoch_end_offset(2), Some((1, 6)));
+    assert_eq!(reader.epoch_end_offset(3), Some((3, 8)));
+    assert_eq!(reader.epoch_end_offset(9), Some((3, 8)));
+}
+
+/// Committed offsets and group records of an offsets partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commands_commit_store_and_delete() {
+    use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let g = GroupId(9);
+    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let (mut opened, reader) = engine.open_partition(g).unwrap();
+    let off = |o: i64| CommittedOffset { offset: o, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 0 };
+    let commit = |group: &str, o: i64| {
+        Command::Group(GroupCommand::Commit { group: group.into(), offsets: vec![("t".into(), 0, off(o)), ("t".into(), 1, off(o + 1))] })
+    };
+    let record = GroupRecord { protocol_type: "consumer".into(), generation: 4, ..Default::default() };
+    let cmds = vec![
+        commit("a", 10),
+        commit("ab", 20), // a name that extends another must not mix with it
+        Command::Group(GroupCommand::Store { group: "a".into(), record: record.clone() }),
+        commit("a", 11),
+        commit("gone", 1),
+        Command::Group(GroupCommand::Delete { group: "gone".into() }),
+    ];
+    apply_all(&engine, &mut opened, 1, 1, cmds).await;
+    let a = reader.committed_offsets("a").unwrap();
+    assert_eq!(a, vec![("t".to_string(), 0, off(11)), ("t".to_string(), 1, off(12))]);
+    assert_eq!(reader.committed_offsets("ab").unwrap()[0].2.offset, 20);
+    assert_eq!(reader.group_record("a").unwrap(), Some(record));
+    assert_eq!(reader.group_record("ab").unwrap(), None);
+    assert_eq!(reader.group_names().unwrap(), vec!["a".to_string(), "ab".to_string()]);
+    assert!(reader.committed_offsets("gone").unwrap().is_empty());
+    assert_eq!(reader.high_watermark(), 0, "group commands are not records");
+}

@@ -1,0 +1,96 @@
+//! Consumer groups as the offsets partitions replicate them: committed
+//! offsets and each group's last completed generation. The internal topic
+//! `__consumer_offsets` has a few partitions; a group lives in the one its
+//! name hashes to (Kafka's rule), and that partition's leader is the group's
+//! coordinator. Membership in flight (joins, heartbeats) stays in the
+//! coordinator's memory; what survives a coordinator change is written here.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The internal topic that holds consumer groups.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Kafka's limit on the metadata string of a committed offset.
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    /// -1 when the client did not say.
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// One member as of the last completed rebalance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// The member's metadata for the chosen protocol.
+    #[serde(with = "crate::serde_b64")]
+    pub metadata: Bytes,
+    #[serde(with = "crate::serde_b64")]
+    pub assignment: Bytes,
+}
+
+/// A group's last completed generation (members empty: the group is Empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberRecord>,
+}
+
+/// A change to consumer groups, replicated through an offsets partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupCommand {
+    Commit { group: String, offsets: Vec<(String, i32, CommittedOffset)> },
+    Store { group: String, record: GroupRecord },
+    /// Removes the group and its committed offsets.
+    Delete { group: String },
+}
+
+impl GroupCommand {
+    pub fn group(&self) -> &str {
+        match self {
+            GroupCommand::Commit { group, .. } | GroupCommand::Store { group, .. } | GroupCommand::Delete { group } => group,
+        }
+    }
+}
+
+/// The offsets partition of a group: Java's `String.hashCode`, made
+/// non-negative, modulo the partition count, as Kafka does, so a group keeps
+/// its partition for as long as the topic keeps its size.
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let mut h: i32 = 0;
+    for unit in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(unit as i32);
+    }
+    let h = if h == i32::MIN { 0 } else { h.abs() };
+    h % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_matches_java_hash_code() {
+        // "test-group".hashCode() == 627841412 in Java; % 50 == 12.
+        assert_eq!(partition_for("test-group", 50), 12);
+        assert_eq!(partition_for("", 16), 0);
+        // Its hashCode is i32::MIN, which Kafka's Utils.abs maps to 0.
+        assert_eq!(partition_for("polygenelubricants", 16), 0);
+        for g in ["a", "b", "group-1", "ünïcode"] {
+            assert!((0..16).contains(&partition_for(g, 16)));
+        }
+    }
+}
