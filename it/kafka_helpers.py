@@ -76,3 +76,17 @@ def check_exactly_once_in_order(acked, got):
     for part, off, _, _ in got:
         assert off > last.get(part, -1), f"partition {part} read out of order at {off}"
         last[part] = off
+
+
+def wait_for(what, check, timeout=30, interval=0.2):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except OSError as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last}")

@@ -6,33 +6,7 @@ import struct
 import pytest
 
 from kafka_helpers import consume_all, create_topic, produce
-
-
-def frame(api_key, version, correlation_id, body=b"", client_id=b"it"):
-    header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
-    payload = header + body
-    return struct.pack(">i", len(payload)) + payload
-
-
-def roundtrip(node, data, expect_reply=True, timeout=5):
-    s = socket.create_connection(("127.0.0.1", node.port), timeout=timeout)
-    s.sendall(data)
-    try:
-        head = s.recv(4)
-        if not head:
-            return None
-        (n,) = struct.unpack(">i", head)
-        body = b""
-        while len(body) < n:
-            chunk = s.recv(n - len(body))
-            if not chunk:
-                break
-            body += chunk
-        return body
-    except (ConnectionResetError, socket.timeout):
-        return None
-    finally:
-        s.close()
+from wire import frame, parse_produce_v3, produce_request, record_batch, roundtrip
 
 
 def still_serving(node, topic="health"):
@@ -85,49 +59,6 @@ def test_oversized_frame_is_refused_without_reading_it(node_factory):
     s.close()
     still_serving(n)
     assert "frame_bytes_max" in n.log()
-
-
-def record_batch(values, corrupt=False):
-    """A magic-2 batch built by hand, uncompressed."""
-    def varint(v):
-        v = (v << 1) ^ (v >> 63)
-        out = b""
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                out += bytes([b | 0x80])
-            else:
-                return out + bytes([b])
-    recs = b""
-    for i, val in enumerate(values):
-        body = b"\x00" + varint(0) + varint(i) + varint(-1) + varint(len(val)) + val + varint(0)
-        recs += varint(len(body)) + body
-    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, 0, 0, -1, -1, -1, len(values)) + recs
-    import crc32c_impl
-    crc = crc32c_impl.crc32c(after_crc)
-    if corrupt:
-        crc ^= 0xDEADBEEF
-    head = struct.pack(">iBI", 0, 2, crc)  # leader epoch, magic, crc
-    batch_len = len(head) + len(after_crc)
-    return struct.pack(">qi", 0, batch_len) + head + after_crc
-
-
-def produce_request(topic, partition, records, acks=-1):
-    # Produce v3: transactional_id(null) acks timeout [topic [partition records]]
-    t = topic.encode()
-    body = struct.pack(">hhi", -1, acks, 5000) + struct.pack(">i", 1) + struct.pack(">h", len(t)) + t
-    body += struct.pack(">i", 1) + struct.pack(">i", partition) + struct.pack(">i", len(records)) + records
-    return frame(0, 3, 11, body)
-
-
-def parse_produce_v3(reply):
-    # corr, [topic: name [partition: index error base_offset log_append_time]], throttle
-    pos = 4 + 4
-    (tlen,) = struct.unpack(">h", reply[pos:pos + 2]); pos += 2 + tlen
-    pos += 4
-    index, err, base = struct.unpack(">ihq", reply[pos:pos + 14])
-    return index, err, base
 
 
 def test_corrupt_crc_gets_corrupt_message(node):

@@ -10,25 +10,11 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kafka_helpers import check_exactly_once_in_order, consume_all, produce
+from kafka_helpers import check_exactly_once_in_order, consume_all, produce, wait_for
 
 TOPIC = "replicated"
 PARTITIONS = 6
 MESSAGES = 20_000
-
-
-def wait_for(what, check, timeout=30, interval=0.2):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except OSError as e:
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}")
 
 
 def replica_digests(cluster, partitions):

@@ -65,6 +65,13 @@ struct Flags {
     /// Largest Kafka request frame accepted, in bytes (default 100 MiB).
     #[arg(long)]
     frame_bytes_max: Option<usize>,
+    /// How long a new consumer group waits for more members before its first
+    /// rebalance (default 3000, as Kafka).
+    #[arg(long)]
+    group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a consumer may ask for (default 6000, as Kafka).
+    #[arg(long)]
+    group_min_session_timeout_ms: Option<i32>,
 }
 
 impl Flags {
@@ -83,7 +90,7 @@ impl Flags {
             anyhow::bail!("`start` needs a --config with [cluster] nodes; use `standalone` for one node");
         }
         macro_rules! set { ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* } }
-        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max);
+        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms);
         Ok(file.resolve()?)
     }
 }
@@ -123,6 +130,11 @@ async fn run(cfg: NodeConfig) -> Result<()> {
 
     let engine = Arc::new(SledEngine::open(&cfg.data_dir, node).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
     let frame_bytes_max = cfg.frame_bytes_max;
+    let group_settings = chronik_kafka::GroupSettings {
+        initial_rebalance_delay: std::time::Duration::from_millis(cfg.group_initial_rebalance_delay_ms),
+        min_session_timeout_ms: cfg.group_min_session_timeout_ms,
+        max_session_timeout_ms: cfg.group_max_session_timeout_ms,
+    };
     let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen));
     let groups = GroupManager::start(cfg, engine.clone(), transport).await.context("starting Raft groups")?;
 
@@ -160,7 +172,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     });
 
     let kafka_addr = kafka_listener.local_addr()?;
-    let kafka_cfg = chronik_kafka::ServerConfig { frame_bytes_max };
+    let kafka_cfg = chronik_kafka::ServerConfig { frame_bytes_max, groups: group_settings };
     tokio::spawn(chronik_kafka::serve(kafka_listener, groups.clone(), metrics.clone(), kafka_cfg));
     chronik_kafka::server::log_startup(&kafka_addr);
     info!(node_id = node, "chronik is ready");

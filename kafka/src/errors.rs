@@ -1,8 +1,9 @@
 //! The one place where store errors become Kafka error codes.
 
 use chronik::metadata::ControllerError;
-use chronik::StoreError;
+use chronik::{ProducerRefusal, StoreError};
 
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 pub const NONE: i16 = 0;
 pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub const CORRUPT_MESSAGE: i16 = 2;
@@ -10,8 +11,17 @@ pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const LEADER_NOT_AVAILABLE: i16 = 5;
 pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 pub const REQUEST_TIMED_OUT: i16 = 7;
+pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const NOT_COORDINATOR: i16 = 16;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const ILLEGAL_GENERATION: i16 = 22;
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+pub const INVALID_GROUP_ID: i16 = 24;
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
 pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const INVALID_PARTITIONS: i16 = 37;
@@ -19,7 +29,13 @@ pub const INVALID_REPLICATION_FACTOR: i16 = 38;
 pub const INVALID_CONFIG: i16 = 40;
 pub const NOT_CONTROLLER: i16 = 41;
 pub const INVALID_REQUEST: i16 = 42;
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const NON_EMPTY_GROUP: i16 = 68;
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const INVALID_RECORD: i16 = 87;
 
 pub fn code(err: &StoreError) -> i16 {
@@ -34,6 +50,8 @@ pub fn code(err: &StoreError) -> i16 {
         StoreError::NotController(_) => NOT_CONTROLLER,
         StoreError::InvalidConfig { .. } => INVALID_CONFIG,
         StoreError::Storage { .. } => KAFKA_STORAGE_ERROR,
+        StoreError::ProducerRefused(_, ProducerRefusal::OutOfOrderSequence { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        StoreError::ProducerRefused(_, ProducerRefusal::StaleEpoch { .. }) => INVALID_PRODUCER_EPOCH,
         StoreError::Controller(c) => match c {
             ControllerError::TopicExists(_) => TOPIC_ALREADY_EXISTS,
             ControllerError::UnknownTopic(_) => UNKNOWN_TOPIC_OR_PARTITION,

@@ -6,8 +6,10 @@
 //! (`chronik::PartitionStore`), never on openraft, sled or axum.
 
 pub mod apis;
+pub mod coordinator;
 pub mod errors;
 pub mod handlers;
 pub mod server;
 
+pub use coordinator::GroupSettings;
 pub use server::{serve, ServerConfig};

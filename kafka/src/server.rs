@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::apis;
+use crate::coordinator::{Coordinator, GroupSettings};
 use crate::handlers;
 
 /// Requests of one connection in flight at once; the reader waits beyond this.
@@ -30,16 +31,33 @@ const REQUEST_HEADER_LEN_MIN: usize = 8;
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub frame_bytes_max: usize,
+    pub groups: GroupSettings,
 }
 
 pub struct Context<S> {
     pub store: Arc<S>,
     pub metrics: Arc<Metrics>,
     pub cfg: ServerConfig,
+    pub groups: Arc<Coordinator<S>>,
+}
+
+/// Who sent a request: its connection's peer and the header's client id.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub peer: SocketAddr,
+    pub client_id: String,
+}
+
+impl Caller {
+    /// Kafka shows a member's host as "/ip".
+    pub fn host(&self) -> String {
+        format!("/{}", self.peer.ip())
+    }
 }
 
 pub async fn serve<S: PartitionStore>(listener: TcpListener, store: Arc<S>, metrics: Arc<Metrics>, cfg: ServerConfig) {
-    let ctx = Arc::new(Context { store, metrics, cfg });
+    let groups = Coordinator::start(store.clone(), cfg.groups.clone());
+    let ctx = Arc::new(Context { store, metrics, cfg, groups });
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -89,7 +107,7 @@ async fn connection<S: PartitionStore>(stream: TcpStream, peer: SocketAddr, ctx:
         if let Err(e) = rd.read_exact(&mut buf).await {
             break Some(format!("truncated frame: {e}"));
         }
-        match handle(buf.freeze(), &ctx).await {
+        match handle(buf.freeze(), &ctx, peer).await {
             Outcome::Respond(fut) => {
                 if tx.send(tokio::spawn(fut)).await.is_err() {
                     break Some("writer stopped".into());
@@ -153,7 +171,7 @@ pub fn encode_response(key: ApiKey, version: i16, correlation_id: i32, body: &Re
     buf
 }
 
-async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>) -> Outcome {
+async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>, peer: SocketAddr) -> Outcome {
     let started = Instant::now();
     let raw_key = i16_at(&frame, 0);
     let version = i16_at(&frame, 2);
@@ -183,6 +201,7 @@ async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>) -> Outco
     };
     let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client_id = %client_id);
+
     let metrics = ctx.metrics.clone();
     let api = apis::name(key);
     metrics.kafka_requests.get_or_create(&metrics.api(api)).inc();
@@ -197,6 +216,7 @@ async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>) -> Outco
         encode_response(key, version, correlation_id, &resp)
     };
     let ctx = ctx.clone();
+    let caller = Caller { peer, client_id };
     match request {
         RequestKind::Produce(req) => match handlers::produce::submit(ctx, req, version).instrument(span.clone()).await {
             Some(fut) => Outcome::Respond(Box::pin(async move { finish(fut.await) }.instrument(span))),
@@ -204,7 +224,7 @@ async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>) -> Outco
         },
         other => Outcome::Respond(Box::pin(
             async move {
-                let resp = handlers::dispatch(ctx, other, version).await;
+                let resp = handlers::dispatch(ctx, other, version, caller).await;
                 finish(resp)
             }
             .instrument(span),

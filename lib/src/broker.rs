@@ -8,12 +8,14 @@ use bytes::Bytes;
 use openraft::impls::ProgressResponder;
 use tokio::sync::watch;
 use openraft::async_runtime::WatchReceiver;
+use tracing::info;
 
 use crate::batch::{self};
 use crate::config::split_host_port;
 use crate::engine::{StorageEngine, Transport};
 use crate::groups::{GroupManager, PartitionGroup};
 use crate::metadata::{validate_topic_config, validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
+use crate::offsets::{self, CommittedOffset, GroupCommand, GroupRecord, OFFSETS_TOPIC};
 use crate::store::*;
 use crate::types::{Command, CommandResult, NodeId, Offset, TopicPartition};
 
@@ -22,6 +24,9 @@ const CONTROLLER_READY_WAIT: Duration = Duration::from_secs(10);
 
 /// How long CreateTopics waits for the new partitions to elect leaders.
 const CREATE_TOPIC_READY_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a new producer id block may take to reach this node's metadata.
+const PRODUCER_ID_BLOCK_WAIT: Duration = Duration::from_secs(5);
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// The running replica of `tp`, if the partition exists and is assigned here.
@@ -112,6 +117,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         }
     }
 
+    /// The offsets partition of `group`, if this node may serve it.
+    fn serving_offsets_partition(&self, group: &str) -> Result<Arc<PartitionGroup<E>>, StoreError> {
+        let tp = self.coordinator(group)?.tp;
+        self.serving_leader(&tp)
+    }
+
     async fn wait_topic_ready(&self, name: &str) {
         let deadline = Instant::now() + CREATE_TOPIC_READY_WAIT;
         while Instant::now() < deadline {
@@ -153,6 +164,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .filter(|t| wanted(&t.name))
             .map(|t| TopicView {
                 name: t.name.clone(),
+                internal: t.name == OFFSETS_TOPIC,
                 id: t.id,
                 configs: t.configs.clone(),
                 partitions: t
@@ -203,6 +215,9 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
     }
 
     async fn delete_topic(&self, name: String) -> Result<(), StoreError> {
+        if name == OFFSETS_TOPIC {
+            return Err(ControllerError::InvalidTopic(name, "the offsets topic holds every consumer group; it cannot be deleted".into()).into());
+        }
         self.wait_controller_ready().await;
         self.propose(ControllerCommand::DeleteTopic { name }).await?;
         self.reconcile_once().await;
@@ -210,8 +225,14 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
     }
 
     async fn append(&self, tp: TopicPartition, batch: Bytes, acks: Acks) -> Result<PendingAppend, StoreError> {
+        if &*tp.topic == OFFSETS_TOPIC {
+            return Err(StoreError::Controller(ControllerError::InvalidTopic(
+                tp.topic.to_string(),
+                "the offsets topic is written by group coordinators only".into(),
+            )));
+        }
         let pg = self.serving_leader(&tp)?;
-        batch::validate_produce(&batch).map_err(|e| {
+        let header = batch::validate_produce(&batch).map_err(|e| {
             if e.is_corruption() {
                 StoreError::CorruptBatch(tp.clone(), e)
             } else {
@@ -219,8 +240,12 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             }
         })?;
         let node = self.node_id();
-        // acks=1: answered once the batch is durable in this node's log.
-        let mut local = (acks == Acks::Leader).then(|| pg.log.local_append());
+        // acks=1: answered once the batch is durable in this node's log. Not
+        // for an idempotent batch: only applying it tells whether it is a
+        // duplicate, so it is answered on commit (clients send those with
+        // acks=all anyway).
+        let idempotent = header.producer_id >= 0 && header.base_sequence >= 0;
+        let mut local = (acks == Acks::Leader && !idempotent).then(|| pg.log.local_append());
         let token = local.as_ref().map(|l| l.token).unwrap_or(0);
         let (responder, rx) = ProgressResponder::complete_only();
         pg.raft
@@ -231,7 +256,8 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             let committed = async move {
                 match rx.await {
                     Ok(Ok(resp)) => match resp.data {
-                        CommandResult::Appended { base_offset } => Ok(base_offset),
+                        CommandResult::Appended { base_offset } | CommandResult::Duplicate { base_offset } => Ok(base_offset),
+                        CommandResult::ProducerRefused(why) => Err(StoreError::ProducerRefused(tp, why)),
                         other => Err(StoreError::Storage { node, detail: format!("append to {tp} answered {other:?}") }),
                     },
                     Ok(Err(openraft::errors::ClientWriteError::ForwardToLeader(f))) => Err(StoreError::NotLeader(tp, f.leader_id)),
@@ -316,5 +342,101 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>, StoreError> {
         Ok(self.replica(tp)?.log.subscribe())
+    }
+
+    fn epoch_end_offset(&self, tp: &TopicPartition, epoch: i32) -> Result<Option<(i32, Offset)>, StoreError> {
+        Ok(self.serving_leader(tp)?.log.epoch_end_offset(epoch))
+    }
+
+    async fn allocate_producer_id(&self) -> Result<i64, StoreError> {
+        let me = self.node_id();
+        let mut ids = self.producer_ids.lock().await;
+        if ids.start >= ids.end {
+            self.wait_controller_ready().await;
+            let before = self.metadata().producer_id_blocks.get(&me).copied();
+            self.propose(ControllerCommand::AllocateProducerIds { node: me }).await?;
+            // The block is in the metadata once this node's controller
+            // replica has applied the change (at once if it leads).
+            let deadline = Instant::now() + PRODUCER_ID_BLOCK_WAIT;
+            let start = loop {
+                match self.metadata().producer_id_blocks.get(&me).copied() {
+                    Some(start) if Some(start) != before => break start,
+                    _ if Instant::now() >= deadline => return Err(StoreError::Timeout(TopicPartition::new("(controller)", 0))),
+                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            };
+            info!(node_id = me, first = start, count = crate::metadata::PRODUCER_ID_BLOCK, "allocated a block of producer ids");
+            *ids = start..start + crate::metadata::PRODUCER_ID_BLOCK;
+        }
+        let id = ids.start;
+        ids.start += 1;
+        Ok(id)
+    }
+
+    async fn ensure_offsets_topic(&self) -> Result<(), StoreError> {
+        if self.metadata().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let _once = self.offsets_topic_creation.lock().await;
+        if self.metadata().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        info!(node_id = self.node_id(), partitions = self.cfg.offsets_topic_partitions, "creating the offsets topic");
+        let spec = TopicSpec {
+            name: OFFSETS_TOPIC.into(),
+            partitions: Some(self.cfg.offsets_topic_partitions),
+            replication_factor: None,
+            configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+        };
+        match self.create_topic(spec, false).await {
+            Ok(()) | Err(StoreError::Controller(ControllerError::TopicExists(_))) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn coordinator(&self, group: &str) -> Result<CoordinatorView, StoreError> {
+        let md = self.metadata();
+        let topic = md.topics.get(OFFSETS_TOPIC).ok_or_else(|| StoreError::UnknownTopicOrPartition(TopicPartition::new(OFFSETS_TOPIC, 0)))?;
+        let p = offsets::partition_for(group, topic.partitions.len() as i32);
+        let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+        let a = &topic.partitions[p as usize];
+        let (leader, term) = self.leader_view(a.group);
+        let serving = self.partition(a.group).is_some_and(|pg| self.leadership_of(&pg.raft).serving);
+        Ok(CoordinatorView { tp, leader, serving, term: term.max(0) as u64 })
+    }
+
+    async fn group_write(&self, cmd: GroupCommand) -> Result<(), StoreError> {
+        let pg = self.serving_offsets_partition(cmd.group())?;
+        let node = self.node_id();
+        let tp = pg.tp.clone();
+        match pg.raft.client_write(Command::Group(cmd)).await {
+            Ok(resp) => match resp.data {
+                CommandResult::None => Ok(()),
+                other => Err(StoreError::Storage { node, detail: format!("group write to {tp} answered {other:?}") }),
+            },
+            Err(openraft::errors::RaftError::APIError(openraft::errors::ClientWriteError::ForwardToLeader(f))) => {
+                Err(StoreError::NotLeader(tp, f.leader_id))
+            }
+            Err(e) => Err(StoreError::Storage { node, detail: format!("group write to {tp}: {e}") }),
+        }
+    }
+
+    fn committed_offsets(&self, group: &str) -> Result<Vec<(String, i32, CommittedOffset)>, StoreError> {
+        self.serving_offsets_partition(group)?.log.committed_offsets(group)
+    }
+
+    fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError> {
+        self.serving_offsets_partition(group)?.log.group_record(group)
+    }
+
+    fn served_group_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for pg in self.partition_groups().iter().filter(|pg| &*pg.tp.topic == OFFSETS_TOPIC) {
+            if self.leadership_of(&pg.raft).serving {
+                out.extend(pg.log.group_names()?);
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 }

@@ -58,6 +58,10 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     pub election_timeout_min_ms: Option<u64>,
     pub election_timeout_max_ms: Option<u64>,
+    pub offsets_topic_partitions: Option<i32>,
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    pub group_min_session_timeout_ms: Option<i32>,
+    pub group_max_session_timeout_ms: Option<i32>,
     #[serde(default)]
     pub cluster: ClusterSection,
 }
@@ -80,6 +84,14 @@ pub struct NodeConfig {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// Partitions of `__consumer_offsets`, created on first use (Kafka: 50).
+    pub offsets_topic_partitions: i32,
+    /// How long a new group waits for more members before its first
+    /// rebalance completes (Kafka's group.initial.rebalance.delay.ms).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Session timeouts a member may ask for (Kafka's group.min/max.session.timeout.ms).
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,8 +174,21 @@ impl FileConfig {
                 "need heartbeat_interval_ms < election_timeout_min_ms < election_timeout_max_ms".into(),
             ));
         }
+        let offsets_topic_partitions = self.offsets_topic_partitions.unwrap_or(16);
+        if !(1..=1000).contains(&offsets_topic_partitions) {
+            return Err(ConfigError::Invalid("offsets_topic_partitions must be 1..=1000".into()));
+        }
+        let group_min_session_timeout_ms = self.group_min_session_timeout_ms.unwrap_or(6_000);
+        let group_max_session_timeout_ms = self.group_max_session_timeout_ms.unwrap_or(1_800_000);
+        if !(0 < group_min_session_timeout_ms && group_min_session_timeout_ms <= group_max_session_timeout_ms) {
+            return Err(ConfigError::Invalid("need 0 < group_min_session_timeout_ms <= group_max_session_timeout_ms".into()));
+        }
         Ok(NodeConfig {
             node_id,
+            offsets_topic_partitions,
+            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             kafka_listen,
             raft_listen,

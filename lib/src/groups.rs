@@ -81,6 +81,10 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     /// What this node tells its peers; refreshed by the timing loop.
     status: RwLock<Arc<NodeStatus>>,
     stopping: AtomicBool,
+    /// This node's unused producer ids (see `allocate_producer_id`).
+    pub(crate) producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
+    /// Serializes the creation of the offsets topic on this node.
+    pub(crate) offsets_topic_creation: tokio::sync::Mutex<()>,
 }
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
@@ -134,6 +138,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             peers: PeerTable::default(),
             status: RwLock::new(Arc::new(NodeStatus { node, version: status_version_base(), leading: Some(vec![]), have: None })),
             stopping: AtomicBool::new(false),
+            producer_ids: tokio::sync::Mutex::new(0..0),
+            offsets_topic_creation: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(mgr.clone().register_nodes_loop());
         tokio::spawn(mgr.clone().reconcile_loop());

@@ -26,7 +26,14 @@ pub enum ControllerCommand {
     DeleteTopic {
         name: String,
     },
+    /// Hands node `node` the next block of producer ids.
+    AllocateProducerIds {
+        node: NodeId,
+    },
 }
+
+/// Producer ids a node gets at a time (InitProducerId hands them out).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ControllerError {
@@ -65,6 +72,10 @@ pub struct ClusterMetadata {
     pub next_group: u64,
     /// Where the next topic's round-robin placement starts.
     pub next_placement: u64,
+    /// The first producer id not handed out yet.
+    pub next_producer_id: i64,
+    /// The start of the producer id block each node got last.
+    pub producer_id_blocks: BTreeMap<NodeId, i64>,
 }
 
 impl ClusterMetadata {
@@ -87,6 +98,11 @@ impl ClusterMetadata {
             }
             ControllerCommand::DeleteTopic { name } => {
                 self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::UnknownTopic(name.clone()))
+            }
+            ControllerCommand::AllocateProducerIds { node } => {
+                self.producer_id_blocks.insert(*node, self.next_producer_id);
+                self.next_producer_id += PRODUCER_ID_BLOCK;
+                Ok(())
             }
         }
     }

@@ -100,6 +100,8 @@ pub struct PartitionView {
 #[derive(Debug, Clone)]
 pub struct TopicView {
     pub name: String,
+    /// Chronik's own topic (`__consumer_offsets`): listed, not writable by clients.
+    pub internal: bool,
     pub id: u128,
     pub partitions: Vec<PartitionView>,
     pub configs: BTreeMap<String, String>,
@@ -148,6 +150,18 @@ pub struct TopicSpec {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Where a consumer group is coordinated: the leader of its offsets partition.
+#[derive(Debug, Clone)]
+pub struct CoordinatorView {
+    pub tp: TopicPartition,
+    pub leader: Option<NodeId>,
+    /// This node leads the partition and may serve it.
+    pub serving: bool,
+    /// The partition's Raft term: a coordinator whose term changed since it
+    /// loaded a group must load it again (another node may have changed it).
+    pub term: u64,
+}
+
 pub trait PartitionStore: Send + Sync + 'static {
     fn node_id(&self) -> NodeId;
 
@@ -190,4 +204,31 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// Changes whenever the high watermark of `tp` moves (for long polls).
     fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>, StoreError>;
+
+    /// The leader epoch at or below `epoch` that `tp` has data of, and the
+    /// offset where that epoch's data ends (OffsetForLeaderEpoch).
+    fn epoch_end_offset(&self, tp: &TopicPartition, epoch: i32) -> Result<Option<(i32, Offset)>, StoreError>;
+
+    /// A producer id no other producer of the cluster has had (InitProducerId).
+    fn allocate_producer_id(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Creates the offsets topic if it does not exist yet (first FindCoordinator).
+    fn ensure_offsets_topic(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The coordinator of `group`; UnknownTopicOrPartition before the
+    /// offsets topic exists.
+    fn coordinator(&self, group: &str) -> Result<CoordinatorView, StoreError>;
+
+    /// Replicates a consumer-group change through its offsets partition,
+    /// which this node must serve; returns once it is committed and applied.
+    fn group_write(&self, cmd: GroupCommand) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A group's committed offsets, from the offsets partition this node serves.
+    fn committed_offsets(&self, group: &str) -> Result<Vec<(String, i32, CommittedOffset)>, StoreError>;
+
+    /// A group's last completed generation, from the offsets partition this node serves.
+    fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError>;
+
+    /// Every group stored in the offsets partitions this node serves.
+    fn served_group_names(&self) -> Result<Vec<String>, StoreError>;
 }

@@ -72,6 +72,9 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
     for t in &view.topics {
         let mut mt = MetadataResponseTopic::default();
         mt.name = Some(TopicName(super::str(t.name.clone())));
+        if version >= 1 {
+            mt.is_internal = t.internal;
+        }
         if version >= 10 {
             mt.topic_id = uuid::Uuid::from_u128(t.id);
         }

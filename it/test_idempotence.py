@@ -1,0 +1,75 @@
+"""Idempotent producers, driven byte by byte so that the retries are exact:
+a batch sent again with the same producer id, epoch and sequence is stored
+once and acknowledged with its original offset; a gap gets
+OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch gets INVALID_PRODUCER_EPOCH.
+The producer state survives a restart and a leader change."""
+import signal
+import time
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from kafka_helpers import consume_all, create_topic, wait_for
+from wire import init_producer_id, parse_produce_v3, produce_request, record_batch, roundtrip
+
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+# Errors that mean "ask again shortly" while a leader is elected.
+RETRIABLE = {5, 6}
+
+
+def send(node, topic, values, pid, epoch, seq, timeout=20):
+    """Sends one idempotent batch to partition 0; (error, base offset).
+    Retries only while the partition has no leader on this node."""
+    deadline = time.time() + timeout
+    while True:
+        batch = record_batch(values, producer_id=pid, epoch=epoch, sequence=seq)
+        reply = roundtrip(node, produce_request(topic, 0, batch))
+        if reply is not None:
+            _, err, base = parse_produce_v3(reply)
+            if err not in RETRIABLE or time.time() > deadline:
+                return err, base
+        time.sleep(0.1)
+
+
+def test_retried_batch_is_stored_once_and_gaps_are_refused(node):
+    create_topic(node.bootstrap, "idem")
+    err, pid, epoch = init_producer_id(node)
+    assert (err, epoch) == (0, 0) and pid >= 0
+    assert init_producer_id(node)[1] != pid, "every InitProducerId gets a new id"
+
+    assert send(node, "idem", [b"a", b"b"], pid, 0, 0) == (0, 0)
+    assert send(node, "idem", [b"a", b"b"], pid, 0, 0) == (0, 0), "a retry gets its original offset"
+    assert send(node, "idem", [b"c"], pid, 0, 2) == (0, 2)
+    assert send(node, "idem", [b"a", b"b"], pid, 0, 0) == (0, 0), "an older retry, too"
+    assert send(node, "idem", [b"gap"], pid, 0, 5)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert send(node, "idem", [b"d"], pid, 1, 0) == (0, 3), "a new epoch starts at sequence 0"
+    assert send(node, "idem", [b"old"], pid, 0, 3)[0] == INVALID_PRODUCER_EPOCH
+
+    node.stop()
+    node.start()
+    assert send(node, "idem", [b"d"], pid, 1, 0) == (0, 3), "the state survived the restart"
+    assert send(node, "idem", [b"e"], pid, 1, 1) == (0, 4)
+
+    got = consume_all(node.bootstrap, "idem", 1, 5)
+    assert [(o, v) for _, o, _, v in got] == [(0, b"a"), (1, b"b"), (2, b"c"), (3, b"d"), (4, b"e")]
+
+
+def test_retry_after_a_leader_change_gets_its_original_offset(cluster_factory):
+    c = cluster_factory(3).start()
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic("idem3", 1, 3)])["idem3"].result(30)
+    leader = wait_for("a leader", lambda: c.leaders("idem3").get(0))
+    err, pid, _ = init_producer_id(c.nodes[leader])
+    assert err == 0
+    assert send(c.nodes[leader], "idem3", [b"a"], pid, 0, 0) == (0, 0)
+    assert send(c.nodes[leader], "idem3", [b"b", b"c"], pid, 0, 1) == (0, 1)
+
+    c.nodes[leader].stop(signal.SIGKILL)
+    new = wait_for("a new leader", lambda: (l := c.leaders("idem3").get(0)) not in (None, leader) and l)
+    # The producer never heard back about [b, c] (say): it sends it again.
+    assert send(c.nodes[new], "idem3", [b"b", b"c"], pid, 0, 1) == (0, 1)
+    assert send(c.nodes[new], "idem3", [b"d"], pid, 0, 3) == (0, 3)
+    assert send(c.nodes[new], "idem3", [b"x"], pid, 0, 9)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+
+    got = consume_all(c.live_bootstrap(), "idem3", 1, 4)
+    assert [(o, v) for _, o, _, v in got] == [(0, b"a"), (1, b"b"), (2, b"c"), (3, b"d")]

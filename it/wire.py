@@ -1,0 +1,84 @@
+"""Kafka requests built by hand, byte by byte, for the cases no client
+library sends on purpose: damaged frames, a retried idempotent batch."""
+import socket
+import struct
+
+import crc32c_impl
+
+
+def frame(api_key, version, correlation_id, body=b"", client_id=b"it"):
+    header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
+    payload = header + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def roundtrip(node, data, expect_reply=True, timeout=5):
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=timeout)
+    s.sendall(data)
+    try:
+        head = s.recv(4)
+        if not head:
+            return None
+        (n,) = struct.unpack(">i", head)
+        body = b""
+        while len(body) < n:
+            chunk = s.recv(n - len(body))
+            if not chunk:
+                break
+            body += chunk
+        return body
+    except (ConnectionResetError, socket.timeout):
+        return None
+    finally:
+        s.close()
+
+
+def record_batch(values, corrupt=False, producer_id=-1, epoch=-1, sequence=-1):
+    """A magic-2 batch built by hand, uncompressed; idempotent when given a
+    producer id, epoch and first sequence."""
+    def varint(v):
+        v = (v << 1) ^ (v >> 63)
+        out = b""
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            if v:
+                out += bytes([b | 0x80])
+            else:
+                return out + bytes([b])
+    recs = b""
+    for i, val in enumerate(values):
+        body = b"\x00" + varint(0) + varint(i) + varint(-1) + varint(len(val)) + val + varint(0)
+        recs += varint(len(body)) + body
+    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, 0, 0, producer_id, epoch, sequence, len(values)) + recs
+    crc = crc32c_impl.crc32c(after_crc)
+    if corrupt:
+        crc ^= 0xDEADBEEF
+    head = struct.pack(">iBI", 0, 2, crc)  # leader epoch, magic, crc
+    batch_len = len(head) + len(after_crc)
+    return struct.pack(">qi", 0, batch_len) + head + after_crc
+
+
+def produce_request(topic, partition, records, acks=-1):
+    # Produce v3: transactional_id(null) acks timeout [topic [partition records]]
+    t = topic.encode()
+    body = struct.pack(">hhi", -1, acks, 5000) + struct.pack(">i", 1) + struct.pack(">h", len(t)) + t
+    body += struct.pack(">i", 1) + struct.pack(">i", partition) + struct.pack(">i", len(records)) + records
+    return frame(0, 3, 11, body)
+
+
+def init_producer_id(node):
+    """InitProducerId v0 without a transactional id: (error, producer id, epoch)."""
+    body = struct.pack(">hi", -1, 60000)
+    reply = roundtrip(node, frame(22, 0, 12, body))
+    _corr, _throttle, err, pid, epoch = struct.unpack(">iihqh", reply[:20])
+    return err, pid, epoch
+
+
+def parse_produce_v3(reply):
+    # corr, [topic: name [partition: index error base_offset log_append_time]], throttle
+    pos = 4 + 4
+    (tlen,) = struct.unpack(">h", reply[pos:pos + 2]); pos += 2 + tlen
+    pos += 4
+    index, err, base = struct.unpack(">ihq", reply[pos:pos + 14])
+    return index, err, base

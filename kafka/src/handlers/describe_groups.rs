@@ -1,0 +1,41 @@
+use chronik::PartitionStore;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+
+use crate::server::Context;
+
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    let mut resp = DescribeGroupsResponse::default();
+    for group_id in req.groups {
+        let mut g = DescribedGroup::default().with_group_id(group_id.clone());
+        match ctx.groups.describe(&group_id.0).await {
+            Ok(d) => {
+                g.group_state = super::str(d.state.name());
+                g.protocol_type = super::str(d.protocol_type);
+                g.protocol_data = super::str(d.protocol);
+                g.members = d
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut dm = DescribedGroupMember::default()
+                            .with_member_id(super::str(m.member_id))
+                            .with_client_id(super::str(m.client_id))
+                            .with_client_host(super::str(m.client_host))
+                            .with_member_metadata(m.metadata)
+                            .with_member_assignment(m.assignment);
+                        if version >= 4 {
+                            dm.group_instance_id = m.instance_id.map(super::str);
+                        }
+                        dm
+                    })
+                    .collect();
+            }
+            Err(code) => {
+                g.error_code = code;
+                g.group_state = super::str("Dead");
+            }
+        }
+        resp.groups.push(g);
+    }
+    resp
+}

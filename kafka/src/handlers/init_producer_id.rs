@@ -1,0 +1,23 @@
+use chronik::PartitionStore;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use tracing::warn;
+
+use crate::errors;
+use crate::server::Context;
+
+/// An idempotent producer gets a fresh id at epoch 0, every time (as Kafka
+/// does without a transactional id, also for an epoch bump after KIP-360).
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    if let Some(txn) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        warn!(transactional_id = %txn.0, "InitProducerId for a transactional producer: Chronik has no transactions");
+        return resp.with_error_code(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    }
+    match ctx.store.allocate_producer_id().await {
+        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => {
+            warn!(error = %e, "no producer id");
+            resp.with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+use std::collections::HashMap;
+
+use chronik::offsets::{CommittedOffset, OFFSET_METADATA_MAX_BYTES};
+use chronik::PartitionStore;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use crate::errors;
+use crate::server::Context;
+
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let view = ctx.store.cluster_view(None);
+    let partitions_of: HashMap<&str, usize> = view.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())).collect();
+    // Per partition: Some(code) when refused before the commit, None when it
+    // is part of the commit (and gets the commit's result).
+    let mut verdicts: Vec<(String, Vec<(i32, Option<i16>)>)> = Vec::new();
+    let mut offsets = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
+            let known = partitions_of.get(name.as_str()).is_some_and(|n| p.partition_index >= 0 && (p.partition_index as usize) < *n);
+            let verdict = if !known {
+                Some(errors::UNKNOWN_TOPIC_OR_PARTITION)
+            } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                Some(errors::OFFSET_METADATA_TOO_LARGE)
+            } else {
+                let leader_epoch = if version >= 6 { p.committed_leader_epoch } else { -1 };
+                offsets.push((name.clone(), p.partition_index, CommittedOffset { offset: p.committed_offset, leader_epoch, metadata, commit_timestamp_ms: now_ms }));
+                None
+            };
+            parts.push((p.partition_index, verdict));
+        }
+        verdicts.push((name, parts));
+    }
+    let code = if offsets.is_empty() {
+        errors::NONE
+    } else {
+        ctx.groups
+            .commit(&req.group_id.0, req.generation_id_or_member_epoch, &req.member_id, req.group_instance_id.as_deref(), offsets)
+            .await
+    };
+    let mut resp = OffsetCommitResponse::default();
+    for (name, parts) in verdicts {
+        let mut t = OffsetCommitResponseTopic::default().with_name(kafka_protocol::messages::TopicName(super::str(name)));
+        for (index, verdict) in parts {
+            t.partitions.push(OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(verdict.unwrap_or(code)));
+        }
+        resp.topics.push(t);
+    }
+    resp
+}

@@ -1,0 +1,107 @@
+use std::collections::BTreeMap;
+
+use chronik::offsets::CommittedOffset;
+use chronik::PartitionStore;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+
+use crate::errors;
+use crate::server::Context;
+
+/// One group's answer: the group error, and per topic per partition
+/// (partition, committed offset or None, error).
+type GroupOffsets = (i16, BTreeMap<String, Vec<(i32, Option<CommittedOffset>, i16)>>);
+
+/// `wanted`: None means every committed partition of the group.
+fn fetch<S: PartitionStore>(ctx: &Context<S>, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> GroupOffsets {
+    let committed = match ctx.groups.committed(group) {
+        Ok(c) => c,
+        Err(code) => {
+            // Per-partition errors too, for v1 which has no group error.
+            let out = wanted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None, code)).collect()))
+                .collect();
+            return (code, out);
+        }
+    };
+    let mut by_tp: BTreeMap<(String, i32), CommittedOffset> = committed.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
+    let mut out: BTreeMap<String, Vec<(i32, Option<CommittedOffset>, i16)>> = BTreeMap::new();
+    match wanted {
+        None => {
+            for ((t, p), o) in by_tp {
+                out.entry(t).or_default().push((p, Some(o), errors::NONE));
+            }
+        }
+        Some(topics) => {
+            for (t, ps) in topics {
+                let entry = out.entry(t.clone()).or_default();
+                for p in ps {
+                    entry.push((p, by_tp.remove(&(t.clone(), p)), errors::NONE));
+                }
+            }
+        }
+    }
+    (errors::NONE, out)
+}
+
+fn offset_fields(o: &Option<CommittedOffset>) -> (i64, i32, String) {
+    match o {
+        Some(o) => (o.offset, o.leader_epoch, o.metadata.clone()),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let mut resp = OffsetFetchResponse::default();
+    if version >= 8 {
+        for g in req.groups {
+            let wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+            let (code, topics) = fetch(ctx, &g.group_id.0, wanted);
+            let mut rg = OffsetFetchResponseGroup::default().with_group_id(GroupId(super::str(g.group_id.0.to_string()))).with_error_code(code);
+            for (name, parts) in topics {
+                let mut t = OffsetFetchResponseTopics::default().with_name(TopicName(super::str(name)));
+                for (p, o, err) in parts {
+                    let (offset, epoch, metadata) = offset_fields(&o);
+                    t.partitions.push(
+                        OffsetFetchResponsePartitions::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(epoch)
+                            .with_metadata(Some(super::str(metadata)))
+                            .with_error_code(err),
+                    );
+                }
+                rg.topics.push(t);
+            }
+            resp.groups.push(rg);
+        }
+        return resp;
+    }
+    let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+    let (code, topics) = fetch(ctx, &req.group_id.0, wanted);
+    if version >= 2 {
+        resp.error_code = code;
+    }
+    for (name, parts) in topics {
+        let mut t = OffsetFetchResponseTopic::default().with_name(TopicName(super::str(name)));
+        for (p, o, err) in parts {
+            let (offset, epoch, metadata) = offset_fields(&o);
+            let mut rp = OffsetFetchResponsePartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(offset)
+                .with_metadata(Some(super::str(metadata)))
+                .with_error_code(err);
+            if version >= 5 {
+                rp.committed_leader_epoch = epoch;
+            }
+            t.partitions.push(rp);
+        }
+        resp.topics.push(t);
+    }
+    resp
+}
