@@ -7,7 +7,7 @@ DATA_DIR   ?= ./data
 KBENCH     ?= ../shared/tools/kbench.py
 PYTEST     ?= python3 -m pytest
 
-.PHONY: build run test test-rust test-it bench bench-cluster chaos deps clean cluster cluster-status cluster-stop cluster-clean
+.PHONY: build run test test-rust test-it compat compat-install bench bench-cluster chaos deps clean cluster cluster-status cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -25,6 +25,16 @@ test-rust:
 
 test-it:
 	$(PYTEST) -q it
+
+## Client compatibility: one scenario per client library (Java, librdkafka
+## via confluent-kafka and kcat, kafka-python, aiokafka, kafkajs, franz-go),
+## each with its default producer settings, against a fresh node. Prints a
+## table; fails if any client fails. Installs the clients first.
+compat: build compat-install
+	python3 it/compat/run.py
+
+compat-install:
+	bash it/compat/install.sh
 
 ## Throughput and latency for 1 KB messages, acks=all, on a fresh node.
 bench: build
