@@ -185,3 +185,26 @@ def test_group_errors_are_the_ones_clients_expect(node_factory):
     assert heartbeat(n, "eg", 99, member) == ILLEGAL_GENERATION
     assert heartbeat(n, "never-joined", 1, "x") == UNKNOWN_MEMBER_ID
     c.close()
+
+
+def test_a_static_member_that_comes_back_takes_its_place_without_waiting(node_factory):
+    """group.instance.id (KIP-345): librdkafka does not leave the group when a
+    static member closes. The same instance id coming back replaces the old
+    member at once instead of waiting for its session to run out."""
+    n = node_factory(FAST_JOIN).start()
+    create_topic(n.bootstrap, "static", partitions=2)
+    session_ms = 30_000
+    first = consumer(n.bootstrap, "sg", "s1", **{"group.instance.id": "worker-1", "session.timeout.ms": session_ms})
+    first.subscribe(["static"])
+    wait_for("an assignment", lambda: first.poll(0.1) is None and len(first.assignment()) == 2)
+    old_member = first.memberid()
+    first.close()
+    t = time.time()
+    again = consumer(n.bootstrap, "sg", "s1", **{"group.instance.id": "worker-1", "session.timeout.ms": session_ms})
+    again.subscribe(["static"])
+    wait_for("the returning static member's assignment", lambda: again.poll(0.1) is None and len(again.assignment()) == 2)
+    took = time.time() - t
+    assert took < session_ms / 1000 / 2, f"took {took:.1f}s: the old member's session was waited out"
+    assert again.memberid() != old_member
+    assert "static member rejoined" in n.log()
+    again.close()
