@@ -90,3 +90,15 @@ def wait_for(what, check, timeout=30, interval=0.2):
             last = e
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+
+def replica_digests(cluster, topic, partitions):
+    """{partition: {node: (high_watermark, crc32c)}} over the live nodes."""
+    out = {}
+    for i, n in cluster.nodes.items():
+        if not n.alive():
+            continue
+        for p in range(partitions):
+            d = cluster.admin_get(i, f"/v1/replicas/{topic}/{p}/digest", timeout=10)
+            out.setdefault(p, {})[i] = (d["high_watermark"], d["crc32c"])
+    return out

@@ -10,23 +10,11 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kafka_helpers import check_exactly_once_in_order, consume_all, produce, wait_for
+from kafka_helpers import check_exactly_once_in_order, consume_all, produce, replica_digests, wait_for
 
 TOPIC = "replicated"
 PARTITIONS = 6
 MESSAGES = 20_000
-
-
-def replica_digests(cluster, partitions):
-    """{partition: {node: (high_watermark, crc32c)}} over the live nodes."""
-    out = {}
-    for i, n in cluster.nodes.items():
-        if not n.alive():
-            continue
-        for p in range(partitions):
-            d = cluster.admin_get(i, f"/v1/replicas/{TOPIC}/{p}/digest", timeout=10)
-            out.setdefault(p, {})[i] = (d["high_watermark"], d["crc32c"])
-    return out
 
 
 def test_kill_leader_mid_stream_then_catch_up(cluster_factory):
@@ -103,7 +91,7 @@ def test_kill_leader_mid_stream_then_catch_up(cluster_factory):
     # hold the same committed bytes.
     c.nodes[victim].start()
     def converged():
-        d = replica_digests(c, PARTITIONS)
+        d = replica_digests(c, TOPIC, PARTITIONS)
         return all(len(set(nodes.values())) == 1 and len(nodes) == 3 for nodes in d.values()) and d
     digests = wait_for("replicas to converge", converged, timeout=60, interval=0.5)
     for part, nodes in digests.items():

@@ -72,6 +72,10 @@ struct Flags {
     /// Smallest session timeout a consumer may ask for (default 6000, as Kafka).
     #[arg(long)]
     group_min_session_timeout_ms: Option<i32>,
+    /// Free bytes the data disk must keep: below that, writes are refused
+    /// and leaderships given up (default 64 MiB).
+    #[arg(long)]
+    min_free_disk_bytes: Option<u64>,
 }
 
 impl Flags {
@@ -90,7 +94,7 @@ impl Flags {
             anyhow::bail!("`start` needs a --config with [cluster] nodes; use `standalone` for one node");
         }
         macro_rules! set { ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* } }
-        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms);
+        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes);
         Ok(file.resolve()?)
     }
 }

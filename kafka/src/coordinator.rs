@@ -398,6 +398,7 @@ impl<S: PartitionStore> Coordinator<S> {
                 COORDINATOR_NOT_AVAILABLE
             }
             StoreError::Timeout(_) => REQUEST_TIMED_OUT,
+            StoreError::DiskFull { .. } => KAFKA_STORAGE_ERROR,
             _ => UNKNOWN_SERVER_ERROR,
         }
     }

@@ -49,7 +49,7 @@ pub fn code(err: &StoreError) -> i16 {
         StoreError::Timeout(_) => REQUEST_TIMED_OUT,
         StoreError::NotController(_) => NOT_CONTROLLER,
         StoreError::InvalidConfig { .. } => INVALID_CONFIG,
-        StoreError::Storage { .. } => KAFKA_STORAGE_ERROR,
+        StoreError::Storage { .. } | StoreError::DiskFull { .. } => KAFKA_STORAGE_ERROR,
         StoreError::ProducerRefused(_, ProducerRefusal::OutOfOrderSequence { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
         StoreError::ProducerRefused(_, ProducerRefusal::StaleEpoch { .. }) => INVALID_PRODUCER_EPOCH,
         StoreError::Controller(c) => match c {

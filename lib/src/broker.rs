@@ -232,6 +232,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             )));
         }
         let pg = self.serving_leader(&tp)?;
+        self.check_disk(batch.len() as u64)?;
         let header = batch::validate_produce(&batch).map_err(|e| {
             if e.is_corruption() {
                 StoreError::CorruptBatch(tp.clone(), e)
@@ -407,6 +408,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     async fn group_write(&self, cmd: GroupCommand) -> Result<(), StoreError> {
         let pg = self.serving_offsets_partition(cmd.group())?;
+        self.check_disk(4096)?;
         let node = self.node_id();
         let tp = pg.tp.clone();
         match pg.raft.client_write(Command::Group(cmd)).await {

@@ -62,6 +62,7 @@ pub struct FileConfig {
     pub group_initial_rebalance_delay_ms: Option<u64>,
     pub group_min_session_timeout_ms: Option<i32>,
     pub group_max_session_timeout_ms: Option<i32>,
+    pub min_free_disk_bytes: Option<u64>,
     #[serde(default)]
     pub cluster: ClusterSection,
 }
@@ -92,7 +93,14 @@ pub struct NodeConfig {
     /// Session timeouts a member may ask for (Kafka's group.min/max.session.timeout.ms).
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// Below this much free space on the data disk the node takes no more
+    /// writes (produce, replicated appends) and gives up its leaderships,
+    /// so that the disk never fills up under sled.
+    pub min_free_disk_bytes: u64,
 }
+
+/// See [`NodeConfig::min_free_disk_bytes`].
+pub const MIN_FREE_DISK_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -189,6 +197,7 @@ impl FileConfig {
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
+            min_free_disk_bytes: self.min_free_disk_bytes.unwrap_or(MIN_FREE_DISK_BYTES_DEFAULT),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             kafka_listen,
             raft_listen,

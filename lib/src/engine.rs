@@ -84,6 +84,9 @@ pub trait StorageEngine: Send + Sync + 'static {
 
     /// Removes every trace of a group (after it was deleted or moved away).
     fn drop_group(&self, group: GroupId) -> Result<(), StoreError>;
+
+    /// Bytes still free where the data lives (None: cannot tell).
+    fn disk_free_bytes(&self) -> Option<u64>;
 }
 
 /// Hands out one network factory per group; all of them share the

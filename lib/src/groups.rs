@@ -64,6 +64,9 @@ fn status_version_base() -> u64 {
 /// How long a metadata change keeps trying while the controller has no leader.
 const PROPOSE_RETRY_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a reading of the free disk space is trusted.
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(20);
+
 /// How often a streak of campaigns is logged.
 const CAMPAIGN_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -85,6 +88,8 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub(crate) producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     /// Serializes the creation of the offsets topic on this node.
     pub(crate) offsets_topic_creation: tokio::sync::Mutex<()>,
+    /// The last reading of the data disk's free bytes, and when it was taken.
+    disk_free: std::sync::Mutex<(Instant, Option<u64>)>,
 }
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
@@ -140,6 +145,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             stopping: AtomicBool::new(false),
             producer_ids: tokio::sync::Mutex::new(0..0),
             offsets_topic_creation: tokio::sync::Mutex::new(()),
+            disk_free: std::sync::Mutex::new((Instant::now() - DISK_CHECK_EVERY, None)),
         });
         tokio::spawn(mgr.clone().register_nodes_loop());
         tokio::spawn(mgr.clone().reconcile_loop());
@@ -174,6 +180,27 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
 
     pub fn leadership_of(&self, raft: &Raft<E::Sm>) -> Leadership {
         leadership(raft, self.node_id(), self.lease())
+    }
+
+    /// Whether `bytes` more may be written without eating into the disk
+    /// reserve (`min_free_disk_bytes`). Checked before a produce, a group
+    /// write and a replicated append, so the disk never fills up under sled
+    /// (which cannot recover from ENOSPC without a restart).
+    pub fn check_disk(&self, bytes: u64) -> Result<(), StoreError> {
+        let free = {
+            let mut d = self.disk_free.lock().unwrap();
+            if d.0.elapsed() >= DISK_CHECK_EVERY {
+                *d = (Instant::now(), self.engine.disk_free_bytes());
+            }
+            d.1
+        };
+        let reserve = self.cfg.min_free_disk_bytes;
+        match free {
+            Some(free) if free < reserve.saturating_add(bytes) => {
+                Err(StoreError::DiskFull { node: self.node_id(), free_bytes: free, reserve_bytes: reserve })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Where a node is reached, from the replicated metadata or the config.
@@ -380,9 +407,21 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let mut last_heartbeat = Instant::now();
         let mut last_logged = (0usize, Instant::now());
         let mut led: std::collections::HashSet<GroupId> = Default::default();
+        let mut was_full = false;
         while !self.stopping.load(Ordering::Relaxed) {
             tick.tick().await;
             let now = Instant::now();
+            // With its disk full, a node gives up leading: no heartbeats and
+            // no claims, so the other replicas elect a leader that can write;
+            // and it campaigns for nothing until space returns.
+            let disk = self.check_disk(0);
+            if disk.is_err() != was_full {
+                was_full = disk.is_err();
+                match &disk {
+                    Err(e) => warn!(node_id = me, leading = led.len(), error = %e, "disk full: refusing writes and giving up leaderships"),
+                    Ok(()) => info!(node_id = me, "disk space is back above the reserve: taking writes again"),
+                }
+            }
             let heartbeat_due = now.duration_since(last_heartbeat) >= heartbeat_every;
             if heartbeat_due {
                 last_heartbeat = now;
@@ -400,6 +439,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                     let initialized = m.last_log_index.is_some();
                     (m.state, m.current_leader, m.current_term, initialized)
                 };
+                if was_full {
+                    continue;
+                }
                 if state == ServerState::Leader {
                     if !led.contains(&pg.group) {
                         newly_led.push((pg.tp.clone(), term));
@@ -552,6 +594,20 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
         group: GroupId,
         req: openraft::raft::AppendEntriesRequest<crate::TypeConfig>,
     ) -> Result<openraft::raft::AppendEntriesResponse<crate::TypeConfig>, String> {
+        // Partition data is refused while the disk is nearly full (the leader
+        // backs off and goes on with the other replicas); heartbeats and the
+        // small controller entries are not.
+        if group != CONTROLLER_GROUP && !req.entries.is_empty() {
+            let bytes: u64 = req
+                .entries
+                .iter()
+                .map(|e| match &e.payload {
+                    openraft::EntryPayload::Normal(Command::Append { batch, .. }) => batch.len() as u64,
+                    _ => 256,
+                })
+                .sum();
+            self.check_disk(bytes).map_err(|e| e.to_string())?;
+        }
         self.raft_of(group)?.append_entries(req).await.map_err(|e| e.to_string())
     }
 

@@ -62,6 +62,8 @@ pub enum StoreError {
     ShuttingDown { node: NodeId },
     #[error("partition {0} refused the batch: {1}")]
     ProducerRefused(TopicPartition, ProducerRefusal),
+    #[error("node {node} refuses writes: {free_bytes} bytes free on its data disk, below the {reserve_bytes}-byte reserve (min_free_disk_bytes)")]
+    DiskFull { node: NodeId, free_bytes: u64, reserve_bytes: u64 },
 }
 
 /// A produce that has been queued into its partition's Raft log in order;

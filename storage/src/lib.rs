@@ -68,6 +68,11 @@ impl SledEngine {
         &self.dir
     }
 
+    /// Bytes available to this process on the data directory's filesystem.
+    pub fn disk_free_bytes(&self) -> std::io::Result<u64> {
+        free_bytes(&self.dir)
+    }
+
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
@@ -78,9 +83,25 @@ impl SledEngine {
     }
 }
 
+/// statvfs(2): the blocks an unprivileged writer may still use.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid NUL-terminated string and `st` a writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 impl StorageEngine for SledEngine {
     type Log = SledLog;
     type Sm = SledStateMachine;
+
+    fn disk_free_bytes(&self) -> Option<u64> {
+        free_bytes(&self.dir).ok()
+    }
 
     fn open_controller(&self) -> Result<(OpenedGroup<Self>, watch::Receiver<Arc<ClusterMetadata>>), StoreError> {
         let log = SledLog::new(self.inner.clone(), CONTROLLER_GROUP, None);
