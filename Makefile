@@ -51,7 +51,7 @@ bench-cluster: build
 SEED     ?=
 DURATION ?= 20
 chaos: build
-	@command -v iptables >/dev/null || { echo "make chaos needs root and iptables (apt-get install iptables)"; exit 2; }
+	@command -v iptables >/dev/null || { echo "make chaos needs root and iptables (apt-get install iptables xfsprogs libfaketime)"; exit 2; }
 	python3 it/chaos.py $(if $(SEED),--seed $(SEED)) --duration $(DURATION)
 
 ## A local 3-node cluster (deploy/local/cluster.toml): Kafka 9092-9094,

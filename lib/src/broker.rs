@@ -8,7 +8,7 @@ use bytes::Bytes;
 use openraft::impls::ProgressResponder;
 use tokio::sync::watch;
 use openraft::async_runtime::WatchReceiver;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::batch::{self};
 use crate::config::split_host_port;
@@ -257,8 +257,20 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             let committed = async move {
                 match rx.await {
                     Ok(Ok(resp)) => match resp.data {
-                        CommandResult::Appended { base_offset } | CommandResult::Duplicate { base_offset } => Ok(base_offset),
-                        CommandResult::ProducerRefused(why) => Err(StoreError::ProducerRefused(tp, why)),
+                        CommandResult::Appended { base_offset } => {
+                            if idempotent {
+                                tracing::debug!(partition = %tp, base_offset, producer_id = header.producer_id, epoch = header.producer_epoch, sequence = header.base_sequence, records = header.record_count, "idempotent batch appended");
+                            }
+                            Ok(base_offset)
+                        }
+                        CommandResult::Duplicate { base_offset } => {
+                            tracing::debug!(partition = %tp, base_offset, producer_id = header.producer_id, sequence = header.base_sequence, "duplicate batch of an idempotent producer: answered with its original offset");
+                            Ok(base_offset)
+                        }
+                        CommandResult::ProducerRefused(why) => {
+                            warn!(partition = %tp, error = %why, "idempotent batch refused");
+                            Err(StoreError::ProducerRefused(tp, why))
+                        }
                         other => Err(StoreError::Storage { node, detail: format!("append to {tp} answered {other:?}") }),
                     },
                     Ok(Err(openraft::errors::ClientWriteError::ForwardToLeader(f))) => Err(StoreError::NotLeader(tp, f.leader_id)),

@@ -1,6 +1,6 @@
 use chronik::PartitionStore;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::errors;
 use crate::server::Context;
@@ -14,7 +14,12 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: InitProducerIdRequ
         return resp.with_error_code(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     }
     match ctx.store.allocate_producer_id().await {
-        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Ok(id) => {
+            // Rare (once per producer, or after a client-side epoch bump),
+            // and what to look for when a client's retries misbehave.
+            info!(producer_id = id, previous_id = req.producer_id.0, previous_epoch = req.producer_epoch, "producer id assigned");
+            resp.with_producer_id(ProducerId(id)).with_producer_epoch(0)
+        }
         Err(e) => {
             warn!(error = %e, "no producer id");
             resp.with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
