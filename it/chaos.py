@@ -40,7 +40,13 @@ from checker import check, summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.environ.get("CHRONIK_BIN", os.path.join(ROOT, "target", "release", "chronik-server"))
-IPS = {1: "127.0.0.11", 2: "127.0.0.12", 3: "127.0.0.13"}
+def node_ips(n):
+    """Node id -> its own loopback address: 127.0.0.11, .12, ..."""
+    return {i: f"127.0.0.{10 + i}" for i in range(1, n + 1)}
+
+
+# Cluster size per scenario (3 unless said otherwise).
+SIZES = {"power-loss-minority": 5}
 KAFKA, RAFT, ADMIN = 19092, 19192, 19292
 # Peers reach a node's Raft port through the harness proxy on this port.
 RAFT_PROXY = 19193
@@ -119,20 +125,21 @@ class DelayProxy:
 
 
 class ChaosCluster:
-    def __init__(self, base, disk=None):
+    def __init__(self, base, disk=None, size=3):
         """disk: None (plain directories), "tmpfs" (small, for disk-full) or
         "xfs" (a loop-mounted XFS per node, for power loss)."""
+        self.ips = node_ips(size)
         self.base = base
         self.disk = disk
         self.config = os.path.join(base, "cluster.toml")
         with open(self.config, "w") as f:
             f.write("[cluster]\nnodes = [\n")
-            for i, ip in IPS.items():
+            for i, ip in self.ips.items():
                 f.write(f'  {{ id = {i}, kafka_addr = "{ip}:{KAFKA}", raft_addr = "{ip}:{RAFT_PROXY}" }},\n')
             f.write("]\n")
-        self.proxies = {i: DelayProxy((ip, RAFT_PROXY), (ip, RAFT)) for i, ip in IPS.items()}
+        self.proxies = {i: DelayProxy((ip, RAFT_PROXY), (ip, RAFT)) for i, ip in self.ips.items()}
         self.mounts = {}
-        for i in IPS:
+        for i in self.ips:
             if disk:
                 self.mount(i)
         self.skew = {}
@@ -147,7 +154,7 @@ class ChaosCluster:
 
     @property
     def bootstrap(self):
-        return ",".join(f"{ip}:{KAFKA}" for ip in IPS.values())
+        return ",".join(f"{ip}:{KAFKA}" for ip in self.ips.values())
 
     def data_dir(self, i):
         return os.path.join(self.base, f"node{i}")
@@ -166,7 +173,7 @@ class ChaosCluster:
         self.mounts[i] = d
 
     def start(self, i):
-        ip = IPS[i]
+        ip = self.ips[i]
         log = open(os.path.join(self.base, f"node{i}.log"), "ab")
         env = dict(os.environ)
         if self.skew.get(i):
@@ -184,14 +191,14 @@ class ChaosCluster:
         return p is not None and p.poll() is None and i not in self.paused
 
     def admin(self, i, path):
-        with urllib.request.urlopen(f"http://{IPS[i]}:{ADMIN}{path}", timeout=2) as r:
+        with urllib.request.urlopen(f"http://{self.ips[i]}:{ADMIN}{path}", timeout=2) as r:
             return json.load(r)
 
     def wait_ready(self, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                if all(self.admin(i, "/v1/cluster")["controller"] for i in IPS if self.alive(i)):
+                if all(self.admin(i, "/v1/cluster")["controller"] for i in self.ips if self.alive(i)):
                     return
             except OSError:
                 pass
@@ -199,7 +206,7 @@ class ChaosCluster:
         raise RuntimeError("cluster not ready")
 
     def leaders(self):
-        for i in IPS:
+        for i in self.ips:
             if self.alive(i):
                 try:
                     for t in self.admin(i, "/v1/topics"):
@@ -226,10 +233,10 @@ class ChaosCluster:
 
     def loss(self, i, p):
         """Drops a fraction `p` of the packets between node i and its peers, both ways."""
-        for j in IPS:
+        for j in self.ips:
             if j != i:
                 for a, b in ((i, j), (j, i)):
-                    sh("iptables", "-A", CHAIN, "-s", IPS[a], "-d", IPS[b], "-m", "statistic",
+                    sh("iptables", "-A", CHAIN, "-s", self.ips[a], "-d", self.ips[b], "-m", "statistic",
                        "--mode", "random", "--probability", str(p), "-j", "DROP")
 
     def latency(self, i, ms):
@@ -255,15 +262,19 @@ class ChaosCluster:
         except FileNotFoundError:
             pass
 
-    def power_loss(self, i):
-        """Cuts node i's power: the XFS under it stops at once without
-        writing back what was not synced, the process dies, and the disk is
-        mounted again (log recovery) before the node restarts."""
-        sh("xfs_io", "-x", "-c", "shutdown", self.mounts[i])
-        self.kill(i)
-        sh("umount", self.mounts[i])
-        self.mount(i)
-        self.start(i)
+    def power_loss(self, *nodes):
+        """Cuts the power of `nodes` at one moment: the XFS under each stops
+        at once without writing back what was not synced, the processes die,
+        and the disks are mounted again (log recovery) before the nodes
+        restart."""
+        for i in nodes:
+            sh("xfs_io", "-x", "-c", "shutdown", self.mounts[i])
+        for i in nodes:
+            self.kill(i)
+        for i in nodes:
+            sh("umount", self.mounts[i])
+            self.mount(i)
+            self.start(i)
 
     def pause(self, i):
         self.procs[i].send_signal(signal.SIGSTOP)
@@ -281,10 +292,10 @@ class ChaosCluster:
                     continue
                 for x in a:
                     for y in b:
-                        sh("iptables", "-A", CHAIN, "-s", IPS[x], "-d", IPS[y], "-j", "DROP")
+                        sh("iptables", "-A", CHAIN, "-s", self.ips[x], "-d", self.ips[y], "-j", "DROP")
 
     def isolate(self, i):
-        self.partition([i], [j for j in IPS if j != i])
+        self.partition([i], [j for j in self.ips if j != i])
 
     def heal(self):
         sh("iptables", "-F", CHAIN)
@@ -310,14 +321,22 @@ class ChaosCluster:
         subprocess.run(["iptables", "-D", "INPUT", "-j", CHAIN], capture_output=True)
         subprocess.run(["iptables", "-X", CHAIN], capture_output=True)
 
-    def digests(self):
-        """{partition: {node: (high watermark, crc32c)}} over the running nodes."""
-        out = {}
-        for i in IPS:
+    def replicas_of(self):
+        """{partition: [replica node ids]} from the metadata."""
+        for i in self.ips:
             if self.alive(i):
-                for p in range(PARTITIONS):
-                    d = self.admin(i, f"/v1/replicas/{TOPIC}/{p}/digest")
-                    out.setdefault(p, {})[i] = (d["high_watermark"], d["crc32c"])
+                for t in self.admin(i, "/v1/topics"):
+                    if t["name"] == TOPIC:
+                        return {p["partition"]: p["replicas"] for p in t["partitions"]}
+        return {}
+
+    def digests(self):
+        """{partition: {replica node: (high watermark, crc32c)}}."""
+        out = {}
+        for p, replicas in self.replicas_of().items():
+            for i in replicas:
+                d = self.admin(i, f"/v1/replicas/{TOPIC}/{p}/digest")
+                out.setdefault(p, {})[i] = (d["high_watermark"], d["crc32c"])
         return out
 
 
@@ -434,9 +453,9 @@ def first_ack_after(history, t, partitions):
 # [(time injected, partitions affected)] for the recovery figure.
 def repeat_fault(c, rng, duration, pick, inject, undo, hold):
     """Until `duration` is nearly over (at least once): wait 1-2 s, pick a node
-    (`pick(leaders)`), inject the fault, hold it for `hold` seconds (a range),
-    undo it. Each fault is timed once in place: sends before that may still
-    commit."""
+    (`pick(leaders)`, or a tuple of nodes), inject the fault, hold it for
+    `hold` seconds (a range), undo it. Recovery counts from the moment the
+    fault starts (a power loss includes the remount and restart)."""
     events, end = [], time.monotonic() + duration
     first = True
     while first or time.monotonic() < end - hold[1]:
@@ -447,8 +466,10 @@ def repeat_fault(c, rng, duration, pick, inject, undo, hold):
         if not victim:
             first = time.monotonic() < end + 10  # no leader yet: a fault must still happen once
             continue
+        injected = time.monotonic()
         inject(victim)
-        events.append((time.monotonic(), [p for p, l in leaders.items() if l == victim]))
+        hit = victim if isinstance(victim, tuple) else (victim,)
+        events.append((injected, [p for p, l in leaders.items() if l in hit]))
         time.sleep(rng.uniform(*hold))
         undo(victim)
     return events
@@ -471,7 +492,7 @@ def follower_isolated(c, rng, duration):
     """A minority (a node leading nothing, if there is one) is cut off: the
     majority goes on; the node catches up after healing."""
     def pick(leaders):
-        return rng.choice([i for i in IPS if i not in leaders.values()] or sorted(IPS))
+        return rng.choice([i for i in c.ips if i not in leaders.values()] or sorted(c.ips))
     return repeat_fault(c, rng, duration, pick, c.isolate, lambda _: c.heal(), (3, 5))
 
 
@@ -483,7 +504,7 @@ def majority_lost(c, rng, duration):
     while first or time.monotonic() < end - 8:
         first = False
         time.sleep(rng.uniform(1, 2))
-        c.partition([1], [2], [3])
+        c.partition(*[[i] for i in c.ips])
         cut = time.monotonic()
         time.sleep(rng.uniform(3, 5))
         c.heal()
@@ -509,7 +530,7 @@ def rolling_restart(c, rng, duration):
     first = True
     while first or time.monotonic() < end - 6:
         first = False
-        for i in sorted(IPS):
+        for i in sorted(c.ips):
             leaders = c.leaders()
             c.stop(i)
             events.append((time.monotonic(), [p for p, l in leaders.items() if l == i]))
@@ -549,10 +570,10 @@ def all_killed(c, rng, duration):
     while first or time.monotonic() < end - 6:
         first = False
         time.sleep(rng.uniform(2, 3))
-        for i in IPS:
+        for i in c.ips:
             c.kill(i)
         time.sleep(rng.uniform(0.5, 1.5))
-        for i in IPS:
+        for i in c.ips:
             c.start(i)
         events.append((time.monotonic(), list(range(PARTITIONS))))
     return events
@@ -563,7 +584,7 @@ def stale_node_catch_up(c, rng, duration):
     comes back and must catch up (the replica check compares it)."""
     time.sleep(1)
     leaders = c.leaders()
-    victim = rng.choice([i for i in IPS if i not in leaders.values()] or sorted(IPS))
+    victim = rng.choice([i for i in c.ips if i not in leaders.values()] or sorted(c.ips))
     c.kill(victim)
     time.sleep(duration * 0.7)
     c.start(victim)
@@ -585,19 +606,19 @@ def with_background(fault, undo):
 
 
 def latency_100ms(c):
-    for i in IPS:
+    for i in c.ips:
         c.latency(i, 100)
 
 
 def loss_20(c):
-    for i in IPS:
+    for i in c.ips:
         c.loss(i, 0.2)
 
 
 def clock_skew(c, rng, duration):
     """Two nodes run with clocks minutes off (one ahead, one behind) while
     leaders are killed."""
-    a, b = rng.sample(sorted(IPS), 2)
+    a, b = rng.sample(sorted(c.ips), 2)
     c.clock_skew(a, 300)
     c.clock_skew(b, -300)
     c.wait_ready()
@@ -606,12 +627,21 @@ def clock_skew(c, rng, duration):
 
 def disk_full(c, rng, duration):
     """A node's data disk fills up (any node, leader or not) and is freed again."""
-    return repeat_fault(c, rng, duration, lambda leaders: rng.choice(sorted(IPS)), c.disk_full, c.disk_freed, (3, 5))
+    return repeat_fault(c, rng, duration, lambda leaders: rng.choice(sorted(c.ips)), c.disk_full, c.disk_freed, (3, 5))
 
 
 def power_loss(c, rng, duration):
     """A node loses power: unsynced writes on its disk are gone."""
-    return repeat_fault(c, rng, duration, lambda leaders: rng.choice(sorted(IPS)), c.power_loss, lambda _: None, (2, 3))
+    return repeat_fault(c, rng, duration, lambda leaders: rng.choice(sorted(c.ips)), c.power_loss, lambda _: None, (2, 3))
+
+
+def power_loss_minority(c, rng, duration):
+    """Two of five nodes lose power at the same moment: for partitions with
+    both among their three replicas, every acknowledged write was durable
+    on at least one of them... or on both, and must survive."""
+    def pick(leaders):
+        return tuple(rng.sample(sorted(c.ips), len(c.ips) // 2))
+    return repeat_fault(c, rng, duration, pick, lambda nodes: c.power_loss(*nodes), lambda _: None, (2, 3))
 
 
 def concurrent(c, rng, duration):
@@ -622,7 +652,7 @@ def concurrent(c, rng, duration):
     while first or time.monotonic() < end - 5:
         first = False
         time.sleep(rng.uniform(1, 2))
-        a, b = rng.sample(sorted(IPS), 2)
+        a, b = rng.sample(sorted(c.ips), 2)
         leaders = c.leaders()
         c.loss(a, 0.2)
         c.pause(b)
@@ -638,9 +668,10 @@ SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "le
              "cascading": cascading, "all-killed": all_killed, "stale-catch-up": stale_node_catch_up,
              "latency-100ms": with_background(latency_100ms, lambda c: c.heal()),
              "loss-20pct": with_background(loss_20, lambda c: c.heal()),
-             "clock-skew": clock_skew, "disk-full": disk_full, "power-loss": power_loss, "concurrent": concurrent}
+             "clock-skew": clock_skew, "disk-full": disk_full, "power-loss": power_loss,
+             "power-loss-minority": power_loss_minority, "concurrent": concurrent}
 # Scenarios whose nodes need a special data disk.
-DISKS = {"disk-full": "tmpfs", "power-loss": "xfs"}
+DISKS = {"disk-full": "tmpfs", "power-loss": "xfs", "power-loss-minority": "xfs"}
 
 
 def replicas_diverged(c, timeout=30):
@@ -650,7 +681,7 @@ def replicas_diverged(c, timeout=30):
     while time.time() < deadline:
         try:
             last = c.digests()
-            if all(len(d) == len(IPS) and len(set(d.values())) == 1 for d in last.values()):
+            if len(last) == PARTITIONS and all(len(set(d.values())) == 1 for d in last.values()):
                 return None
         except OSError as e:
             last = str(e)
@@ -666,10 +697,10 @@ def acked_during(history, windows):
 
 def run(name, seed, duration):
     base = tempfile.mkdtemp(prefix=f"chronik-chaos-{name}-")
-    c = ChaosCluster(base, disk=DISKS.get(name))
+    c = ChaosCluster(base, disk=DISKS.get(name), size=SIZES.get(name, 3))
     rng = random.Random(seed)
     try:
-        for i in IPS:
+        for i in c.ips:
             c.start(i)
         c.wait_ready()
         admin = AdminClient({"bootstrap.servers": c.bootstrap})
@@ -678,7 +709,7 @@ def run(name, seed, duration):
         w.start()
         events = SCENARIOS[name](c, rng, duration)
         c.heal()
-        for i in IPS:
+        for i in c.ips:
             if c.procs[i].poll() is not None:
                 c.start(i)
         time.sleep(5)

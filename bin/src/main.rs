@@ -9,7 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use chronik::config::{FileConfig, NodeConfig};
 use chronik::groups::GroupManager;
-use chronik::metrics::Metrics;
+use chronik::metrics::{ConsumerGroupLabels, Metrics};
+use chronik::PartitionStore;
 use chronik_network::admin::{self, AdminState};
 use chronik_network::HttpTransport;
 use chronik_storage::SledEngine;
@@ -99,6 +100,22 @@ impl Flags {
     }
 }
 
+/// Lag of the consumer groups this node coordinates: for each committed
+/// partition with a replica here, its high watermark minus the commit.
+fn consumer_lag(store: &impl PartitionStore, metrics: &Metrics) {
+    let hwm: std::collections::HashMap<(String, i32), i64> =
+        store.replicas().into_iter().map(|r| ((r.topic, r.partition), r.high_watermark)).collect();
+    for group in store.served_group_names().unwrap_or_default() {
+        let Ok(committed) = store.committed_offsets(&group) else { continue };
+        let lag: i64 = committed
+            .iter()
+            .filter_map(|(t, p, o)| hwm.get(&(t.clone(), *p)).map(|h| (h - o.offset).max(0)))
+            .sum();
+        let labels = ConsumerGroupLabels { node_id: metrics.node_id.clone(), group };
+        metrics.consumer_group_lag.get_or_create(&labels).set(lag);
+    }
+}
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // openraft warns once per group per failed RPC: with a peer down that
@@ -140,7 +157,8 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         max_session_timeout_ms: cfg.group_max_session_timeout_ms,
     };
     let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen));
-    let groups = GroupManager::start(cfg, engine.clone(), transport).await.context("starting Raft groups")?;
+    let metrics = Arc::new(Metrics::new(node));
+    let groups = GroupManager::start(cfg, engine.clone(), transport, metrics.clone()).await.context("starting Raft groups")?;
 
     let raft_app = chronik_network::server::router(groups.clone());
     tokio::spawn(async move {
@@ -149,7 +167,6 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         }
     });
 
-    let metrics = Arc::new(Metrics::new(node));
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let refresh = {
@@ -161,6 +178,11 @@ async fn run(cfg: NodeConfig) -> Result<()> {
             metrics.partitions.get_or_create(&labels).set(parts.len() as i64);
             metrics.partition_leaders.get_or_create(&labels).set(leaders as i64);
             metrics.storage_disk_bytes.get_or_create(&labels).set(engine.size_on_disk() as i64);
+            groups.refresh_metrics();
+            let view = groups.cluster_view(None);
+            let leaderless = view.topics.iter().flat_map(|t| &t.partitions).filter(|p| p.leader.is_none()).count();
+            metrics.partitions_leaderless.get_or_create(&labels).set(leaderless as i64);
+            consumer_lag(&*groups, &metrics);
             let fs = engine.flush_stats();
             let flushes = metrics.storage_flushes.get_or_create(&labels);
             flushes.inc_by(fs.flushes.saturating_sub(flushes.get()));

@@ -17,6 +17,7 @@ use crate::config::NodeConfig;
 use crate::engine::{PartitionLog, StorageEngine, Transport};
 use crate::liveness::{campaign_due, NodeStatus, PeerTable, Suspects, ALIVE_WINDOW, PING_INTERVAL};
 use crate::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
+use crate::metrics::{Metrics, VoteLabels};
 use crate::store::StoreError;
 use crate::types::{Command, CommandResult, GroupId, NodeAddr, NodeId, Raft, TopicPartition, CONTROLLER_GROUP};
 
@@ -61,6 +62,9 @@ fn status_version_base() -> u64 {
     (nanos >> 20) << 20
 }
 
+/// How long one metadata change may wait to be committed.
+const CONTROLLER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a metadata change keeps trying while the controller has no leader.
 const PROPOSE_RETRY_WAIT: Duration = Duration::from_secs(5);
 
@@ -90,13 +94,14 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub(crate) offsets_topic_creation: tokio::sync::Mutex<()>,
     /// The last reading of the data disk's free bytes, and when it was taken.
     disk_free: std::sync::Mutex<(Instant, Option<u64>)>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// Opens the controller group, initializes it on first start, and starts
     /// the background tasks that keep node registration and partition groups
     /// in step with the metadata.
-    pub async fn start(cfg: NodeConfig, engine: Arc<E>, transport: T) -> Result<Arc<Self>, StoreError> {
+    pub async fn start(cfg: NodeConfig, engine: Arc<E>, transport: T, metrics: Arc<Metrics>) -> Result<Arc<Self>, StoreError> {
         let node = cfg.node_id;
         let fatal = |e: openraft::errors::Fatal<crate::TypeConfig>| StoreError::Storage { node, detail: e.to_string() };
         let base = Config {
@@ -146,7 +151,17 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             producer_ids: tokio::sync::Mutex::new(0..0),
             offsets_topic_creation: tokio::sync::Mutex::new(()),
             disk_free: std::sync::Mutex::new((Instant::now() - DISK_CHECK_EVERY, None)),
+            metrics,
         });
+        // Every counter exists from the start, at 0 (a standalone node never
+        // receives a vote, but dashboards and alerts should find the series).
+        let m = &mgr.metrics;
+        for c in [&m.raft_leader_elections, &m.raft_append_entries, &m.raft_heartbeats] {
+            let _ = c.get_or_create(&m.node());
+        }
+        for kind in ["pre_vote", "vote"] {
+            let _ = m.raft_vote_requests.get_or_create(&VoteLabels { node_id: m.node_id.clone(), kind });
+        }
         tokio::spawn(mgr.clone().register_nodes_loop());
         tokio::spawn(mgr.clone().reconcile_loop());
         tokio::spawn(mgr.clone().timing_loop());
@@ -203,6 +218,45 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         }
     }
 
+    /// Brings the Raft gauges and partition health up to date (before a scrape).
+    pub fn refresh_metrics(&self) {
+        let m = &self.metrics;
+        let node = m.node();
+        let raft_numbers = |raft: &Raft<E::Sm>| {
+            let r = raft.metrics();
+            let r = r.borrow_watched();
+            let first = r.purged.map(|p| p.index + 1).unwrap_or(0);
+            let entries = r.last_log_index.map(|last| (last + 1).saturating_sub(first)).unwrap_or(0);
+            (r.current_term, r.local_committed.map(|c| c.index).unwrap_or(0), entries)
+        };
+        let (term, commit, entries) = raft_numbers(&self.controller);
+        m.raft_current_term.get_or_create(&m.kind("controller")).set(term as i64);
+        m.raft_commit_index.get_or_create(&m.kind("controller")).set(commit as i64);
+        m.raft_log_entries.get_or_create(&m.kind("controller")).set(entries as i64);
+        let groups = self.partition_groups();
+        let (mut max_term, mut commits, mut all_entries, mut under) = (0u64, 0u64, 0u64, 0i64);
+        let md = self.metadata();
+        for pg in &groups {
+            let (term, commit, entries) = raft_numbers(&pg.raft);
+            max_term = max_term.max(term);
+            commits += commit;
+            all_entries += entries;
+            if self.leadership_of(&pg.raft).serving {
+                let replicas = md.partition(&pg.tp).map(|a| a.replicas.clone()).unwrap_or_default();
+                if replicas.iter().any(|r| *r != self.node_id() && !self.peers.is_alive(*r)) {
+                    under += 1;
+                }
+            }
+        }
+        m.raft_current_term.get_or_create(&m.kind("partitions")).set(max_term as i64);
+        m.raft_commit_index.get_or_create(&m.kind("partitions")).set(commits as i64);
+        m.raft_log_entries.get_or_create(&m.kind("partitions")).set(all_entries as i64);
+        m.partitions_under_replicated.get_or_create(&node).set(under);
+        if let Some(free) = self.engine.disk_free_bytes() {
+            m.storage_disk_free_bytes.get_or_create(&node).set(free as i64);
+        }
+    }
+
     /// Where a node is reached, from the replicated metadata or the config.
     fn node_addr(&self, node: NodeId) -> Option<NodeAddr> {
         self.metadata().nodes.get(&node).cloned().or_else(|| self.cfg.nodes.get(&node).cloned())
@@ -246,7 +300,14 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// must lead the controller group).
     async fn propose_local(&self, cmd: ControllerCommand) -> Result<(), StoreError> {
         let node = self.node_id();
-        match self.controller.client_write(Command::Controller(cmd)).await {
+        // Bounded: a controller that cannot commit (no quorum, a broken
+        // disk) must not hold a client's request forever.
+        let write = tokio::time::timeout(CONTROLLER_WRITE_TIMEOUT, self.controller.client_write(Command::Controller(cmd)));
+        let Ok(result) = write.await else {
+            warn!(node_id = node, timeout_s = CONTROLLER_WRITE_TIMEOUT.as_secs(), "metadata change not committed in time");
+            return Err(StoreError::Timeout(TopicPartition::new("(controller)", 0)));
+        };
+        match result {
             Ok(resp) => match resp.data {
                 CommandResult::Controller(r) => r.map_err(StoreError::from),
                 other => Err(StoreError::Storage { node, detail: format!("controller answered {other:?}") }),
@@ -450,6 +511,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                     suspects.clear(pg.group);
                     if heartbeat_due {
                         let _ = pg.raft.trigger().heartbeat().await;
+                        self.metrics.raft_heartbeats.get_or_create(&self.metrics.node()).inc();
                     }
                     continue;
                 }
@@ -496,6 +558,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             for (pg, _, _) in &campaigns {
                 let _ = pg.raft.trigger().elect(true).await;
             }
+            self.metrics.raft_leader_elections.get_or_create(&self.metrics.node()).inc_by(newly_led.len() as u64);
             if let Some((tp, term)) = newly_led.first() {
                 info!(node_id = me, count = newly_led.len(), first = %tp, term, "now leading partitions");
             }
@@ -597,6 +660,7 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
         // Partition data is refused while the disk is nearly full (the leader
         // backs off and goes on with the other replicas); heartbeats and the
         // small controller entries are not.
+        self.metrics.raft_append_entries.get_or_create(&self.metrics.node()).inc();
         if group != CONTROLLER_GROUP && !req.entries.is_empty() {
             let bytes: u64 = req
                 .entries
@@ -617,6 +681,8 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
         req: openraft::raft::VoteRequest<crate::TypeConfig>,
         pre_vote: bool,
     ) -> Result<openraft::raft::VoteResponse<crate::TypeConfig>, String> {
+        let kind = if pre_vote { "pre_vote" } else { "vote" };
+        self.metrics.raft_vote_requests.get_or_create(&VoteLabels { node_id: self.metrics.node_id.clone(), kind }).inc();
         let raft = self.raft_of(group)?;
         if pre_vote { raft.pre_vote(req).await } else { raft.vote(req).await }.map_err(|e| e.to_string())
     }

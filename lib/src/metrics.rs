@@ -26,6 +26,29 @@ pub struct NodeLabels {
     pub node_id: String,
 }
 
+/// Raft series per kind of group: the one controller group, or the
+/// partition groups in aggregate (never a label per group).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupKindLabels {
+    pub node_id: String,
+    /// "controller" or "partitions".
+    pub group_kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VoteLabels {
+    pub node_id: String,
+    /// "pre_vote" or "vote".
+    pub kind: &'static str,
+}
+
+/// Consumer groups are few and named by their users: one series each.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerGroupLabels {
+    pub node_id: String,
+    pub group: String,
+}
+
 pub struct Metrics {
     pub node_id: String,
     pub kafka_requests: Family<ApiLabels, Counter>,
@@ -39,6 +62,17 @@ pub struct Metrics {
     pub storage_flushes: Family<NodeLabels, Counter>,
     pub storage_flush_seconds: Family<NodeLabels, Counter<f64>>,
     pub storage_disk_bytes: Family<NodeLabels, Gauge>,
+    pub storage_disk_free_bytes: Family<NodeLabels, Gauge>,
+    pub raft_leader_elections: Family<NodeLabels, Counter>,
+    pub raft_append_entries: Family<NodeLabels, Counter>,
+    pub raft_vote_requests: Family<VoteLabels, Counter>,
+    pub raft_heartbeats: Family<NodeLabels, Counter>,
+    pub raft_log_entries: Family<GroupKindLabels, Gauge>,
+    pub raft_current_term: Family<GroupKindLabels, Gauge>,
+    pub raft_commit_index: Family<GroupKindLabels, Gauge>,
+    pub partitions_under_replicated: Family<NodeLabels, Gauge>,
+    pub partitions_leaderless: Family<NodeLabels, Gauge>,
+    pub consumer_group_lag: Family<ConsumerGroupLabels, Gauge>,
 }
 
 impl Metrics {
@@ -56,11 +90,26 @@ impl Metrics {
             storage_flushes: Family::default(),
             storage_flush_seconds: Family::default(),
             storage_disk_bytes: Family::default(),
+            storage_disk_free_bytes: Family::default(),
+            raft_leader_elections: Family::default(),
+            raft_append_entries: Family::default(),
+            raft_vote_requests: Family::default(),
+            raft_heartbeats: Family::default(),
+            raft_log_entries: Family::default(),
+            raft_current_term: Family::default(),
+            raft_commit_index: Family::default(),
+            partitions_under_replicated: Family::default(),
+            partitions_leaderless: Family::default(),
+            consumer_group_lag: Family::default(),
         }
     }
 
     pub fn node(&self) -> NodeLabels {
         NodeLabels { node_id: self.node_id.clone() }
+    }
+
+    pub fn kind(&self, group_kind: &'static str) -> GroupKindLabels {
+        GroupKindLabels { node_id: self.node_id.clone(), group_kind }
     }
 
     pub fn api(&self, api: &'static str) -> ApiLabels {
@@ -79,5 +128,16 @@ impl Metrics {
         r.register("chronik_storage_flushes", "Group-commit flushes (flush + fsync)", self.storage_flushes.clone());
         r.register("chronik_storage_flush_seconds", "Time spent in group-commit flushes", self.storage_flush_seconds.clone());
         r.register("chronik_storage_disk_bytes", "Bytes the database occupies on disk", self.storage_disk_bytes.clone());
+        r.register("chronik_storage_disk_free_bytes", "Bytes free on the data disk", self.storage_disk_free_bytes.clone());
+        r.register("raft_leader_elections", "Raft groups this node became leader of", self.raft_leader_elections.clone());
+        r.register("raft_append_entries", "AppendEntries requests received (heartbeats included)", self.raft_append_entries.clone());
+        r.register("raft_vote_requests", "Vote and pre-vote requests received", self.raft_vote_requests.clone());
+        r.register("raft_heartbeats", "Heartbeats sent for the groups this node leads", self.raft_heartbeats.clone());
+        r.register("raft_log_entries", "Entries in the Raft logs on this node", self.raft_log_entries.clone());
+        r.register("raft_current_term", "Raft term: the controller's, and the highest of the partition groups", self.raft_current_term.clone());
+        r.register("raft_commit_index", "Raft commit index: the controller's, and the sum over partition groups", self.raft_commit_index.clone());
+        r.register("chronik_partitions_under_replicated", "Partitions led here with a replica that is not alive", self.partitions_under_replicated.clone());
+        r.register("chronik_partitions_leaderless", "Partitions with no leader, as this node sees the cluster", self.partitions_leaderless.clone());
+        r.register("chronik_consumer_group_lag", "Records behind the high watermark, summed over a group's committed partitions hosted here", self.consumer_group_lag.clone());
     }
 }
