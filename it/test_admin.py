@@ -33,3 +33,81 @@ def test_admin_endpoints_and_metrics(node):
     assert 'chronik_partitions{node_id="1"} 2' in body
     assert 'chronik_kafka_requests_total{node_id="1",api="produce"}' in body
     assert "chronik_storage_flushes_total" in body
+
+
+def call(method, url, body=None):
+    data = body.encode() if isinstance(body, str) else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read().decode()
+            return r.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read().decode())
+
+
+def test_topics_and_groups_through_the_admin_api(node):
+    a = node.admin
+    status, t = call("POST", a + "/v1/topics", {"name": "api-made", "partitions": 3, "configs": {"retention.ms": "60000"}})
+    assert status == 201 and len(t["partitions"]) == 3 and t["configs"]["retention.ms"] == "60000"
+    acked = produce(node.bootstrap, "api-made", [(b"k%d" % i, b"v") for i in range(30)], acks="all")
+    status, t = call("GET", a + "/v1/topics/api-made")
+    assert status == 200
+    ends = {p["partition"]: p["high_watermark"] for p in t["partitions"]}
+    assert sum(ends.values()) == len(acked) and all(p["log_start_offset"] == 0 for p in t["partitions"])
+    assert all(p["log_end_offset"] == p["high_watermark"] and p["leader"] == 1 for p in t["partitions"])
+
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "api-group"})
+    c.commit(offsets=[TopicPartition("api-made", 0, 1)], asynchronous=False)
+    c.close()
+    status, groups = call("GET", a + "/v1/groups")
+    assert status == 200 and [g["group"] for g in groups] == ["api-group"]
+    status, g = call("GET", a + "/v1/groups/api-group")
+    assert status == 200 and g["partitions"][0]["committed_offset"] == 1 and g["lag"] == ends[0] - 1
+
+    status, _ = call("DELETE", a + "/v1/topics/api-made")
+    assert status == 204
+    assert call("GET", a + "/v1/topics/api-made")[0] == 404
+
+
+def test_bad_admin_requests_get_a_json_4xx(node):
+    a = node.admin
+    create_topic(node.bootstrap, "exists")
+    cases = [
+        ("POST", "/v1/topics", "{not json", 400),
+        ("POST", "/v1/topics", {"name": "x", "surprise": 1}, 400),       # unknown field
+        ("POST", "/v1/topics", {"partitions": 3}, 400),                 # name missing
+        ("POST", "/v1/topics", {"name": "bad name"}, 400),
+        ("POST", "/v1/topics", {"name": "x" * 250}, 400),
+        ("POST", "/v1/topics", {"name": "p0", "partitions": 0}, 400),
+        ("POST", "/v1/topics", {"name": "rf", "replication_factor": 3}, 400),  # one node
+        ("POST", "/v1/topics", {"name": "cfg", "configs": {"retention.ms": "soon"}}, 400),
+        ("POST", "/v1/topics", {"name": "cfg", "configs": {"no.such.config": "1"}}, 400),
+        ("POST", "/v1/topics", {"name": "exists"}, 409),
+        ("GET", "/v1/topics/missing", None, 404),
+        ("DELETE", "/v1/topics/missing", None, 404),
+        ("DELETE", "/v1/topics/__consumer_offsets", None, 400),
+        ("GET", "/v1/groups/never-seen", None, 404),
+        ("GET", "/v1/replicas/exists/not-a-number/digest", None, 400),
+        ("GET", "/v1/replicas/missing/0/digest", None, 404),
+        ("PUT", "/v1/topics", {"name": "x"}, 405),
+        ("GET", "/v2/anything", None, 404),
+    ]
+    for method, path, body, want in cases:
+        status, reply = call(method, a + path, body)
+        assert status == want and isinstance(reply.get("error"), str) and reply["error"], (method, path, body, status, reply)
+    assert call("GET", a + "/v1/health/live")[0] == 200, "the node is still up"
+
+
+def test_openapi_document_matches_the_server(node):
+    """schemathesis generates requests from /v1/openapi.json and checks every
+    answer against it: no 5xx, documented status codes, content types and
+    response schemas."""
+    import subprocess
+    create_topic(node.bootstrap, "openapi", partitions=2)
+    r = subprocess.run(["schemathesis", "run", node.admin + "/v1/openapi.json", "--url", node.admin,
+                        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                        "--max-examples", "30", "--phases", "examples,coverage,fuzzing,stateful", "--no-color"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]

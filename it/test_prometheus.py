@@ -1,21 +1,24 @@
 """A real Prometheus (Debian's package) scrapes a live 3-node cluster under
 load: every series operators rely on exists for every node (labelled
 node_id), the alert rules pass `promtool check rules` and `promtool test
-rules`, and each rule's expression evaluates without error against the live
-data."""
+rules`, each rule's expression evaluates without error against the live
+data, and every query of the Grafana dashboards returns data."""
+import glob
 import json
+import math
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
 
 import yaml
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kafka_helpers import produce, wait_for
@@ -24,6 +27,7 @@ from wire import produce_request, record_batch, roundtrip
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = os.path.join(ROOT, "deploy", "prometheus", "alerts.yml")
 RULE_TESTS = os.path.join(ROOT, "deploy", "prometheus", "alerts_test.yml")
+DASHBOARDS = sorted(glob.glob(os.path.join(ROOT, "deploy", "grafana", "dashboards", "*.json")))
 
 # Series every node exports once it has served some traffic.
 PER_NODE = [
@@ -53,27 +57,65 @@ def query(port, expr):
     return body["data"]["result"]
 
 
+def dashboard_queries():
+    """(dashboard title, panel title, expr) for every query of every dashboard."""
+    out = []
+    for path in DASHBOARDS:
+        with open(path) as f:
+            d = json.load(f)
+        for p in d["panels"]:
+            for t in p["targets"]:
+                out.append((d["title"], p["title"], t["expr"]))
+    return out
+
+
+class Load:
+    """Producers, a consumer group with auto-commit, and a refused produce on
+    every node every few seconds, until stopped."""
+
+    def __init__(self, cluster):
+        self.c, self.stop = cluster, threading.Event()
+        self.threads = [threading.Thread(target=f) for f in (self.produce, self.consume, self.errors)]
+        for t in self.threads:
+            t.start()
+
+    def produce(self):
+        p = Producer({"bootstrap.servers": self.c.bootstrap, "linger.ms": 5})
+        i = 0
+        while not self.stop.is_set():
+            p.produce("prom", key=b"k%d" % i, value=b"v%d" % i)
+            p.poll(0.002)
+            i += 1
+        p.flush(10)
+
+    def consume(self):
+        c = Consumer({"bootstrap.servers": self.c.bootstrap, "group.id": "prom-group", "auto.offset.reset": "earliest",
+                      "auto.commit.interval.ms": 1000})
+        c.subscribe(["prom"])
+        while not self.stop.is_set():
+            c.consume(500, 0.2)
+        c.close()
+
+    def errors(self):
+        while not self.stop.wait(2):
+            for n in self.c.nodes.values():
+                roundtrip(n, produce_request("prom", 99, record_batch([b"x"])))
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
 def test_prometheus_scrapes_every_series_and_the_alert_rules_hold(cluster_factory):
     subprocess.run(["promtool", "check", "rules", RULES], check=True)
     subprocess.run(["promtool", "test", "rules", RULE_TESTS], check=True)
+    assert len(DASHBOARDS) >= 4, DASHBOARDS
 
     c = cluster_factory(3).start()
     admin = AdminClient({"bootstrap.servers": c.bootstrap})
     admin.create_topics([NewTopic("prom", 3, 3)])["prom"].result(30)
     wait_for("leaders", lambda: (l := c.leaders("prom")) and all(l.values()))
-    produce(c.bootstrap, "prom", [(b"k%d" % i, b"v%d" % i) for i in range(3000)], acks="all")
-    consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "prom-group", "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
-    consumer.subscribe(["prom"])
-    got = 0
-    deadline = time.time() + 30
-    while got < 1000 and time.time() < deadline:
-        got += len([m for m in consumer.consume(500, 0.2) if not m.error()])
-    consumer.commit(asynchronous=False)
-    consumer.close()
-    # An error on every node: a produce to a partition that does not exist.
-    for n in c.nodes.values():
-        roundtrip(n, produce_request("prom", 99, record_batch([b"x"])))
 
     base = tempfile.mkdtemp(prefix="chronik-prom-")
     port = free_port()
@@ -88,6 +130,7 @@ def test_prometheus_scrapes_every_series_and_the_alert_rules_hold(cluster_factor
     prom = subprocess.Popen(["prometheus", f"--config.file={base}/prometheus.yml", f"--storage.tsdb.path={base}/data",
                              f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(base, "prometheus.log"), "w"))
+    load = Load(c)
     try:
         wait_for("three targets up", lambda: len([r for r in query(port, 'up{job="chronik"} == 1')]) == 3, timeout=60)
         missing = {}
@@ -103,7 +146,7 @@ def test_prometheus_scrapes_every_series_and_the_alert_rules_hold(cluster_factor
                     missing[name] = []
             return not missing
         try:
-            wait_for("every series from every node", all_present, timeout=30)
+            wait_for("every series from every node", all_present, timeout=90)
         except AssertionError:
             raise AssertionError(f"series missing (nodes that have them): {missing}")
         lag = query(port, 'sum(chronik_consumer_group_lag{group="prom-group"})')
@@ -112,7 +155,21 @@ def test_prometheus_scrapes_every_series_and_the_alert_rules_hold(cluster_factor
             rules = [r for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
         for r in rules:
             query(port, r["expr"])  # evaluates without error on live data
+        empty = []
+
+        def dashboards_answer():
+            empty.clear()
+            for board, panel, expr in dashboard_queries():
+                result = query(port, expr)
+                if not result or all(math.isnan(float(r["value"][1])) for r in result):
+                    empty.append(f"{board} / {panel}: {expr}")
+            return not empty
+        try:
+            wait_for("every dashboard query to return data", dashboards_answer, timeout=90, interval=1)
+        except AssertionError:
+            raise AssertionError("dashboard queries with no data under load:\n" + "\n".join(empty))
     finally:
+        load.finish()
         prom.send_signal(signal.SIGTERM)
         prom.wait(30)
         shutil.rmtree(base, ignore_errors=True)

@@ -3,13 +3,18 @@
 
 use std::sync::Arc;
 
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chronik::store::{ClusterView, PartitionStore};
+use chronik::metadata::ControllerError;
+use chronik::store::{ClusterView, PartitionStore, TopicSpec};
 use chronik::{StoreError, TopicPartition};
+use serde::Deserialize;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
@@ -26,12 +31,20 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/health/live", get(|| async { Json(json!({"status": "live"})) }))
         .route("/v1/health/ready", get(ready::<S>))
         .route("/v1/cluster", get(cluster::<S>))
-        .route("/v1/topics", get(topics::<S>))
+        .route("/v1/topics", get(topics::<S>).post(create_topic::<S>))
+        .route("/v1/topics/{name}", get(describe_topic::<S>).delete(delete_topic::<S>))
+        .route("/v1/groups", get(groups::<S>))
+        .route("/v1/groups/{group}", get(describe_group::<S>))
+        .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/v1/replicas", get(replicas::<S>))
         .route("/v1/replicas/{topic}/{partition}/digest", get(digest::<S>))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/cluster, /v1/topics, /metrics") })
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/openapi.json") })
+        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here; see /v1/openapi.json") })
         .with_state(state)
 }
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
@@ -107,7 +120,10 @@ async fn replicas<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Res
 }
 
 /// A fingerprint of one local replica's committed records.
-async fn digest<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path((topic, partition)): Path<(String, i32)>) -> Response {
+async fn digest<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path((topic, partition)): Path<(String, String)>) -> Response {
+    let Ok(partition) = partition.parse::<i32>() else {
+        return error(StatusCode::BAD_REQUEST, &format!("partition {partition:?} is not a number"));
+    };
     let tp = TopicPartition::new(topic.as_str(), partition);
     match s.store.replica_digest(&tp) {
         Ok(d) => Json(json!({
@@ -124,5 +140,134 @@ async fn digest<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path((to
             error(StatusCode::NOT_FOUND, &format!("no replica of {tp} on node {}: {e}", s.store.node_id()))
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// The one place where store errors become HTTP statuses.
+fn store_error(e: &StoreError) -> Response {
+    let status = match e {
+        StoreError::Controller(ControllerError::TopicExists(_)) => StatusCode::CONFLICT,
+        StoreError::Controller(ControllerError::UnknownTopic(_)) | StoreError::UnknownTopicOrPartition(_) => StatusCode::NOT_FOUND,
+        StoreError::Controller(_) | StoreError::InvalidConfig { .. } => StatusCode::BAD_REQUEST,
+        StoreError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, &e.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTopic {
+    name: String,
+    partitions: Option<i32>,
+    replication_factor: Option<i16>,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+/// POST /v1/topics {"name", "partitions"?, "replication_factor"?, "configs"?}
+async fn create_topic<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, body: Bytes) -> Response {
+    let t: NewTopic = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid topic JSON: {e}")),
+    };
+    let spec = TopicSpec { name: t.name.clone(), partitions: t.partitions, replication_factor: t.replication_factor, configs: t.configs };
+    match s.store.create_topic(spec, false).await {
+        Ok(()) => (StatusCode::CREATED, Json(topic_detail(&*s.store, &t.name).unwrap_or(json!({"name": t.name})))).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// One topic with every partition's leader, replicas and, where this node
+/// hosts a replica, its log start and high watermark (the log end a
+/// consumer can read to).
+fn topic_detail<S: PartitionStore>(store: &S, name: &str) -> Option<serde_json::Value> {
+    let view = store.cluster_view(Some(&[name.to_string()]));
+    let t = view.topics.first()?;
+    let local: HashMap<i32, (i64, i64, bool)> = store
+        .replicas()
+        .into_iter()
+        .filter(|r| r.topic == name)
+        .map(|r| (r.partition, (r.log_start_offset, r.high_watermark, r.serving)))
+        .collect();
+    Some(json!({
+        "name": t.name,
+        "internal": t.internal,
+        "configs": t.configs,
+        "partitions": t.partitions.iter().map(|p| {
+            let here = local.get(&p.partition);
+            json!({
+                "partition": p.partition,
+                "leader": p.leader,
+                "leader_epoch": p.leader_epoch,
+                "replicas": p.replicas,
+                "isr": p.isr,
+                "log_start_offset": here.map(|h| h.0),
+                "high_watermark": here.map(|h| h.1),
+                "log_end_offset": here.map(|h| h.1),
+                "offsets_from_leader": here.map(|h| h.2),
+            })
+        }).collect::<Vec<_>>(),
+    }))
+}
+
+async fn describe_topic<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(name): Path<String>) -> Response {
+    match topic_detail(&*s.store, &name) {
+        Some(t) => Json(t).into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("topic {name} does not exist")),
+    }
+}
+
+async fn delete_topic<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(name): Path<String>) -> Response {
+    match s.store.delete_topic(name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// A group's committed offsets with their lag where this node hosts the partition.
+fn group_offsets<S: PartitionStore>(store: &S, group: &str) -> Result<serde_json::Value, StoreError> {
+    let hwm: HashMap<(String, i32), i64> = store.replicas().into_iter().map(|r| ((r.topic, r.partition), r.high_watermark)).collect();
+    let committed = store.committed_offsets(group)?;
+    let mut total = 0i64;
+    let partitions: Vec<_> = committed
+        .iter()
+        .map(|(t, p, o)| {
+            let end = hwm.get(&(t.clone(), *p)).copied();
+            let lag = end.map(|e| (e - o.offset).max(0));
+            total += lag.unwrap_or(0);
+            json!({"topic": t, "partition": p, "committed_offset": o.offset, "metadata": o.metadata, "high_watermark": end, "lag": lag})
+        })
+        .collect();
+    Ok(json!({"group": group, "coordinator": store.node_id(), "lag": total, "partitions": partitions}))
+}
+
+/// GET /v1/groups: the consumer groups this node coordinates.
+async fn groups<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Response {
+    match s.store.served_group_names() {
+        Ok(names) => {
+            let out: Vec<_> = names.iter().filter_map(|g| group_offsets(&*s.store, g).ok()).collect();
+            Json(json!(out)).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn describe_group<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(group): Path<String>) -> Response {
+    match s.store.coordinator(&group) {
+        Ok(c) if c.serving => {}
+        Ok(c) => {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                &format!("group {group} is coordinated by node {:?}, not node {}; ask that node's admin API", c.leader, s.store.node_id()),
+            )
+        }
+        Err(_) => return error(StatusCode::NOT_FOUND, &format!("group {group} does not exist (no consumer group yet)")),
+    }
+    match group_offsets(&*s.store, &group) {
+        Ok(v) if v["partitions"].as_array().is_some_and(|p| !p.is_empty()) => Json(v).into_response(),
+        Ok(_) => error(StatusCode::NOT_FOUND, &format!("group {group} has no committed offsets")),
+        Err(e) => store_error(&e),
     }
 }
