@@ -1,0 +1,265 @@
+//! chronik: a thin command-line client of a node's admin API.
+//!
+//!   chronik status
+//!   chronik topics
+//!   chronik topic describe NAME
+//!   chronik topic create NAME [--partitions N] [--replication-factor R] [--config key=value ...]
+//!   chronik topic delete NAME
+//!   chronik groups
+//!   chronik group describe GROUP
+//!   chronik replicas
+//!
+//! `--admin URL` (or CHRONIK_ADMIN) picks the node, `--json` prints the API's
+//! JSON instead of a table.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "chronik", version, about = "Chronik's command-line client (talks to a node's admin API)")]
+struct Cli {
+    /// The admin API of any node (its Kafka port + 200).
+    #[arg(long, global = true, env = "CHRONIK_ADMIN", default_value = "http://localhost:9292")]
+    admin: String,
+    /// Print JSON as the API returns it.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Nodes, controller leader and readiness.
+    Status,
+    /// Every topic: partitions, replication, leaders.
+    Topics,
+    /// One topic.
+    Topic {
+        #[command(subcommand)]
+        action: TopicAction,
+    },
+    /// Consumer groups coordinated by this node, with their lag.
+    Groups,
+    /// One consumer group (ask its coordinator).
+    Group {
+        #[command(subcommand)]
+        action: GroupAction,
+    },
+    /// The partition replicas on this node.
+    Replicas,
+}
+
+#[derive(Subcommand)]
+enum TopicAction {
+    /// Leader, replicas and offsets per partition.
+    Describe { name: String },
+    Create {
+        name: String,
+        #[arg(long)]
+        partitions: Option<i32>,
+        #[arg(long)]
+        replication_factor: Option<i16>,
+        /// A topic config, key=value (repeatable).
+        #[arg(long = "config", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+    },
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum GroupAction {
+    /// Committed offsets and lag per partition.
+    Describe { group: String },
+}
+
+fn parse_config(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+/// One API call: the JSON body, or the API's error message.
+async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, body: Option<Value>) -> Result<Value> {
+    let mut req = client.request(method, &url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    if !status.is_success() {
+        let msg = value.get("error").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| value.to_string());
+        bail!("{msg} (HTTP {})", status.as_u16());
+    }
+    Ok(value)
+}
+
+/// Prints rows as a table with aligned columns.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+/// A JSON value as a table cell ("-" for null).
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let client = reqwest::Client::new();
+    let base = cli.admin.trim_end_matches('/').to_string();
+    let get = |path: String| call(&client, reqwest::Method::GET, format!("{base}{path}"), None);
+    let out = match &cli.command {
+        Command::Status => {
+            let cluster = get("/v1/cluster".into()).await?;
+            let ready = get("/v1/health/ready".into()).await.is_ok();
+            if !cli.json {
+                let controller = cluster["controller"].as_u64();
+                println!("cluster {}  (asked node {}; ready: {})", cell(&cluster["cluster_id"]), cell(&cluster["node_id"]), if ready { "yes" } else { "no" });
+                table(
+                    &["NODE", "HOST", "PORT", "CONTROLLER"],
+                    items(&cluster["nodes"])
+                        .iter()
+                        .map(|n| vec![cell(&n["id"]), cell(&n["host"]), cell(&n["port"]), if n["id"].as_u64() == controller { "*".into() } else { String::new() }])
+                        .collect(),
+                );
+            }
+            cluster
+        }
+        Command::Topics => {
+            let topics = get("/v1/topics".into()).await?;
+            if !cli.json {
+                table(
+                    &["TOPIC", "PARTITIONS", "REPLICATION", "LEADERLESS"],
+                    items(&topics)
+                        .iter()
+                        .map(|t| {
+                            let parts = items(&t["partitions"]);
+                            let rf = parts.first().map(|p| items(&p["replicas"]).len()).unwrap_or(0);
+                            let leaderless = parts.iter().filter(|p| p["leader"].is_null()).count();
+                            vec![cell(&t["name"]), parts.len().to_string(), rf.to_string(), leaderless.to_string()]
+                        })
+                        .collect(),
+                );
+            }
+            topics
+        }
+        Command::Topic { action: TopicAction::Describe { name } } => {
+            let t = get(format!("/v1/topics/{name}")).await?;
+            if !cli.json {
+                print_topic(&t);
+            }
+            t
+        }
+        Command::Topic { action: TopicAction::Create { name, partitions, replication_factor, configs } } => {
+            let configs: BTreeMap<_, _> = configs.iter().cloned().collect();
+            let body = json!({"name": name, "partitions": partitions, "replication_factor": replication_factor, "configs": configs});
+            let t = call(&client, reqwest::Method::POST, format!("{base}/v1/topics"), Some(body)).await?;
+            if !cli.json {
+                println!("created topic {name}");
+                print_topic(&t);
+            }
+            t
+        }
+        Command::Topic { action: TopicAction::Delete { name } } => {
+            call(&client, reqwest::Method::DELETE, format!("{base}/v1/topics/{name}"), None).await?;
+            if !cli.json {
+                println!("deleted topic {name}");
+            }
+            json!({"deleted": name})
+        }
+        Command::Groups => {
+            let groups = get("/v1/groups".into()).await?;
+            if !cli.json {
+                table(
+                    &["GROUP", "COORDINATOR", "PARTITIONS", "LAG"],
+                    items(&groups)
+                        .iter()
+                        .map(|g| vec![cell(&g["group"]), cell(&g["coordinator"]), items(&g["partitions"]).len().to_string(), cell(&g["lag"])])
+                        .collect(),
+                );
+            }
+            groups
+        }
+        Command::Group { action: GroupAction::Describe { group } } => {
+            let g = get(format!("/v1/groups/{group}")).await?;
+            if !cli.json {
+                println!("group {}  coordinator {}  lag {}", cell(&g["group"]), cell(&g["coordinator"]), cell(&g["lag"]));
+                table(
+                    &["TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG"],
+                    items(&g["partitions"])
+                        .iter()
+                        .map(|p| vec![cell(&p["topic"]), cell(&p["partition"]), cell(&p["committed_offset"]), cell(&p["high_watermark"]), cell(&p["lag"])])
+                        .collect(),
+                );
+            }
+            g
+        }
+        Command::Replicas => {
+            let r = get("/v1/replicas".into()).await?;
+            if !cli.json {
+                table(
+                    &["TOPIC", "PARTITION", "LEADER", "TERM", "SERVING", "LOG-START", "HIGH-WATERMARK"],
+                    items(&r)
+                        .iter()
+                        .map(|x| {
+                            ["topic", "partition", "leader", "term", "serving", "log_start_offset", "high_watermark"].iter().map(|k| cell(&x[*k])).collect()
+                        })
+                        .collect(),
+                );
+            }
+            r
+        }
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+fn print_topic(t: &Value) {
+    println!("topic {}{}", cell(&t["name"]), if t["internal"].as_bool() == Some(true) { " (internal)" } else { "" });
+    table(
+        &["PARTITION", "LEADER", "EPOCH", "REPLICAS", "LOG-START", "HIGH-WATERMARK"],
+        items(&t["partitions"])
+            .iter()
+            .map(|p| ["partition", "leader", "leader_epoch", "replicas", "log_start_offset", "high_watermark"].iter().map(|k| cell(&p[*k])).collect())
+            .collect(),
+    );
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
