@@ -1,5 +1,6 @@
 """The admin HTTP API and /metrics on the admin port (Kafka port + 200)."""
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -111,3 +112,27 @@ def test_openapi_document_matches_the_server(node):
                         "--max-examples", "30", "--phases", "examples,coverage,fuzzing,stateful", "--no-color"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+
+
+def test_partition_leadership_moves_on_request(cluster_factory):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from kafka_helpers import wait_for
+    c = cluster_factory(3).start()
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic("moving", 1, 3)])["moving"].result(30)
+    leader = wait_for("a leader", lambda: c.leaders("moving").get(0))
+    target = next(i for i in c.nodes if i != leader)
+    other = next(i for i in c.nodes if i not in (leader, target))
+    url = "/v1/topics/moving/partitions/0/leader"
+    # Asked of a node that does not lead it: 421, naming the leader.
+    status, reply = call("POST", c.nodes[other].admin + url, {"node": target})
+    assert status == 421 and f"node Some({leader})" in reply["error"], reply
+    assert call("POST", c.nodes[leader].admin + url, {"node": 99})[0] == 400
+    assert call("POST", c.nodes[leader].admin + url, "{oops")[0] == 400
+    t = time.time()
+    status, reply = call("POST", c.nodes[leader].admin + url, {"node": target})
+    assert status == 200 and reply["leader"] == target, reply
+    print(f"leadership moved {leader} -> {target} in {time.time() - t:.2f}s")
+    wait_for("every node to see the new leader", lambda: c.leaders("moving").get(0) == target)
+    acked = produce(c.bootstrap, "moving", [(b"k", b"after-move")], acks="all")
+    assert list(acked) == [(0, 0)]

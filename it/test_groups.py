@@ -44,10 +44,15 @@ def poll_until(consumers, want, timeout=60):
 def test_two_members_split_commit_and_a_new_member_resumes(node_factory):
     n = node_factory(FAST_JOIN).start()
     create_topic(n.bootstrap, "split", partitions=3)
-    produce(n.bootstrap, "split", [(b"k%d" % i, b"v%d" % i) for i in range(3000)])
     a, b = consumer(n.bootstrap, "g", "a"), consumer(n.bootstrap, "g", "b")
     a.subscribe(["split"])
     b.subscribe(["split"])
+    # The group settles first (on a slow machine the second member may join
+    # after the first generation): then each member reads only its own.
+    wait_for("the two members to split the partitions",
+             lambda: a.poll(0.05) is None and b.poll(0.05) is None and a.assignment() and b.assignment()
+             and len(a.assignment()) + len(b.assignment()) == 3, timeout=60)
+    produce(n.bootstrap, "split", [(b"k%d" % i, b"v%d" % i) for i in range(3000)])
     got = poll_until([a, b], 3000)
     parts = [{p for p, _, _ in got[i]} for i in (0, 1)]
     assert parts[0] and parts[1] and not parts[0] & parts[1], f"members must split the partitions: {parts}"

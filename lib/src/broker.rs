@@ -25,6 +25,9 @@ const CONTROLLER_READY_WAIT: Duration = Duration::from_secs(10);
 /// How long CreateTopics waits for the new partitions to elect leaders.
 const CREATE_TOPIC_READY_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a leadership transfer may take to show.
+const TRANSFER_LEADER_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a new producer id block may take to reach this node's metadata.
 const PRODUCER_ID_BLOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -441,6 +444,34 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError> {
         self.serving_offsets_partition(group)?.log.group_record(group)
+    }
+
+    async fn transfer_leadership(&self, tp: &TopicPartition, to: NodeId) -> Result<(), StoreError> {
+        let pg = self.serving_leader(tp)?;
+        if to == self.node_id() {
+            return Ok(());
+        }
+        let replicas = self.metadata().partition(tp).map(|a| a.replicas.clone()).unwrap_or_default();
+        if !replicas.contains(&to) {
+            return Err(StoreError::InvalidConfig {
+                key: "node".into(),
+                value: to.to_string(),
+                reason: format!("not a replica of {tp} (replicas {replicas:?})"),
+            });
+        }
+        if !self.peers.is_alive(to) {
+            return Err(StoreError::LeaderNotAvailable(tp.clone()));
+        }
+        info!(node_id = self.node_id(), partition = %tp, to, "transferring leadership");
+        pg.raft.trigger().transfer_leader(to).await.map_err(|e| StoreError::Storage { node: self.node_id(), detail: e.to_string() })?;
+        let deadline = Instant::now() + TRANSFER_LEADER_WAIT;
+        while Instant::now() < deadline {
+            if self.leadership_of(&pg.raft).leader == Some(to) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(StoreError::Timeout(tp.clone()))
     }
 
     fn served_group_names(&self) -> Result<Vec<String>, StoreError> {

@@ -133,6 +133,13 @@ pub trait RaftRpcHandler: Send + Sync + 'static {
         pre_vote: bool,
     ) -> impl std::future::Future<Output = Result<openraft::raft::VoteResponse<TypeConfig>, String>> + Send;
 
+    /// The group's leader hands leadership over (see `Trigger::transfer_leader`).
+    fn transfer_leader(
+        &self,
+        group: GroupId,
+        req: openraft::raft::TransferLeaderRequest<TypeConfig>,
+    ) -> impl std::future::Future<Output = Result<openraft::raft::TransferLeaderResponse<TypeConfig>, String>> + Send;
+
     fn install_snapshot(
         &self,
         group: GroupId,

@@ -687,6 +687,14 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
         if pre_vote { raft.pre_vote(req).await } else { raft.vote(req).await }.map_err(|e| e.to_string())
     }
 
+    async fn transfer_leader(
+        &self,
+        group: GroupId,
+        req: openraft::raft::TransferLeaderRequest<crate::TypeConfig>,
+    ) -> Result<openraft::raft::TransferLeaderResponse<crate::TypeConfig>, String> {
+        self.raft_of(group)?.handle_transfer_leader(req).await.map_err(|e| e.to_string())
+    }
+
     async fn install_snapshot(
         &self,
         group: GroupId,

@@ -233,4 +233,8 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// Every group stored in the offsets partitions this node serves.
     fn served_group_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Moves the leadership of `tp` (led by this node) to replica `to`;
+    /// returns once `to` leads, or Timeout.
+    fn transfer_leadership(&self, tp: &TopicPartition, to: NodeId) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -33,6 +33,7 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/cluster", get(cluster::<S>))
         .route("/v1/topics", get(topics::<S>).post(create_topic::<S>))
         .route("/v1/topics/{name}", get(describe_topic::<S>).delete(delete_topic::<S>))
+        .route("/v1/topics/{name}/partitions/{partition}/leader", axum::routing::post(transfer_leader::<S>))
         .route("/v1/groups", get(groups::<S>))
         .route("/v1/groups/{group}", get(describe_group::<S>))
         .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -268,6 +269,37 @@ async fn describe_group<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, 
     match group_offsets(&*s.store, &group) {
         Ok(v) if v["partitions"].as_array().is_some_and(|p| !p.is_empty()) => Json(v).into_response(),
         Ok(_) => error(StatusCode::NOT_FOUND, &format!("group {group} has no committed offsets")),
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLeader {
+    node: chronik::NodeId,
+}
+
+/// POST /v1/topics/{name}/partitions/{partition}/leader {"node": id}: ask
+/// the partition's leader (this node) to hand leadership to a replica.
+async fn transfer_leader<S: PartitionStore>(
+    State(s): State<Arc<AdminState<S>>>,
+    Path((name, partition)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let Ok(partition) = partition.parse::<i32>() else {
+        return error(StatusCode::BAD_REQUEST, &format!("partition {partition:?} is not a number"));
+    };
+    let want: NewLeader = match serde_json::from_slice(&body) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON, expected {{\"node\": id}}: {e}")),
+    };
+    let tp = TopicPartition::new(name.as_str(), partition);
+    match s.store.transfer_leadership(&tp, want.node).await {
+        Ok(()) => Json(json!({"topic": name, "partition": partition, "leader": want.node})).into_response(),
+        Err(StoreError::NotLeader(_, leader)) => error(
+            StatusCode::MISDIRECTED_REQUEST,
+            &format!("{tp} is led by node {leader:?}, not node {}; ask the leader's admin API", s.store.node_id()),
+        ),
         Err(e) => store_error(&e),
     }
 }

@@ -23,7 +23,7 @@ use chronik::{Command, GroupId, NodeAddr, NodeId, SnapshotData, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse};
 use openraft::{EntryPayload, RaftNetworkV2};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -247,6 +247,7 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
         RaftRpc::Append(_) => "append",
         RaftRpc::Vote(_) => "vote",
         RaftRpc::PreVote(_) => "pre-vote",
+        RaftRpc::TransferLeader(_) => "transfer-leader",
     }
 }
 
@@ -289,6 +290,17 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         match self.call(RaftRpc::PreVote(rpc), &option).await? {
             RaftReply::Vote(r) => Ok(r),
             _ => Err(mismatch("pre-vote")),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(RaftRpc::TransferLeader(rpc), &option).await? {
+            RaftReply::TransferLeader(r) => Ok(r),
+            _ => Err(mismatch("transfer-leader")),
         }
     }
 

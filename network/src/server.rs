@@ -46,6 +46,7 @@ async fn batch<H: RaftRpcHandler>(State(h): State<Arc<H>>, Json(req): Json<Batch
             RaftRpc::Append(r) => h.append_entries(group, r).await.map(RaftReply::Append),
             RaftRpc::Vote(r) => h.vote(group, r, false).await.map(RaftReply::Vote),
             RaftRpc::PreVote(r) => h.vote(group, r, true).await.map(RaftReply::Vote),
+            RaftRpc::TransferLeader(r) => h.transfer_leader(group, r).await.map(RaftReply::TransferLeader),
         }
     }))
     .await;

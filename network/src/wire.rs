@@ -3,7 +3,7 @@
 
 use chronik::{NodeId, SnapshotMeta, TypeConfig};
 use openraft::alias::VoteOf;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse};
 use serde::{Deserialize, Serialize};
 
 /// One Raft RPC addressed to one group.
@@ -12,12 +12,15 @@ pub enum RaftRpc {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
+    /// The leader hands leadership to a named replica.
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
 }
 
 #[derive(Serialize, Deserialize)]
 pub enum RaftReply {
     Append(AppendEntriesResponse<TypeConfig>),
     Vote(VoteResponse<TypeConfig>),
+    TransferLeader(TransferLeaderResponse<TypeConfig>),
 }
 
 #[derive(Serialize, Deserialize)]
