@@ -121,6 +121,12 @@ def test_partition_leadership_moves_on_request(cluster_factory):
     admin = AdminClient({"bootstrap.servers": c.bootstrap})
     admin.create_topics([NewTopic("moving", 1, 3)])["moving"].result(30)
     leader = wait_for("a leader", lambda: c.leaders("moving").get(0))
+    status, nodes = call("GET", c.nodes[1].admin + "/v1/nodes")
+    assert status == 200 and [n["id"] for n in nodes] == [1, 2, 3] and all(n["alive"] for n in nodes), nodes
+    assert sum(n["leaders"] for n in nodes) == 1 and sum(n["controller"] for n in nodes) == 1
+    assert call("GET", c.nodes[1].admin + f"/v1/nodes/{leader}")[1]["leaders"] == 1
+    assert call("GET", c.nodes[1].admin + "/v1/nodes/nine")[0] == 400
+    assert call("GET", c.nodes[1].admin + "/v1/nodes/9")[0] == 404
     target = next(i for i in c.nodes if i != leader)
     other = next(i for i in c.nodes if i not in (leader, target))
     url = "/v1/topics/moving/partitions/0/leader"

@@ -157,7 +157,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .iter()
             .map(|(id, addr)| {
                 let (host, port) = split_host_port(&addr.kafka_addr).unwrap_or_else(|_| (addr.kafka_addr.clone(), 0));
-                NodeView { id: *id, host, port: port as i32 }
+                NodeView { id: *id, host, port: port as i32, alive: *id == me || self.peers.is_alive(*id) }
             })
             .collect();
         let wanted = |name: &str| topics.is_none_or(|t| t.iter().any(|x| x == name));

@@ -71,6 +71,9 @@ const PROPOSE_RETRY_WAIT: Duration = Duration::from_secs(5);
 /// How long a reading of the free disk space is trusted.
 const DISK_CHECK_EVERY: Duration = Duration::from_millis(20);
 
+/// A replica this many entries behind its leader is reported as catching up.
+const CATCH_UP_LOG_ENTRIES: u64 = 1000;
+
 /// How often a streak of campaigns is logged.
 const CAMPAIGN_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -469,6 +472,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let mut last_logged = (0usize, Instant::now());
         let mut led: std::collections::HashSet<GroupId> = Default::default();
         let mut was_full = false;
+        let mut catch_up_logged = Instant::now() - CAMPAIGN_LOG_EVERY;
         while !self.stopping.load(Ordering::Relaxed) {
             tick.tick().await;
             let now = Instant::now();
@@ -492,6 +496,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             let mut leading = Vec::new();
             let mut newly_led = Vec::new();
             let mut campaigns = Vec::new();
+            // Replicas of groups led here that are far behind (a node back
+            // from a long outage): logged as progress every few seconds.
+            let mut behind: Vec<(TopicPartition, NodeId, u64, u64)> = Vec::new();
             for pg in &groups {
                 let (state, leader, term, initialized) = {
                     let m = pg.raft.metrics();
@@ -504,6 +511,17 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                     continue;
                 }
                 if state == ServerState::Leader {
+                    {
+                        let m = pg.raft.metrics();
+                        let m = m.borrow_watched();
+                        let last = m.last_log_index.unwrap_or(0);
+                        for (node, matched) in m.replication.iter().flatten() {
+                            let at = matched.as_ref().map(|l| l.index).unwrap_or(0);
+                            if *node != me && self.peers.is_alive(*node) && last.saturating_sub(at) > CATCH_UP_LOG_ENTRIES {
+                                behind.push((pg.tp.clone(), *node, at, last));
+                            }
+                        }
+                    }
                     if !led.contains(&pg.group) {
                         newly_led.push((pg.tp.clone(), term));
                     }
@@ -554,6 +572,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             }
             if campaigns.is_empty() {
                 last_logged.0 = 0;
+            }
+            if !behind.is_empty() && catch_up_logged.elapsed() >= CAMPAIGN_LOG_EVERY {
+                catch_up_logged = Instant::now();
+                let entries: u64 = behind.iter().map(|(_, _, at, last)| last - at).sum();
+                let (tp, node, at, last) = &behind[0];
+                info!(node_id = me, replicas = behind.len(), entries_behind = entries, first = %tp, replica = node, at, of = last, "replicas catching up");
             }
             for (pg, _, _) in &campaigns {
                 let _ = pg.raft.trigger().elect(true).await;

@@ -85,6 +85,8 @@ pub struct NodeView {
     pub id: NodeId,
     pub host: String,
     pub port: i32,
+    /// This node, or a peer heard from within the liveness window.
+    pub alive: bool,
 }
 
 #[derive(Debug, Clone)]

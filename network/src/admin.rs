@@ -34,6 +34,8 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/topics", get(topics::<S>).post(create_topic::<S>))
         .route("/v1/topics/{name}", get(describe_topic::<S>).delete(delete_topic::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/leader", axum::routing::post(transfer_leader::<S>))
+        .route("/v1/nodes", get(nodes::<S>))
+        .route("/v1/nodes/{id}", get(node::<S>))
         .route("/v1/groups", get(groups::<S>))
         .route("/v1/groups/{group}", get(describe_group::<S>))
         .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -91,7 +93,7 @@ async fn cluster<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Resp
         "cluster_id": view.cluster_id,
         "node_id": s.store.node_id(),
         "controller": view.controller,
-        "nodes": view.nodes.iter().map(|n| json!({"id": n.id, "host": n.host, "port": n.port})).collect::<Vec<_>>(),
+        "nodes": view.nodes.iter().map(|n| json!({"id": n.id, "host": n.host, "port": n.port, "alive": n.alive})).collect::<Vec<_>>(),
     }))
     .into_response()
 }
@@ -301,5 +303,36 @@ async fn transfer_leader<S: PartitionStore>(
             &format!("{tp} is led by node {leader:?}, not node {}; ask the leader's admin API", s.store.node_id()),
         ),
         Err(e) => store_error(&e),
+    }
+}
+
+/// Every node as this one sees it: address, liveness, controller, and the
+/// partition replicas and leaderships it holds.
+fn nodes_json(view: &ClusterView) -> Vec<serde_json::Value> {
+    view.nodes
+        .iter()
+        .map(|n| {
+            let parts = view.topics.iter().flat_map(|t| &t.partitions);
+            let replicas = parts.clone().filter(|p| p.replicas.contains(&n.id)).count();
+            let leaders = parts.filter(|p| p.leader == Some(n.id)).count();
+            json!({
+                "id": n.id, "host": n.host, "port": n.port, "alive": n.alive,
+                "controller": view.controller == Some(n.id), "replicas": replicas, "leaders": leaders,
+            })
+        })
+        .collect()
+}
+
+async fn nodes<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Response {
+    Json(json!(nodes_json(&s.store.cluster_view(None)))).into_response()
+}
+
+async fn node<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, &format!("node id {id:?} is not a number"));
+    };
+    match nodes_json(&s.store.cluster_view(None)).into_iter().find(|n| n["id"] == id) {
+        Some(n) => Json(n).into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("node {id} is not in the cluster")),
     }
 }
