@@ -49,10 +49,11 @@ bench-cluster: build
 ## iptables): every scenario once, a table of operations, acknowledged,
 ## lost, duplicated, anomalies and recovery time. Replay: make chaos SEED=n.
 SEED     ?=
+EXCLUDE  ?=
 DURATION ?= 20
 chaos: build
 	@command -v iptables >/dev/null || { echo "make chaos needs root and iptables (apt-get install iptables xfsprogs libfaketime)"; exit 2; }
-	python3 it/chaos.py $(if $(SEED),--seed $(SEED)) --duration $(DURATION)
+	python3 it/chaos.py $(if $(SEED),--seed $(SEED)) --duration $(DURATION) $(foreach s,$(EXCLUDE),--exclude $(s))
 
 ## A local 3-node cluster (deploy/local/cluster.toml): Kafka 9092-9094,
 ## Raft 9192-9194, admin 9292-9294, data and logs under .cluster/.
