@@ -103,14 +103,10 @@ impl Flags {
 /// Lag of the consumer groups this node coordinates: for each committed
 /// partition with a replica here, its high watermark minus the commit.
 fn consumer_lag(store: &impl PartitionStore, metrics: &Metrics) {
-    let hwm: std::collections::HashMap<(String, i32), i64> =
-        store.replicas().into_iter().map(|r| ((r.topic, r.partition), r.high_watermark)).collect();
+    let hwm = chronik::offsets::local_high_watermarks(store);
     for group in store.served_group_names().unwrap_or_default() {
-        let Ok(committed) = store.committed_offsets(&group) else { continue };
-        let lag: i64 = committed
-            .iter()
-            .filter_map(|(t, p, o)| hwm.get(&(t.clone(), *p)).map(|h| (h - o.offset).max(0)))
-            .sum();
+        let Ok(parts) = chronik::offsets::group_lag(store, &group, &hwm) else { continue };
+        let lag: i64 = parts.iter().filter_map(|p| p.4).sum();
         let labels = ConsumerGroupLabels { node_id: metrics.node_id.clone(), group };
         metrics.consumer_group_lag.get_or_create(&labels).set(lag);
     }

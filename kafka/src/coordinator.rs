@@ -244,6 +244,21 @@ impl Group {
         }
     }
 
+    /// The member a heartbeat or commit names, checked as Kafka does: a
+    /// static instance owned by another member id is fenced, an unknown
+    /// member and a wrong generation are refused.
+    fn member_for(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<&mut Member, i16> {
+        if instance_id.and_then(|i| self.member_of_instance(i)).is_some_and(|owner| owner != member_id) {
+            return Err(FENCED_INSTANCE_ID);
+        }
+        let current = self.generation;
+        let m = self.members.get_mut(member_id).ok_or(UNKNOWN_MEMBER_ID)?;
+        if generation != current {
+            return Err(ILLEGAL_GENERATION);
+        }
+        Ok(m)
+    }
+
     fn member_of_instance(&self, instance: &str) -> Option<String> {
         self.members.values().find(|m| m.instance_id.as_deref() == Some(instance)).map(|m| m.id.clone())
     }
@@ -602,18 +617,11 @@ impl<S: PartitionStore> Coordinator<S> {
             Ok(g) => g,
             Err(code) => return code,
         };
-        if let Some(owner) = instance_id.and_then(|i| g.member_of_instance(i)) {
-            if owner != member_id {
-                return FENCED_INSTANCE_ID;
-            }
-        }
         let state = g.state;
-        let current = g.generation;
-        let Some(m) = g.members.get_mut(member_id) else { return UNKNOWN_MEMBER_ID };
-        if generation != current {
-            return ILLEGAL_GENERATION;
+        match g.member_for(member_id, instance_id, generation) {
+            Ok(m) => m.last_seen = Instant::now(),
+            Err(code) => return code,
         }
-        m.last_seen = Instant::now();
         match state {
             State::PreparingRebalance => REBALANCE_IN_PROGRESS,
             State::CompletingRebalance | State::Stable => NONE,
@@ -702,17 +710,11 @@ impl<S: PartitionStore> Coordinator<S> {
                 return UNKNOWN_MEMBER_ID;
             }
         } else {
-            if let Some(owner) = instance_id.and_then(|i| g.member_of_instance(i)) {
-                if owner != member_id {
-                    return FENCED_INSTANCE_ID;
-                }
-            }
-            let current = g.generation;
             let state = g.state;
-            let Some(m) = g.members.get_mut(member_id) else { return UNKNOWN_MEMBER_ID };
-            if generation != current {
-                return ILLEGAL_GENERATION;
-            }
+            let m = match g.member_for(member_id, instance_id, generation) {
+                Ok(m) => m,
+                Err(code) => return code,
+            };
             if state == State::CompletingRebalance {
                 return REBALANCE_IN_PROGRESS;
             }

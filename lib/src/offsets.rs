@@ -5,8 +5,13 @@
 //! coordinator. Membership in flight (joins, heartbeats) stays in the
 //! coordinator's memory; what survives a coordinator change is written here.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use crate::store::{PartitionStore, StoreError};
+use crate::types::Offset;
 
 /// The internal topic that holds consumer groups.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -64,6 +69,29 @@ impl GroupCommand {
             GroupCommand::Commit { group, .. } | GroupCommand::Store { group, .. } | GroupCommand::Delete { group } => group,
         }
     }
+}
+
+/// High watermarks of the partition replicas on this node, by (topic, partition).
+pub fn local_high_watermarks(store: &impl PartitionStore) -> HashMap<(String, i32), Offset> {
+    store.replicas().into_iter().map(|r| ((r.topic, r.partition), r.high_watermark)).collect()
+}
+
+/// A group's committed partitions with their lag: the high watermark minus
+/// the commit, where `hwm` (see [`local_high_watermarks`]) knows the partition.
+pub fn group_lag(
+    store: &impl PartitionStore,
+    group: &str,
+    hwm: &HashMap<(String, i32), Offset>,
+) -> Result<Vec<(String, i32, CommittedOffset, Option<Offset>, Option<i64>)>, StoreError> {
+    Ok(store
+        .committed_offsets(group)?
+        .into_iter()
+        .map(|(t, p, o)| {
+            let end = hwm.get(&(t.clone(), p)).copied();
+            let lag = end.map(|e| (e - o.offset).max(0));
+            (t, p, o, end, lag)
+        })
+        .collect())
 }
 
 /// The offsets partition of a group: Java's `String.hashCode`, made

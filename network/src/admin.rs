@@ -230,16 +230,12 @@ async fn delete_topic<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Pa
 }
 
 /// A group's committed offsets with their lag where this node hosts the partition.
-fn group_offsets<S: PartitionStore>(store: &S, group: &str) -> Result<serde_json::Value, StoreError> {
-    let hwm: HashMap<(String, i32), i64> = store.replicas().into_iter().map(|r| ((r.topic, r.partition), r.high_watermark)).collect();
-    let committed = store.committed_offsets(group)?;
-    let mut total = 0i64;
-    let partitions: Vec<_> = committed
+fn group_offsets<S: PartitionStore>(store: &S, group: &str, hwm: &HashMap<(String, i32), i64>) -> Result<serde_json::Value, StoreError> {
+    let parts = chronik::offsets::group_lag(store, group, hwm)?;
+    let total: i64 = parts.iter().filter_map(|p| p.4).sum();
+    let partitions: Vec<_> = parts
         .iter()
-        .map(|(t, p, o)| {
-            let end = hwm.get(&(t.clone(), *p)).copied();
-            let lag = end.map(|e| (e - o.offset).max(0));
-            total += lag.unwrap_or(0);
+        .map(|(t, p, o, end, lag)| {
             json!({"topic": t, "partition": p, "committed_offset": o.offset, "metadata": o.metadata, "high_watermark": end, "lag": lag})
         })
         .collect();
@@ -250,7 +246,8 @@ fn group_offsets<S: PartitionStore>(store: &S, group: &str) -> Result<serde_json
 async fn groups<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Response {
     match s.store.served_group_names() {
         Ok(names) => {
-            let out: Vec<_> = names.iter().filter_map(|g| group_offsets(&*s.store, g).ok()).collect();
+            let hwm = chronik::offsets::local_high_watermarks(&*s.store);
+            let out: Vec<_> = names.iter().filter_map(|g| group_offsets(&*s.store, g, &hwm).ok()).collect();
             Json(json!(out)).into_response()
         }
         Err(e) => store_error(&e),
@@ -268,7 +265,7 @@ async fn describe_group<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, 
         }
         Err(_) => return error(StatusCode::NOT_FOUND, &format!("group {group} does not exist (no consumer group yet)")),
     }
-    match group_offsets(&*s.store, &group) {
+    match group_offsets(&*s.store, &group, &chronik::offsets::local_high_watermarks(&*s.store)) {
         Ok(v) if v["partitions"].as_array().is_some_and(|p| !p.is_empty()) => Json(v).into_response(),
         Ok(_) => error(StatusCode::NOT_FOUND, &format!("group {group} has no committed offsets")),
         Err(e) => store_error(&e),
