@@ -9,7 +9,10 @@
 //! - `sm`:     g ++ b's' state machine state, g ++ b'n' current snapshot,
 //!   g ++ b'i' ++ base offset -> batch index (log index, last offset, max timestamp)
 //! - `groups`: g -> () for every partition group with state here
+//! - `chunks`: the pieces of large `log` and `sm` values, which would
+//!   otherwise make sled write pages it does not fsync (see `chunked`)
 
+mod chunked;
 mod flush;
 mod keys;
 mod local_ack;
@@ -26,15 +29,16 @@ use std::sync::Arc;
 use chronik::engine::{OpenedGroup, PartitionLog, StorageEngine};
 use chronik::metadata::ClusterMetadata;
 use chronik::{GroupId, NodeId, StoreError, CONTROLLER_GROUP};
+use chunked::Chunked;
 use tokio::sync::watch;
 use tracing::info;
 
 pub(crate) struct Inner {
     pub node: NodeId,
     pub db: sled::Db,
-    pub log: sled::Tree,
+    pub log: Chunked,
     pub meta: sled::Tree,
-    pub sm: sled::Tree,
+    pub sm: Chunked,
     pub groups: sled::Tree,
     pub flusher: Flusher,
 }
@@ -56,9 +60,16 @@ impl SledEngine {
     pub fn open(dir: &Path, node: NodeId) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let started = std::time::Instant::now();
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(std::io::Error::other)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .segment_size(chunked::SEGMENT_SIZE)
+            .open()
+            .map_err(|e| std::io::Error::other(format!("sled database in {}: {e}", dir.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(std::io::Error::other);
-        let (log, meta, sm, groups) = (tree("log")?, tree("meta")?, tree("sm")?, tree("groups")?);
+        let (meta, groups, chunks) = (tree("meta")?, tree("groups")?, tree("chunks")?);
+        let (log, sm) = (Chunked::open(&db, "log", b'l', &chunks)?, Chunked::open(&db, "sm", b's', &chunks)?);
+        warn_of_blobs(dir);
         let flusher = Flusher::start(db.clone(), dir)?;
         info!(node_id = node, dir = %dir.display(), groups = groups.len(), elapsed_ms = started.elapsed().as_millis() as u64, "storage opened");
         Ok(Self { inner: Arc::new(Inner { node, db, log, meta, sm, groups, flusher }), dir: dir.to_path_buf() })
@@ -80,6 +91,15 @@ impl SledEngine {
 
     pub fn flush_stats(&self) -> flush::FlushStats {
         self.inner.flusher.stats()
+    }
+}
+
+/// sled's blob files are never fsynced (see `chunked`); none should ever be
+/// written, and one that exists is worth a warning.
+fn warn_of_blobs(dir: &Path) {
+    let blobs = std::fs::read_dir(dir.join("blobs")).map(|d| d.count()).unwrap_or(0);
+    if blobs > 0 {
+        tracing::warn!(dir = %dir.display(), blobs, "sled wrote blob files, which it does not make durable");
     }
 }
 
@@ -128,13 +148,14 @@ impl StorageEngine for SledEngine {
 
     fn drop_group(&self, group: GroupId) -> Result<(), StoreError> {
         let prefix = keys::group(group);
-        for tree in [&self.inner.log, &self.inner.meta, &self.inner.sm] {
-            let mut batch = sled::Batch::default();
-            for k in tree.scan_prefix(prefix).keys() {
-                batch.remove(k.map_err(|e| self.inner.storage_err(e))?);
-            }
-            tree.apply_batch(batch).map_err(|e| self.inner.storage_err(e))?;
+        for tree in [&self.inner.log, &self.inner.sm] {
+            tree.remove_prefix(&prefix).map_err(|e| self.inner.storage_err(e))?;
         }
+        let mut batch = sled::Batch::default();
+        for k in self.inner.meta.scan_prefix(prefix).keys() {
+            batch.remove(k.map_err(|e| self.inner.storage_err(e))?);
+        }
+        self.inner.meta.apply_batch(batch).map_err(|e| self.inner.storage_err(e))?;
         self.inner.groups.remove(prefix).map_err(|e| self.inner.storage_err(e))?;
         info!(node_id = self.inner.node, group = %group, "dropped group data");
         Ok(())

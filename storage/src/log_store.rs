@@ -54,14 +54,21 @@ impl SledLog {
         let from = applied.map(|a| a + 1).unwrap_or(0);
         let mut leo = next;
         if from <= index {
-            for v in self.inner.log.range(keys::log(self.group, from)..=keys::log(self.group, index)).values() {
-                let e: Entry = decode(&v.ok()?).ok()?;
-                if let Some((n, _)) = local_ack::record_count(&e) {
+            for e in self.entries(keys::log(self.group, from), keys::log(self.group, index)) {
+                if let Some((n, _)) = local_ack::record_count(&e.ok()?) {
                     leo += n?;
                 }
             }
         }
         Some(leo)
+    }
+
+    /// The entries with keys in `from..=to`.
+    fn entries(&self, from: [u8; 16], to: [u8; 16]) -> impl Iterator<Item = io::Result<Entry>> + '_ {
+        self.inner.log.tree.range(from..=to).map(|kv| {
+            let (k, v) = kv.map_err(io_err)?;
+            decode(&self.inner.log.resolve(&k, v)?)
+        })
     }
 
     fn get_meta<T: DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
@@ -97,11 +104,9 @@ impl SledLog {
 
     /// Removes entries with index in `range` (inclusive key bounds).
     fn remove_range(&self, from: [u8; 16], to: [u8; 16]) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        for k in self.inner.log.range(from..=to).keys() {
-            batch.remove(k.map_err(io_err)?);
-        }
-        self.inner.log.apply_batch(batch).map_err(io_err)
+        let mut w = self.inner.log.writes();
+        w.remove_range(&from, &to)?;
+        w.commit()
     }
 }
 
@@ -114,7 +119,7 @@ impl RaftLogReader<TypeConfig> for SledLog {
         if from > to || (matches!(range.end_bound(), Bound::Excluded(0))) {
             return Ok(vec![]);
         }
-        self.inner.log.range(from..=to).values().map(|v| decode(&v.map_err(io_err)?)).collect()
+        self.entries(from, to).collect()
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
@@ -127,10 +132,10 @@ impl RaftLogStorage<TypeConfig> for SledLog {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged: Option<LogId> = self.get_meta(keys::PURGED)?;
-        let last = match self.inner.log.scan_prefix(keys::group(self.group)).next_back() {
+        let last = match self.inner.log.tree.scan_prefix(keys::group(self.group)).next_back() {
             Some(kv) => {
-                let (_, v) = kv.map_err(io_err)?;
-                let e: Entry = decode(&v)?;
+                let (k, v) = kv.map_err(io_err)?;
+                let e: Entry = decode(&self.inner.log.resolve(&k, v)?)?;
                 Some(e.log_id())
             }
             None => last_purged,
@@ -168,11 +173,11 @@ impl RaftLogStorage<TypeConfig> for SledLog {
             Some(l) => l.on_append(&entries, |i| self.offset_after(i)),
             None => vec![],
         };
-        let mut batch = sled::Batch::default();
+        let mut w = self.inner.log.writes();
         for e in &entries {
-            batch.insert(&keys::log(self.group, e.index())[..], encode(e)?);
+            w.insert(&keys::log(self.group, e.index()), &encode(e)?)?;
         }
-        self.inner.log.apply_batch(batch).map_err(io_err)?;
+        w.commit()?;
         self.inner.flusher.after_flush(callback);
         if !acks.is_empty() {
             // Queued after the callback above: the flush that answers this

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::chunked::{Chunked, Writes};
 use crate::local_ack::LocalAcks;
 use crate::log_store::{decode, encode, io_err};
 use crate::{keys, Inner};
@@ -87,15 +88,27 @@ pub struct PartitionReader {
 }
 
 impl PartitionReader {
+    /// Keys starting with `prefix`, with their values.
     fn scan(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_ {
-        self.inner.sm.scan_prefix(prefix).map(|kv| kv.map_err(|e| self.inner.storage_err(e)))
+        scan_values(&self.inner.sm, prefix).map(|kv| kv.map_err(|e| self.inner.storage_err(e)))
+    }
+
+    fn keys(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec, StoreError>> + '_ {
+        self.inner.sm.tree.scan_prefix(prefix).keys().map(|k| k.map_err(|e| self.inner.storage_err(e)))
+    }
+
+    fn index_value(&self, stored: &[u8]) -> Result<IndexValue, StoreError> {
+        match Chunked::inline(stored) {
+            Ok(v) if v.len() == 28 => Ok(IndexValue::decode(v)),
+            _ => Err(self.inner.storage_err(format!("group {} has a malformed batch index entry", self.group))),
+        }
     }
 
     fn batch_bytes(&self, base: Offset, iv: &IndexValue) -> Result<Bytes, StoreError> {
         let raw = self
             .inner
             .log
-            .get(keys::log(self.group, iv.log_index))
+            .get(&keys::log(self.group, iv.log_index))
             .map_err(|e| self.inner.storage_err(e))?
             .ok_or_else(|| self.inner.storage_err(format!("group {} lost log entry {}", self.group, iv.log_index)))?;
         let entry: Entry = decode(&raw).map_err(|e| self.inner.storage_err(e))?;
@@ -135,10 +148,10 @@ impl PartitionLog for PartitionReader {
         let hwm = self.high_watermark();
         let lo = keys::index(self.group, 0);
         // The batch containing `offset` starts at or below it.
-        let start = match self.inner.sm.range(lo..=keys::index(self.group, offset)).next_back() {
+        let start = match self.inner.sm.tree.range(lo..=keys::index(self.group, offset)).next_back() {
             Some(kv) => {
                 let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
-                if IndexValue::decode(&v).last_offset >= offset {
+                if self.index_value(&v)?.last_offset >= offset {
                     k.to_vec()
                 } else {
                     keys::index(self.group, offset + 1).to_vec()
@@ -148,9 +161,9 @@ impl PartitionLog for PartitionReader {
         };
         let mut out = Vec::new();
         let mut total = 0usize;
-        for kv in self.inner.sm.range(start..keys::index(self.group, hwm).to_vec()) {
+        for kv in self.inner.sm.tree.range(start..keys::index(self.group, hwm).to_vec()) {
             let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
-            let iv = IndexValue::decode(&v);
+            let iv = self.index_value(&v)?;
             if !out.is_empty() && total + iv.bytes as usize > max_bytes {
                 break;
             }
@@ -175,7 +188,7 @@ impl PartitionLog for PartitionReader {
     }
 
     fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError> {
-        match self.inner.sm.get(keys::tagged(self.group, keys::GROUP, group.as_bytes())).map_err(|e| self.inner.storage_err(e))? {
+        match self.inner.sm.get(&keys::tagged(self.group, keys::GROUP, group.as_bytes())).map_err(|e| self.inner.storage_err(e))? {
             Some(v) => decode(&v).map(Some).map_err(|e| self.inner.storage_err(e)),
             None => Ok(None),
         }
@@ -185,11 +198,11 @@ impl PartitionLog for PartitionReader {
         // Groups with a record, and groups with only committed offsets (a
         // consumer that commits without joining).
         let mut names = BTreeSet::new();
-        for kv in self.scan(&keys::tag(self.group, keys::GROUP)) {
-            names.insert(String::from_utf8_lossy(&kv?.0[9..]).into_owned());
+        for k in self.keys(&keys::tag(self.group, keys::GROUP)) {
+            names.insert(String::from_utf8_lossy(&k?[9..]).into_owned());
         }
-        for kv in self.scan(&keys::tag(self.group, keys::OFFSET)) {
-            let (k, _) = kv?;
+        for k in self.keys(&keys::tag(self.group, keys::OFFSET)) {
+            let k = k?;
             let len = u32::from_be_bytes(k[9..13].try_into().expect("offset key has a group length")) as usize;
             names.insert(String::from_utf8_lossy(&k[13..13 + len]).into_owned());
         }
@@ -206,9 +219,9 @@ impl PartitionLog for PartitionReader {
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError> {
         // FIXME: a linear scan; a time index belongs with retention.
         let hwm = self.high_watermark();
-        for kv in self.inner.sm.range(keys::index(self.group, 0)..keys::index(self.group, hwm)) {
+        for kv in self.inner.sm.tree.range(keys::index(self.group, 0)..keys::index(self.group, hwm)) {
             let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
-            let iv = IndexValue::decode(&v);
+            let iv = self.index_value(&v)?;
             if iv.max_timestamp >= timestamp {
                 return self.batch_bytes(keys::index_offset(&k), &iv).map(Some);
             }
@@ -233,7 +246,7 @@ pub struct SledStateMachine {
 
 impl SledStateMachine {
     fn load(inner: &Inner, group: GroupId) -> Result<SmState, StoreError> {
-        match inner.sm.get(keys::tag(group, keys::STATE)).map_err(|e| inner.storage_err(e))? {
+        match inner.sm.get(&keys::tag(group, keys::STATE)).map_err(|e| inner.storage_err(e))? {
             Some(v) => decode(&v).map_err(|e| inner.storage_err(e)),
             None => Ok(SmState::default()),
         }
@@ -277,15 +290,15 @@ impl SledStateMachine {
     fn load_keyed_state(&mut self) -> io::Result<()> {
         let Kind::Partition(reader) = &self.kind else { return Ok(()) };
         self.producers.clear();
-        for kv in self.inner.sm.scan_prefix(keys::tag(self.group, keys::PRODUCER)) {
-            let (k, v) = kv.map_err(io_err)?;
+        for kv in scan_values(&self.inner.sm, &keys::tag(self.group, keys::PRODUCER)) {
+            let (k, v) = kv?;
             let pid = i64::from_be_bytes(k[9..17].try_into().map_err(io_err)?);
             self.producers.insert(pid, decode(&v)?);
         }
         let mut epochs = reader.epochs.write().unwrap();
         epochs.clear();
-        for kv in self.inner.sm.scan_prefix(keys::tag(self.group, keys::EPOCH)) {
-            let (k, v) = kv.map_err(io_err)?;
+        for kv in scan_values(&self.inner.sm, &keys::tag(self.group, keys::EPOCH)) {
+            let (k, v) = kv?;
             let epoch = i32::from_be_bytes(k[9..13].try_into().map_err(io_err)?);
             epochs.insert(epoch, decode(&v)?);
         }
@@ -296,8 +309,8 @@ impl SledStateMachine {
     fn keyed_records(inner: &Inner, group: GroupId) -> io::Result<Vec<(u8, Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         for tag in keys::SNAPSHOT_TAGS {
-            for kv in inner.sm.scan_prefix(keys::tag(group, tag)) {
-                let (k, v) = kv.map_err(io_err)?;
+            for kv in scan_values(&inner.sm, &keys::tag(group, tag)) {
+                let (k, v) = kv?;
                 out.push((tag, k[9..].to_vec(), v.to_vec()));
             }
         }
@@ -324,7 +337,7 @@ impl SledStateMachine {
         }
     }
 
-    fn apply_one(&mut self, entry: &Entry, batch: &mut sled::Batch) -> CommandResult {
+    fn apply_one(&mut self, entry: &Entry, w: &mut Writes) -> CommandResult {
         match (&entry.payload, &self.kind) {
             (EntryPayload::Blank, _) => CommandResult::None,
             (EntryPayload::Membership(m), _) => {
@@ -336,7 +349,12 @@ impl SledStateMachine {
                 // replica derives the same offsets from the same bytes.
                 let h = match batch::parse_header(b) {
                     Ok(h) if h.record_count > 0 => h,
-                    Ok(_) | Err(_) => return CommandResult::Rejected("unparsable batch".into()),
+                    Ok(_) | Err(_) => {
+                        // Validated before it was proposed, so every replica
+                        // rejects it alike; worth a word all the same.
+                        tracing::warn!(node_id = self.inner.node, group = %self.group, index = entry.log_id.index, "committed entry holds no parsable batch; no offsets assigned");
+                        return CommandResult::Rejected("unparsable batch".into());
+                    }
                 };
                 let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
                 let last_seq = producers::last_seq(h.base_sequence, h.record_count);
@@ -354,20 +372,21 @@ impl SledStateMachine {
                     max_timestamp: h.max_timestamp,
                     bytes: b.len() as u32,
                 };
-                batch.insert(&keys::index(self.group, base)[..], &iv.encode()[..]);
+                w.insert_small(&keys::index(self.group, base), &iv.encode());
                 self.state.next_offset = iv.last_offset + 1;
                 if idempotent {
                     let p = self.producers.entry(h.producer_id).or_default();
                     p.record(h.producer_epoch, StoredBatch { first_seq: h.base_sequence, last_seq, base_offset: base }, h.max_timestamp);
                     match encode(p) {
-                        Ok(v) => batch.insert(keys::tagged(self.group, keys::PRODUCER, &h.producer_id.to_be_bytes()), v),
+                        // Five batches at most: always small.
+                        Ok(v) => w.insert_small(&keys::tagged(self.group, keys::PRODUCER, &h.producer_id.to_be_bytes()), &v),
                         Err(e) => return CommandResult::Rejected(format!("producer state does not encode: {e}")),
                     }
                 }
-                self.note_epoch(entry.log_id.leader_id.term as i32, base, batch);
+                self.note_epoch(entry.log_id.leader_id.term as i32, base, w);
                 CommandResult::Appended { base_offset: base }
             }
-            (EntryPayload::Normal(Command::Group(c)), Kind::Partition(_)) => self.apply_group(c, batch),
+            (EntryPayload::Normal(Command::Group(c)), Kind::Partition(_)) => self.apply_group(c, w),
             (EntryPayload::Normal(Command::Controller(c)), Kind::Controller(_)) => {
                 CommandResult::Controller(self.state.metadata.get_or_insert_with(Default::default).apply(c))
             }
@@ -376,36 +395,36 @@ impl SledStateMachine {
     }
 
     /// Records the first offset of a new leader epoch.
-    fn note_epoch(&self, epoch: i32, base: Offset, batch: &mut sled::Batch) {
+    fn note_epoch(&self, epoch: i32, base: Offset, w: &mut Writes) {
         let Kind::Partition(reader) = &self.kind else { return };
         let mut epochs = reader.epochs.write().unwrap();
         if epochs.last_key_value().is_none_or(|(last, _)| *last < epoch) {
             epochs.insert(epoch, base);
-            batch.insert(keys::tagged(self.group, keys::EPOCH, &epoch.to_be_bytes()), encode(&base).expect("an offset encodes"));
+            w.insert_small(&keys::tagged(self.group, keys::EPOCH, &epoch.to_be_bytes()), &encode(&base).expect("an offset encodes"));
         }
     }
 
     /// Consumer-group commands (offsets partitions). They are idempotent, so
     /// applying one again after a crash changes nothing.
-    fn apply_group(&self, cmd: &GroupCommand, batch: &mut sled::Batch) -> CommandResult {
+    fn apply_group(&self, cmd: &GroupCommand, w: &mut Writes) -> CommandResult {
         let g = self.group;
         let result = (|| -> io::Result<()> {
             match cmd {
                 GroupCommand::Commit { group, offsets } => {
                     for (topic, partition, v) in offsets {
-                        batch.insert(keys::offset(g, group, topic, *partition), encode(v)?);
+                        w.insert(&keys::offset(g, group, topic, *partition), &encode(v)?)?;
                     }
                 }
                 GroupCommand::Store { group, record } => {
-                    batch.insert(keys::tagged(g, keys::GROUP, group.as_bytes()), encode(record)?);
+                    w.insert(&keys::tagged(g, keys::GROUP, group.as_bytes()), &encode(record)?)?;
                 }
                 GroupCommand::Delete { group } => {
                     // Offsets committed earlier in this apply are still in
-                    // `batch`: land them first, so the scan sees them.
-                    self.inner.sm.apply_batch(std::mem::take(batch)).map_err(io_err)?;
-                    batch.remove(keys::tagged(g, keys::GROUP, group.as_bytes()));
-                    for k in self.inner.sm.scan_prefix(keys::offsets_of(g, group)).keys() {
-                        batch.remove(k.map_err(io_err)?);
+                    // `w`: land them first, so the scan sees them.
+                    w.commit_so_far()?;
+                    w.remove(&keys::tagged(g, keys::GROUP, group.as_bytes()))?;
+                    for k in self.inner.sm.tree.scan_prefix(keys::offsets_of(g, group)).keys() {
+                        w.remove(&k.map_err(io_err)?)?;
                     }
                 }
             }
@@ -417,9 +436,9 @@ impl SledStateMachine {
         }
     }
 
-    fn persist_state(&self, batch: &mut sled::Batch) -> io::Result<()> {
-        batch.insert(&keys::tag(self.group, keys::STATE)[..], encode(&self.state)?);
-        Ok(())
+    fn persist_state(&self, w: &mut Writes) -> io::Result<()> {
+        // The controller's state holds all cluster metadata: of any size.
+        w.insert(&keys::tag(self.group, keys::STATE), &encode(&self.state)?)
     }
 }
 
@@ -433,19 +452,20 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend {
-        let mut batch = sled::Batch::default();
+        let inner = self.inner.clone();
+        let mut w = inner.sm.writes();
         let mut replies = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
-            let result = self.apply_one(&entry, &mut batch);
+            let result = self.apply_one(&entry, &mut w);
             self.state.last_applied = Some(entry.log_id);
             if let Some(r) = responder {
                 replies.push((r, result));
             }
         }
-        self.persist_state(&mut batch)?;
+        self.persist_state(&mut w)?;
         // Index entries and applied state change atomically; the log entries
         // they point at are already durable (they were committed).
-        self.inner.sm.apply_batch(batch).map_err(io_err)?;
+        w.commit()?;
         self.publish();
         for (r, result) in replies {
             r.send(result);
@@ -469,25 +489,26 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         // batches it lacks (see ARCHITECTURE.md, "Snapshots").
         info!(node_id = self.inner.node, group = %self.group, last = ?meta.last_log_id, bytes = data.len(), "installing snapshot");
         self.state = state;
-        let mut batch = sled::Batch::default();
+        let inner = self.inner.clone();
+        let mut w = inner.sm.writes();
         for tag in keys::SNAPSHOT_TAGS {
-            for k in self.inner.sm.scan_prefix(keys::tag(self.group, tag)).keys() {
-                batch.remove(k.map_err(io_err)?);
+            for k in self.inner.sm.tree.scan_prefix(keys::tag(self.group, tag)).keys() {
+                w.remove(&k.map_err(io_err)?)?;
             }
         }
         for (tag, suffix, value) in records {
-            batch.insert(keys::tagged(self.group, tag, &suffix), value);
+            w.insert(&keys::tagged(self.group, tag, &suffix), &value)?;
         }
-        self.persist_state(&mut batch)?;
-        batch.insert(&keys::tag(self.group, keys::SNAPSHOT)[..], encode(&(meta, data))?);
-        self.inner.sm.apply_batch(batch).map_err(io_err)?;
+        self.persist_state(&mut w)?;
+        w.insert(&keys::tag(self.group, keys::SNAPSHOT), &encode(&(meta, data))?)?;
+        w.commit()?;
         self.load_keyed_state()?;
         self.publish();
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
-        match self.inner.sm.get(keys::tag(self.group, keys::SNAPSHOT)).map_err(io_err)? {
+        match self.inner.sm.get(&keys::tag(self.group, keys::SNAPSHOT))? {
             Some(v) => {
                 let (meta, data): (SnapshotMeta, Vec<u8>) = decode(&v)?;
                 Ok(Some(openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot: std::io::Cursor::new(data) }))
@@ -513,8 +534,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
         let records = SledStateMachine::keyed_records(&self.inner, self.group)?;
         let data = encode(&SnapshotBody { state: self.state.clone(), records })?;
         let meta = SnapshotMeta { last_log_id: self.state.last_applied, last_membership: self.state.membership.clone() };
-        self.inner.sm.insert(keys::tag(self.group, keys::SNAPSHOT), encode(&(&meta, &data))?).map_err(io_err)?;
+        let mut w = self.inner.sm.writes();
+        w.insert(&keys::tag(self.group, keys::SNAPSHOT), &encode(&(&meta, &data))?)?;
+        w.commit()?;
         info!(node_id = self.inner.node, group = %self.group, last = ?meta.last_log_id, bytes = data.len(), "built snapshot");
         Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot: std::io::Cursor::new(data) })
     }
+}
+
+/// Keys starting with `prefix` in `tree`, with their (resolved) values.
+fn scan_values<'a>(tree: &'a Chunked, prefix: &[u8]) -> impl Iterator<Item = io::Result<(sled::IVec, sled::IVec)>> + 'a {
+    tree.tree.scan_prefix(prefix).map(move |kv| {
+        let (k, v) = kv.map_err(io_err)?;
+        let v = tree.resolve(&k, v)?;
+        Ok((k, v))
+    })
 }

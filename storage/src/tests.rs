@@ -219,3 +219,116 @@ async fn group_commands_commit_store_and_delete() {
     assert!(reader.committed_offsets("gone").unwrap().is_empty());
     assert_eq!(reader.high_watermark(), 0, "group commands are not records");
 }
+
+/// A batch of one record whose value is `len` bytes of `fill`.
+fn big_batch(len: usize, fill: u8) -> Bytes {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    let mut body = vec![0u8]; // attributes
+    varint(&mut body, 0); // timestamp delta
+    varint(&mut body, 0); // offset delta
+    varint(&mut body, -1); // no key
+    varint(&mut body, len as i64);
+    body.extend(std::iter::repeat_n(fill, len));
+    varint(&mut body, 0); // no headers
+    let mut records = Vec::new();
+    varint(&mut records, body.len() as i64);
+    records.extend_from_slice(&body);
+    let mut b = vec![0u8; 61];
+    b[8..12].copy_from_slice(&((61 - 12 + records.len()) as i32).to_be_bytes());
+    b[16] = 2;
+    b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+    b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+    b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    b[57..61].copy_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// sled never fsyncs its blob files, so large batches must not produce any:
+/// they are chunked, read back whole, and their chunks go with the entries
+/// when the log is truncated or purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_are_chunked_not_blobbed() {
+    use openraft::storage::RaftLogStorage;
+    use openraft::testing::log_id;
+
+    let dir = tempfile::tempdir().unwrap();
+    let g = GroupId(11);
+    let sizes: Vec<usize> = (0..24).map(|i| if i % 3 == 0 { 100 } else { 100_000 + i * 37_000 }).collect();
+    let chunk_count = |engine: &SledEngine| engine.inner.db.open_tree("chunks").unwrap().len();
+    let chunks_of = |len: usize| len.div_ceil(chunked::INLINE_MAX);
+    let entry_len = |i: usize| chronik::batch::patched(&big_batch(sizes[i], i as u8), 0, 1).len() + 64;
+    {
+        let engine = SledEngine::open(dir.path(), 1).unwrap();
+        let (mut opened, reader) = engine.open_partition(g).unwrap();
+        let cmds = sizes.iter().enumerate().map(|(i, n)| append(big_batch(*n, i as u8))).collect();
+        apply_all(&engine, &mut opened, 1, 1, cmds).await;
+        assert_eq!(reader.high_watermark(), 24);
+        for (i, n) in sizes.iter().enumerate() {
+            let got = reader.read(i as i64, 1).unwrap();
+            let want = big_batch(*n, i as u8);
+            assert_eq!(got[0][16..], want[16..], "batch {i} ({n} bytes) reads back whole");
+        }
+        assert!(chunk_count(&engine) >= (0..24).filter(|i| i % 3 != 0).map(|i| chunks_of(sizes[i])).sum::<usize>());
+        // Entries 21..=24 go (truncate), then 1..=12 (purge).
+        opened.log.truncate_after(Some(log_id::<TypeConfig>(1, 1, 20))).await.unwrap();
+        opened.log.purge(log_id::<TypeConfig>(1, 1, 12)).await.unwrap();
+        let left: usize = (12..20).map(|i| if sizes[i] > chunked::INLINE_MAX { chunks_of(entry_len(i)) } else { 0 }).sum();
+        assert!(
+            chunk_count(&engine).abs_diff(left) <= 8,
+            "{} chunks left, about {left} expected (entry encoding adds a few bytes)",
+            chunk_count(&engine)
+        );
+        engine.inner.flusher.flush().await.unwrap();
+    }
+    let blobs = std::fs::read_dir(dir.path().join("blobs")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(blobs, 0, "sled wrote blob files");
+    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let (_, reader) = engine.open_partition(g).unwrap();
+    for i in 12..20 {
+        assert_eq!(reader.read(i as i64, 1).unwrap()[0][16..], big_batch(sizes[i], i as u8)[16..], "batch {i} after reopen");
+    }
+}
+
+/// Replacing a chunked value leaves no chunks of the old one behind, within
+/// one batch of writes and across batches.
+#[test]
+fn chunked_values_replace_and_remove_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let sm = &engine.inner.sm;
+    let chunks = || engine.inner.db.open_tree("chunks").unwrap().len();
+    let big = |b: u8, n: usize| vec![b; n];
+    let mut w = sm.writes();
+    w.insert(b"k", &big(1, 100_000)).unwrap();
+    w.insert(b"k", &big(2, 70_000)).unwrap(); // replaces the staged one
+    w.insert(b"kk", &big(3, 40_000)).unwrap(); // a key extending another
+    w.commit().unwrap();
+    assert_eq!(chunks(), 3 + 2);
+    assert_eq!(sm.get(b"k").unwrap().unwrap(), big(2, 70_000));
+    let mut w = sm.writes();
+    w.insert(b"k", &big(4, 200_000)).unwrap();
+    w.commit().unwrap();
+    assert_eq!(chunks(), 7 + 2);
+    assert_eq!(sm.get(b"k").unwrap().unwrap(), big(4, 200_000));
+    assert_eq!(sm.get(b"kk").unwrap().unwrap(), big(3, 40_000));
+    let mut w = sm.writes();
+    w.insert(b"k", b"small").unwrap();
+    w.commit().unwrap();
+    assert_eq!(chunks(), 2);
+    assert_eq!(&sm.get(b"k").unwrap().unwrap()[..], b"small");
+    let mut w = sm.writes();
+    w.remove(b"kk").unwrap();
+    w.commit().unwrap();
+    assert_eq!(chunks(), 0);
+    assert_eq!(sm.get(b"kk").unwrap(), None);
+}
