@@ -330,6 +330,21 @@ class ChaosCluster:
                         return {p["partition"]: p["replicas"] for p in t["partitions"]}
         return {}
 
+    def raft_views(self, digests):
+        """For each partition of `digests` whose replicas differ: every
+        replica's (leader, term, last log, committed, applied index)."""
+        out = {}
+        for p, d in (digests.items() if isinstance(digests, dict) else []):
+            if len(set(d.values())) == 1:
+                continue
+            for i in d:
+                try:
+                    r = next(r for r in self.admin(i, "/v1/replicas") if r["topic"] == TOPIC and r["partition"] == p)
+                    out.setdefault(p, {})[i] = tuple(r[k] for k in ("leader", "term", "last_log_index", "committed_index", "applied_index"))
+                except (OSError, StopIteration) as e:
+                    out.setdefault(p, {})[i] = str(e)
+        return out
+
     def digests(self):
         """{partition: {replica node: (high watermark, crc32c)}}."""
         out = {}
@@ -719,7 +734,8 @@ def run(name, seed, duration):
         anomalies = check(w.history)
         diverged = replicas_diverged(c)
         if diverged:
-            anomalies.append({"kind": "replica-divergence", "ops": [], "detail": f"replicas differ after healing: {diverged}"})
+            anomalies.append({"kind": "replica-divergence", "ops": [],
+                              "detail": f"replicas differ after healing: {diverged}; Raft views: {c.raft_views(diverged)}"})
         for op in acked_during(w.history, c.windows):
             anomalies.append({"kind": "minority-ack", "ops": [op],
                               "detail": f"{op['value']!r} acknowledged while no majority could be formed"})

@@ -326,6 +326,9 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                     serving: l.serving,
                     log_start_offset: pg.log.log_start_offset(),
                     high_watermark: pg.log.high_watermark(),
+                    last_log_index: l.last_log_index,
+                    committed_index: l.committed_index,
+                    applied_index: l.applied_index,
                 }
             })
             .collect();

@@ -34,6 +34,10 @@ pub struct PartitionGroup<E: StorageEngine> {
 pub struct Leadership {
     pub leader: Option<NodeId>,
     pub term: u64,
+    /// Raft log positions: last written, committed, applied.
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
     /// This node leads and has applied an entry of its own term, so its state
     /// machine holds everything ever committed: safe to serve.
     pub serving: bool,
@@ -51,6 +55,9 @@ pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(ra
     Leadership {
         leader: m.current_leader,
         term: m.current_term,
+        last_log_index: m.last_log_index,
+        committed_index: m.local_committed.as_ref().map(|l| l.index),
+        applied_index: m.last_applied.as_ref().map(|l| l.index),
         serving: m.current_leader == Some(me) && applied_term == Some(m.current_term) && quorum_fresh,
     }
 }

@@ -133,6 +133,10 @@ pub struct ReplicaView {
     /// The replica's applied (committed) end: on a follower it trails the
     /// leader's by up to one heartbeat.
     pub high_watermark: Offset,
+    /// Raft log positions of this replica (last written, committed, applied).
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
 }
 
 /// A fingerprint of a replica's committed records, to compare replicas.

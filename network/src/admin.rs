@@ -117,6 +117,9 @@ async fn replicas<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Res
             "serving": r.serving,
             "log_start_offset": r.log_start_offset,
             "high_watermark": r.high_watermark,
+            "last_log_index": r.last_log_index,
+            "committed_index": r.committed_index,
+            "applied_index": r.applied_index,
         }))
         .collect::<Vec<_>>()))
     .into_response()
