@@ -119,6 +119,13 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             heartbeat_interval: cfg.heartbeat_interval_ms,
             election_timeout_min: cfg.election_timeout_min_ms,
             election_timeout_max: cfg.election_timeout_max_ms,
+            // A leader that restarts must win a new election, as in standard
+            // Raft. Restoring its leadership in the old term lets it reuse
+            // log ids: after a power loss it may have lost the unflushed
+            // tail of its own log, which followers already hold, and would
+            // then write different entries under the same (term, index), so
+            // replicas diverge (found by chaos power-loss, seed 117841540).
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         let controller_config = Arc::new(
