@@ -36,7 +36,8 @@ PER_NODE = [
     "chronik_kafka_requests_total", "chronik_kafka_request_errors_total", "chronik_kafka_request_latency_seconds_bucket",
     "chronik_kafka_bytes_in_total", "chronik_kafka_bytes_out_total", "chronik_kafka_connections",
     "chronik_partitions", "chronik_partition_leaders", "chronik_partitions_under_replicated", "chronik_partitions_leaderless",
-    "chronik_storage_flushes_total", "chronik_storage_flush_seconds_total", "chronik_storage_disk_bytes",
+    "chronik_storage_flushes_total", "chronik_storage_flush_seconds_total", "chronik_storage_flush_duration_seconds_bucket",
+    "chronik_storage_flush_writers_bucket", "chronik_storage_disk_bytes",
     "chronik_storage_disk_free_bytes",
 ]
 # Series only the nodes coordinating a consumer group export.

@@ -163,6 +163,15 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         }
     });
 
+    {
+        let labels = metrics.node();
+        let duration = metrics.storage_flush_duration.get_or_create(&labels).clone();
+        let writers = metrics.storage_flush_writers.get_or_create(&labels).clone();
+        engine.observe_flushes(Box::new(move |took, served| {
+            duration.observe(took.as_secs_f64());
+            writers.observe(served as f64);
+        }));
+    }
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let refresh = {

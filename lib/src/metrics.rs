@@ -61,6 +61,8 @@ pub struct Metrics {
     pub partition_leaders: Family<NodeLabels, Gauge>,
     pub storage_flushes: Family<NodeLabels, Counter>,
     pub storage_flush_seconds: Family<NodeLabels, Counter<f64>>,
+    pub storage_flush_duration: Family<NodeLabels, Histogram>,
+    pub storage_flush_writers: Family<NodeLabels, Histogram>,
     pub storage_disk_bytes: Family<NodeLabels, Gauge>,
     pub storage_disk_free_bytes: Family<NodeLabels, Gauge>,
     pub raft_leader_elections: Family<NodeLabels, Counter>,
@@ -89,6 +91,8 @@ impl Metrics {
             partition_leaders: Family::default(),
             storage_flushes: Family::default(),
             storage_flush_seconds: Family::default(),
+            storage_flush_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 16))),
+            storage_flush_writers: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 12))),
             storage_disk_bytes: Family::default(),
             storage_disk_free_bytes: Family::default(),
             raft_leader_elections: Family::default(),
@@ -127,6 +131,8 @@ impl Metrics {
         r.register("chronik_partition_leaders", "Partitions led by this node", self.partition_leaders.clone());
         r.register("chronik_storage_flushes", "Group-commit flushes (flush + fsync)", self.storage_flushes.clone());
         r.register("chronik_storage_flush_seconds", "Time spent in group-commit flushes", self.storage_flush_seconds.clone());
+        r.register("chronik_storage_flush_duration_seconds", "Duration of one group-commit flush (flush + fsync)", self.storage_flush_duration.clone());
+        r.register("chronik_storage_flush_writers", "Writes made durable by one group-commit flush", self.storage_flush_writers.clone());
         r.register("chronik_storage_disk_bytes", "Bytes the database occupies on disk", self.storage_disk_bytes.clone());
         r.register("chronik_storage_disk_free_bytes", "Bytes free on the data disk", self.storage_disk_free_bytes.clone());
         r.register("raft_leader_elections", "Raft groups this node became leader of", self.raft_leader_elections.clone());

@@ -7,8 +7,8 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use chronik::TypeConfig;
 use openraft::storage::IOFlushed;
@@ -26,11 +26,15 @@ pub struct FlushStats {
     pub flush_nanos_total: u64,
 }
 
+/// Told of every flush: how long it took and how many writers it served.
+pub type FlushObserver = Box<dyn Fn(Duration, usize) + Send + Sync>;
+
 #[derive(Default)]
 struct Counters {
     flushes: AtomicU64,
     waiters: AtomicU64,
     nanos: AtomicU64,
+    observer: OnceLock<FlushObserver>,
 }
 
 pub struct Flusher {
@@ -69,9 +73,13 @@ impl Flusher {
                     .map_err(std::io::Error::other)
                     .and_then(|_| db_file.sync_all())
                     .and_then(|_| dir_file.sync_all());
+                let took = started.elapsed();
                 c.flushes.fetch_add(1, Ordering::Relaxed);
                 c.waiters.fetch_add(waiters.len() as u64, Ordering::Relaxed);
-                c.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                c.nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                if let Some(observe) = c.observer.get() {
+                    observe(took, waiters.len());
+                }
                 if let Err(e) = &result {
                     error!(error = %e, waiters = waiters.len(), "flush failed; writes are not durable");
                 }
@@ -106,6 +114,11 @@ impl Flusher {
 
     fn sender(&self) -> &mpsc::Sender<Waiter> {
         self.tx.as_ref().expect("flusher used while dropping")
+    }
+
+    /// Sets the observer of every flush (once; later calls are ignored).
+    pub fn observe(&self, observer: FlushObserver) {
+        let _ = self.counters.observer.set(observer);
     }
 
     pub fn stats(&self) -> FlushStats {

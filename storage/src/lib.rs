@@ -89,6 +89,11 @@ impl SledEngine {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Tells `observer` of every group-commit flush (duration, writers served).
+    pub fn observe_flushes(&self, observer: flush::FlushObserver) {
+        self.inner.flusher.observe(observer);
+    }
+
     pub fn flush_stats(&self) -> flush::FlushStats {
         self.inner.flusher.stats()
     }
