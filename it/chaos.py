@@ -343,7 +343,27 @@ class ChaosCluster:
                     out.setdefault(p, {})[i] = tuple(r[k] for k in ("leader", "term", "last_log_index", "committed_index", "applied_index"))
                 except (OSError, StopIteration) as e:
                     out.setdefault(p, {})[i] = str(e)
+            out.setdefault(p, {})["first difference"] = self.first_difference(p, list(d))
         return out
+
+    def first_difference(self, p, nodes):
+        """The first batch (base offset, last offset, Raft log index) where
+        the replicas of partition `p` on `nodes` differ, as each holds it."""
+        offset = 0
+        try:
+            while True:
+                pages = {i: self.admin(i, f"/v1/replicas/{TOPIC}/{p}/batches?from={offset}&limit=1000")["batches"] for i in nodes}
+                longest = max(len(b) for b in pages.values())
+                for k in range(longest):
+                    seen = {i: (tuple(b[k][f] for f in ("base_offset", "last_offset", "log_index")) if k < len(b) else None)
+                            for i, b in pages.items()}
+                    if len(set(seen.values())) > 1:
+                        return seen
+                if longest < 1000:
+                    return None
+                offset = max(b[-1]["last_offset"] for b in pages.values() if b) + 1
+        except OSError as e:
+            return str(e)
 
     def digests(self):
         """{partition: {replica node: (high watermark, crc32c)}}."""

@@ -36,9 +36,9 @@ def test_admin_endpoints_and_metrics(node):
     assert "chronik_storage_flushes_total" in body
 
 
-def call(method, url, body=None):
+def call(method, url, body=None, headers=None):
     data = body.encode() if isinstance(body, str) else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             text = r.read().decode()
@@ -130,15 +130,60 @@ def test_partition_leadership_moves_on_request(cluster_factory):
     target = next(i for i in c.nodes if i != leader)
     other = next(i for i in c.nodes if i not in (leader, target))
     url = "/v1/topics/moving/partitions/0/leader"
-    # Asked of a node that does not lead it: 421, naming the leader.
-    status, reply = call("POST", c.nodes[other].admin + url, {"node": target})
+    # A request another node already passed on is answered where it lands:
+    # 421, naming the leader (no forwarding loops).
+    status, reply = call("POST", c.nodes[other].admin + url, {"node": target}, headers={"x-chronik-forwarded-by": "9"})
     assert status == 421 and f"node Some({leader})" in reply["error"], reply
+    # Bad requests are refused wherever they are sent.
     assert call("POST", c.nodes[leader].admin + url, {"node": 99})[0] == 400
-    assert call("POST", c.nodes[leader].admin + url, "{oops")[0] == 400
+    assert call("POST", c.nodes[other].admin + url, {"node": 99})[0] == 400
+    assert call("POST", c.nodes[other].admin + url, "{oops")[0] == 400
+    # Asked of a node that does not lead it, the node asks the leader.
     t = time.time()
-    status, reply = call("POST", c.nodes[leader].admin + url, {"node": target})
+    status, reply = call("POST", c.nodes[other].admin + url, {"node": target})
     assert status == 200 and reply["leader"] == target, reply
     print(f"leadership moved {leader} -> {target} in {time.time() - t:.2f}s")
     wait_for("every node to see the new leader", lambda: c.leaders("moving").get(0) == target)
     acked = produce(c.bootstrap, "moving", [(b"k", b"after-move")], acks="all")
     assert list(acked) == [(0, 0)]
+
+
+def test_groups_are_listed_and_described_from_any_node(cluster_factory):
+    """Consumer groups are coordinated by different nodes; any node's admin
+    API (and the CLI pointed at it) lists them all and describes each one."""
+    from confluent_kafka import Consumer, TopicPartition
+    from kafka_helpers import wait_for
+    from test_cli import cli
+    from confluent_kafka.admin import AdminClient, NewTopic
+    c = cluster_factory(3).start()
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin.create_topics([NewTopic("grouped", 2, 3)])["grouped"].result(30)
+    produce(c.bootstrap, "grouped", [(b"k%d" % i, b"v") for i in range(40)], acks="all")
+    names = [f"ops-{i}" for i in range(8)]
+    for i, g in enumerate(names):
+        consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": g, "enable.auto.commit": False})
+        try:
+            consumer.commit(offsets=[TopicPartition("grouped", 0, i), TopicPartition("grouped", 1, 1)], asynchronous=False)
+        finally:
+            consumer.close()
+    coordinators = {}
+    for g in names:
+        status, d = call("GET", c.nodes[1].admin + f"/v1/groups/{g}")
+        assert status == 200 and d["group"] == g, (g, status, d)
+        coordinators[g] = d["coordinator"]
+    assert len(set(coordinators.values())) > 1, f"every group on one node, nothing forwarded: {coordinators}"
+    for i in c.nodes:
+        status, listed = call("GET", c.nodes[i].admin + "/v1/groups")
+        assert status == 200, listed
+        by_name = {d["group"]: d for d in listed}
+        assert sorted(by_name) == names, (i, sorted(by_name))
+        for k, g in enumerate(names):
+            d = by_name[g]
+            assert d["coordinator"] == coordinators[g]
+            ends = {p["partition"]: p["high_watermark"] for p in d["partitions"]}
+            commits = {p["partition"]: p["committed_offset"] for p in d["partitions"]}
+            assert sum(ends.values()) == 40 and commits == {0: k, 1: 1}, d
+            assert d["lag"] == ends[0] - k + ends[1] - 1, d
+    r = cli(c.nodes[2], "groups")
+    assert r.returncode == 0 and all(g in r.stdout for g in names), r
+    assert call("GET", c.nodes[3].admin + "/v1/groups/no-such-group")[0] == 404

@@ -43,7 +43,7 @@ enum Command {
         #[command(subcommand)]
         action: TopicAction,
     },
-    /// Consumer groups coordinated by this node, with their lag.
+    /// Every consumer group (whichever node coordinates it), with its lag.
     Groups,
     /// One consumer group (ask its coordinator).
     Group {

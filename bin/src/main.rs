@@ -156,13 +156,6 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     let metrics = Arc::new(Metrics::new(node));
     let groups = GroupManager::start(cfg, engine.clone(), transport, metrics.clone()).await.context("starting Raft groups")?;
 
-    let raft_app = chronik_network::server::router(groups.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(raft_listener, raft_app).await {
-            error!(error = %e, "raft listener stopped");
-        }
-    });
-
     {
         let labels = metrics.node();
         let duration = metrics.storage_flush_duration.get_or_create(&labels).clone();
@@ -195,7 +188,15 @@ async fn run(cfg: NodeConfig) -> Result<()> {
             secs.inc_by((fs.flush_nanos_total as f64 / 1e9 - secs.get()).max(0.0));
         }) as Box<dyn Fn() + Send + Sync>
     };
-    let admin_app = admin::router(Arc::new(AdminState { store: groups.clone(), registry, refresh }));
+    let admin_app = admin::router(Arc::new(AdminState::new(groups.clone(), registry, refresh)));
+    // Nodes ask each other's admin API at the cluster address, which every
+    // node knows, under /admin.
+    let raft_app = chronik_network::server::router(groups.clone()).nest("/admin", admin_app.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(raft_listener, raft_app).await {
+            error!(error = %e, "raft listener stopped");
+        }
+    });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(admin_listener, admin_app).await {
             error!(error = %e, "admin listener stopped");

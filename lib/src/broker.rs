@@ -311,6 +311,10 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         self.serving_leader(tp)?.log.batch_at_timestamp(timestamp)
     }
 
+    fn cluster_addr(&self, node: NodeId) -> Option<String> {
+        self.cfg.nodes.get(&node).map(|a| a.raft_addr.clone())
+    }
+
     fn replicas(&self) -> Vec<ReplicaView> {
         let mut out: Vec<ReplicaView> = self
             .partition_groups()
@@ -334,6 +338,10 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .collect();
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         out
+    }
+
+    fn replica_batches(&self, tp: &TopicPartition, from: Offset, limit: usize) -> Result<Vec<crate::engine::BatchLocation>, StoreError> {
+        self.replica(tp)?.log.batch_locations(from, limit)
     }
 
     fn replica_digest(&self, tp: &TopicPartition) -> Result<ReplicaDigest, StoreError> {

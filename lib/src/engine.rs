@@ -17,6 +17,15 @@ use crate::offsets::{CommittedOffset, GroupRecord};
 use crate::store::StoreError;
 use crate::types::{GroupId, NodeAddr, NodeId, Offset, TypeConfig};
 
+/// Where one applied batch is: its offsets and the Raft log entry holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLocation {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub log_index: u64,
+    pub bytes: u32,
+}
+
 /// Read access to one partition's applied data.
 pub trait PartitionLog: Send + Sync + 'static {
     fn high_watermark(&self) -> Offset;
@@ -25,6 +34,8 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// See [`crate::PartitionStore::read`]; only batches below the high watermark.
     fn read(&self, offset: Offset, max_bytes: usize) -> Result<Vec<Bytes>, StoreError>;
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+    /// Up to `limit` batches below the high watermark, from the one holding `from` on.
+    fn batch_locations(&self, from: Offset, limit: usize) -> Result<Vec<BatchLocation>, StoreError>;
 
     /// The leader epoch at or below `epoch` that this partition has written
     /// in, and the offset after its last batch (OffsetForLeaderEpoch). None

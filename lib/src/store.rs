@@ -177,6 +177,10 @@ pub trait PartitionStore: Send + Sync + 'static {
     /// current leader of each partition.
     fn cluster_view(&self, topics: Option<&[String]>) -> ClusterView;
 
+    /// The cluster (Raft HTTP) address of `node`; its admin API is served
+    /// there too, under /admin, so that nodes can ask each other.
+    fn cluster_addr(&self, node: NodeId) -> Option<String>;
+
     /// Whether Metadata for an unknown topic creates it.
     fn auto_create_topics(&self) -> bool;
 
@@ -209,6 +213,9 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// A fingerprint of the local replica's committed records (leader or not).
     fn replica_digest(&self, tp: &TopicPartition) -> Result<ReplicaDigest, StoreError>;
+
+    /// Where the local replica's batches are (leader or not), to compare replicas.
+    fn replica_batches(&self, tp: &TopicPartition, from: Offset, limit: usize) -> Result<Vec<crate::engine::BatchLocation>, StoreError>;
 
     /// Changes whenever the high watermark of `tp` moves (for long polls).
     fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>, StoreError>;

@@ -2,12 +2,13 @@
 //! port (Kafka port + 200 by default).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,6 +24,64 @@ pub struct AdminState<S> {
     pub registry: Registry,
     /// Brings gauges up to date right before a scrape.
     pub refresh: Box<dyn Fn() + Send + Sync>,
+    /// Asks other nodes' admin APIs (see [`forward`]).
+    peers: reqwest::Client,
+}
+
+impl<S> AdminState<S> {
+    pub fn new(store: Arc<S>, registry: Registry, refresh: Box<dyn Fn() + Send + Sync>) -> Self {
+        let peers = reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build().expect("reqwest client");
+        Self { store, registry, refresh, peers }
+    }
+}
+
+/// Marks a request one node makes of another on a client's behalf; such a
+/// request is answered where it lands, never sent on again.
+pub const FORWARDED_BY: &str = "x-chronik-forwarded-by";
+
+/// How long a node waits for another's admin answer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_BY)
+}
+
+/// Asks node `node`'s admin API (at its cluster address, under /admin) and
+/// returns its answer as is: a request any node can take, whichever node
+/// must carry it out.
+async fn forward<S: PartitionStore>(s: &AdminState<S>, node: chronik::NodeId, method: Method, path: &str, body: Bytes) -> Response {
+    match ask(s, node, method, path, body).await {
+        Ok((status, body)) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, &e),
+    }
+}
+
+async fn ask<S: PartitionStore>(
+    s: &AdminState<S>,
+    node: chronik::NodeId,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let me = s.store.node_id();
+    let addr = s.store.cluster_addr(node).ok_or_else(|| format!("node {node} has no known address (asked on node {me})"))?;
+    let url = format!("http://{addr}/admin{path}");
+    let sent = s
+        .peers
+        .request(method.clone(), &url)
+        .header(FORWARDED_BY, me.to_string())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .timeout(FORWARD_TIMEOUT)
+        .send()
+        .await;
+    let failed = |e: reqwest::Error| {
+        tracing::warn!(node_id = me, peer = node, %method, path, error = %e, "admin request to a peer failed");
+        format!("node {me} could not ask node {node} ({method} {url}): {e}")
+    };
+    let resp = sent.map_err(failed)?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((status, resp.bytes().await.map_err(failed)?))
 }
 
 pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
@@ -41,6 +100,7 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/v1/replicas", get(replicas::<S>))
         .route("/v1/replicas/{topic}/{partition}/digest", get(digest::<S>))
+        .route("/v1/replicas/{topic}/{partition}/batches", get(batches::<S>))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here; see /v1/openapi.json") })
         .with_state(state)
@@ -123,6 +183,47 @@ async fn replicas<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Res
         }))
         .collect::<Vec<_>>()))
     .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchesQuery {
+    #[serde(default)]
+    from: i64,
+    limit: Option<usize>,
+}
+
+/// Where one local replica's batches are: offsets and Raft log index, a
+/// page at a time (to find where two replicas part).
+async fn batches<S: PartitionStore>(
+    State(s): State<Arc<AdminState<S>>>,
+    Path((topic, partition)): Path<(String, String)>,
+    query: Result<axum::extract::Query<BatchesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(partition) = partition.parse::<i32>() else {
+        return error(StatusCode::BAD_REQUEST, &format!("partition {partition:?} is not a number"));
+    };
+    let q = match query {
+        Ok(q) => q.0,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad query, expected from=<offset>&limit=<1..10000>: {e}")),
+    };
+    let limit = q.limit.unwrap_or(1000);
+    if q.from < 0 || !(1..=10_000).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, "from must be >= 0 and limit within 1..=10000");
+    }
+    let tp = TopicPartition::new(topic.as_str(), partition);
+    match s.store.replica_batches(&tp, q.from, limit) {
+        Ok(b) => Json(json!({
+            "topic": topic,
+            "partition": partition,
+            "node_id": s.store.node_id(),
+            "batches": b.iter().map(|b| json!({
+                "base_offset": b.base_offset, "last_offset": b.last_offset, "log_index": b.log_index, "bytes": b.bytes,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => store_error(&e),
+    }
 }
 
 /// A fingerprint of one local replica's committed records.
@@ -245,21 +346,49 @@ fn group_offsets<S: PartitionStore>(store: &S, group: &str, hwm: &HashMap<(Strin
     Ok(json!({"group": group, "coordinator": store.node_id(), "lag": total, "partitions": partitions}))
 }
 
-/// GET /v1/groups: the consumer groups this node coordinates.
-async fn groups<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Response {
-    match s.store.served_group_names() {
+/// GET /v1/groups: every consumer group, from the node coordinating it.
+/// Each node lists the groups it coordinates and asks every other node for
+/// theirs; a node that cannot be asked is named in `x-chronik-incomplete`.
+async fn groups<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, headers: HeaderMap) -> Response {
+    let mut out: Vec<serde_json::Value> = match s.store.served_group_names() {
         Ok(names) => {
             let hwm = chronik::offsets::local_high_watermarks(&*s.store);
-            let out: Vec<_> = names.iter().filter_map(|g| group_offsets(&*s.store, g, &hwm).ok()).collect();
-            Json(json!(out)).into_response()
+            names.iter().filter_map(|g| group_offsets(&*s.store, g, &hwm).ok()).collect()
         }
-        Err(e) => store_error(&e),
+        Err(e) => return store_error(&e),
+    };
+    if forwarded(&headers) {
+        return Json(json!(out)).into_response();
     }
+    let me = s.store.node_id();
+    let others: Vec<_> = s.store.cluster_view(Some(&[])).nodes.iter().map(|n| n.id).filter(|&id| id != me).collect();
+    let answers = futures::future::join_all(others.iter().map(|&n| ask(&*s, n, Method::GET, "/v1/groups", Bytes::new()))).await;
+    let mut missing = Vec::new();
+    for (n, answer) in others.iter().zip(answers) {
+        match answer.map(|(status, body)| (status, serde_json::from_slice::<Vec<serde_json::Value>>(&body))) {
+            Ok((StatusCode::OK, Ok(groups))) => out.extend(groups),
+            _ => missing.push(n.to_string()),
+        }
+    }
+    // A group changing coordinator while we ask may be listed twice.
+    out.sort_by(|a, b| a["group"].as_str().cmp(&b["group"].as_str()));
+    out.dedup_by(|a, b| a["group"] == b["group"]);
+    let mut resp = Json(json!(out)).into_response();
+    if !missing.is_empty() {
+        if let Ok(v) = format!("nodes {} did not answer", missing.join(",")).parse() {
+            resp.headers_mut().insert("x-chronik-incomplete", v);
+        }
+    }
+    resp
 }
 
-async fn describe_group<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(group): Path<String>) -> Response {
+async fn describe_group<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(group): Path<String>, headers: HeaderMap) -> Response {
     match s.store.coordinator(&group) {
         Ok(c) if c.serving => {}
+        Ok(c) if !forwarded(&headers) && c.leader.is_some_and(|l| l != s.store.node_id()) => {
+            let path = format!("/v1/groups/{}", percent_encode(&group));
+            return forward(&s, c.leader.expect("checked"), Method::GET, &path, Bytes::new()).await;
+        }
         Ok(c) => {
             return error(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -286,6 +415,7 @@ struct NewLeader {
 async fn transfer_leader<S: PartitionStore>(
     State(s): State<Arc<AdminState<S>>>,
     Path((name, partition)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Ok(partition) = partition.parse::<i32>() else {
@@ -298,6 +428,10 @@ async fn transfer_leader<S: PartitionStore>(
     let tp = TopicPartition::new(name.as_str(), partition);
     match s.store.transfer_leadership(&tp, want.node).await {
         Ok(()) => Json(json!({"topic": name, "partition": partition, "leader": want.node})).into_response(),
+        Err(StoreError::NotLeader(_, Some(leader))) if !forwarded(&headers) && leader != s.store.node_id() => {
+            let path = format!("/v1/topics/{}/partitions/{partition}/leader", percent_encode(&name));
+            forward(&s, leader, Method::POST, &path, body).await
+        }
         Err(StoreError::NotLeader(_, leader)) => error(
             StatusCode::MISDIRECTED_REQUEST,
             &format!("{tp} is led by node {leader:?}, not node {}; ask the leader's admin API", s.store.node_id()),
@@ -335,4 +469,17 @@ async fn node<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(id): 
         Some(n) => Json(n).into_response(),
         None => error(StatusCode::NOT_FOUND, &format!("node {id} is not in the cluster")),
     }
+}
+
+/// `s` as one URL path segment.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -119,7 +119,12 @@ impl RaftLogReader<TypeConfig> for SledLog {
         if from > to || (matches!(range.end_bound(), Bound::Excluded(0))) {
             return Ok(vec![]);
         }
-        self.entries(from, to).collect()
+        let entries: Vec<Entry> = self.entries(from, to).collect::<io::Result<_>>()?;
+        // A hole in the log would let Raft replicate or apply around it.
+        if let Some(w) = entries.windows(2).find(|w| w[1].index() != w[0].index() + 1) {
+            return Err(io_err(format!("group {} on node {}: log entry after {} is {}", self.group, self.inner.node, w[0].index(), w[1].index())));
+        }
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {

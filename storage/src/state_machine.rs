@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use chronik::batch;
-use chronik::engine::{LocalAppend, PartitionLog};
+use chronik::engine::{BatchLocation, LocalAppend, PartitionLog};
 use chronik::metadata::ClusterMetadata;
 use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
 use chronik::producers::{self, ProducerState, StoredBatch, Verdict};
@@ -93,6 +93,23 @@ impl PartitionReader {
         scan_values(&self.inner.sm, prefix).map(|kv| kv.map_err(|e| self.inner.storage_err(e)))
     }
 
+    /// The index key of the batch holding `offset`, or of the first after it.
+    fn first_index_key(&self, offset: Offset) -> Result<Vec<u8>, StoreError> {
+        let lo = keys::index(self.group, 0);
+        // The batch containing `offset` starts at or below it.
+        Ok(match self.inner.sm.tree.range(lo..=keys::index(self.group, offset)).next_back() {
+            Some(kv) => {
+                let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
+                if self.index_value(&v)?.last_offset >= offset {
+                    k.to_vec()
+                } else {
+                    keys::index(self.group, offset + 1).to_vec()
+                }
+            }
+            None => keys::index(self.group, offset).to_vec(),
+        })
+    }
+
     fn keys(&self, prefix: &[u8]) -> impl Iterator<Item = Result<sled::IVec, StoreError>> + '_ {
         self.inner.sm.tree.scan_prefix(prefix).keys().map(|k| k.map_err(|e| self.inner.storage_err(e)))
     }
@@ -146,19 +163,7 @@ impl PartitionLog for PartitionReader {
 
     fn read(&self, offset: Offset, max_bytes: usize) -> Result<Vec<Bytes>, StoreError> {
         let hwm = self.high_watermark();
-        let lo = keys::index(self.group, 0);
-        // The batch containing `offset` starts at or below it.
-        let start = match self.inner.sm.tree.range(lo..=keys::index(self.group, offset)).next_back() {
-            Some(kv) => {
-                let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
-                if self.index_value(&v)?.last_offset >= offset {
-                    k.to_vec()
-                } else {
-                    keys::index(self.group, offset + 1).to_vec()
-                }
-            }
-            None => keys::index(self.group, offset).to_vec(),
-        };
+        let start = self.first_index_key(offset)?;
         let mut out = Vec::new();
         let mut total = 0usize;
         for kv in self.inner.sm.tree.range(start..keys::index(self.group, hwm).to_vec()) {
@@ -214,6 +219,17 @@ impl PartitionLog for PartitionReader {
         let (found, _) = epochs.range(..=epoch).next_back()?;
         let end = epochs.range(found + 1..).next().map(|(_, start)| *start).unwrap_or_else(|| self.high_watermark());
         Some((*found, end))
+    }
+
+    fn batch_locations(&self, from: Offset, limit: usize) -> Result<Vec<BatchLocation>, StoreError> {
+        let hwm = self.high_watermark();
+        let mut out = Vec::new();
+        for kv in self.inner.sm.tree.range(self.first_index_key(from)?..keys::index(self.group, hwm).to_vec()).take(limit) {
+            let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
+            let iv = self.index_value(&v)?;
+            out.push(BatchLocation { base_offset: keys::index_offset(&k), last_offset: iv.last_offset, log_index: iv.log_index, bytes: iv.bytes });
+        }
+        Ok(out)
     }
 
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError> {
@@ -456,6 +472,12 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         let mut w = inner.sm.writes();
         let mut replies = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
+            // Offsets are assigned in log order: an entry skipped here would
+            // shift every later offset on this replica alone. Raft applies
+            // in order; say so loudly if it ever does not.
+            if let Some(last) = self.state.last_applied.filter(|l| entry.log_id.index != l.index + 1) {
+                tracing::error!(node_id = self.inner.node, group = %self.group, last_applied = last.index, got = entry.log_id.index, "entries applied out of order");
+            }
             let result = self.apply_one(&entry, &mut w);
             self.state.last_applied = Some(entry.log_id);
             if let Some(r) = responder {
