@@ -29,6 +29,19 @@ def test_admin_endpoints_and_metrics(node):
     assert [p["leader"] for p in topics["adm"]["partitions"]] == [1, 1]
     status, body = get(node.admin + "/v1/no-such-thing")
     assert status == 404 and "error" in json.loads(body)
+    acked = produce(node.bootstrap, "adm", [(b"k", b"v%d" % i) for i in range(3)], acks="all")
+    part = next(iter(acked))[0]
+    status, body = get(node.admin + "/v1/replicas")
+    views = {(r["topic"], r["partition"]): r for r in json.loads(body)}
+    adm0 = views[("adm", part)]
+    assert adm0["applied_index"] == adm0["committed_index"] == adm0["last_log_index"] >= 2, adm0
+    status, body = get(node.admin + f"/v1/replicas/adm/{part}/batches?from=0&limit=10")
+    batches = json.loads(body)["batches"]
+    assert status == 200 and batches[-1]["last_offset"] + 1 == adm0["high_watermark"], batches
+    assert [b["base_offset"] for b in batches] == sorted(b["base_offset"] for b in batches)
+    assert all(b["log_index"] <= adm0["applied_index"] and b["bytes"] > 0 for b in batches)
+    status, body = get(node.admin + f"/v1/replicas/adm/{part}/batches?from={batches[-1]['base_offset']}")
+    assert json.loads(body)["batches"] == batches[-1:]
     status, body = get(node.admin + "/metrics")
     assert status == 200
     assert 'chronik_partitions{node_id="1"} 2' in body
@@ -92,6 +105,12 @@ def test_bad_admin_requests_get_a_json_4xx(node):
         ("GET", "/v1/groups/never-seen", None, 404),
         ("GET", "/v1/replicas/exists/not-a-number/digest", None, 400),
         ("GET", "/v1/replicas/missing/0/digest", None, 404),
+        ("GET", "/v1/replicas/exists/0/batches?from=-1", None, 400),
+        ("GET", "/v1/replicas/exists/0/batches?limit=0", None, 400),
+        ("GET", "/v1/replicas/exists/0/batches?limit=many", None, 400),
+        ("GET", "/v1/replicas/exists/0/batches?surprise=1", None, 400),
+        ("GET", "/v1/replicas/exists/x/batches", None, 400),
+        ("GET", "/v1/replicas/missing/0/batches", None, 404),
         ("PUT", "/v1/topics", {"name": "x"}, 405),
         ("GET", "/v2/anything", None, 404),
     ]
