@@ -321,6 +321,14 @@ class ChaosCluster:
         subprocess.run(["iptables", "-D", "INPUT", "-j", CHAIN], capture_output=True)
         subprocess.run(["iptables", "-X", CHAIN], capture_output=True)
 
+    def log_lines(self, text):
+        """The lines of every node's log that contain `text`."""
+        out = []
+        for i in self.ips:
+            with open(os.path.join(self.base, f"node{i}.log"), "rb") as f:
+                out += [f"node {i}: " + line.decode(errors="replace").strip() for line in f if text.encode() in line]
+        return out
+
     def replicas_of(self):
         """{partition: [replica node ids]} from the metadata."""
         for i in self.ips:
@@ -756,6 +764,9 @@ def run(name, seed, duration):
         if diverged:
             anomalies.append({"kind": "replica-divergence", "ops": [],
                               "detail": f"replicas differ after healing: {diverged}; Raft views: {c.raft_views(diverged)}"})
+        for line in c.log_lines("follower log is reverted"):
+            anomalies.append({"kind": "replica-lost-flushed-entries", "ops": [],
+                              "detail": f"a replica came back without entries it had acknowledged as durable: {line}"})
         for op in acked_during(w.history, c.windows):
             anomalies.append({"kind": "minority-ack", "ops": [op],
                               "detail": f"{op['value']!r} acknowledged while no majority could be formed"})

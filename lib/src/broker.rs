@@ -31,6 +31,16 @@ const TRANSFER_LEADER_WAIT: Duration = Duration::from_secs(5);
 /// How long a new producer id block may take to reach this node's metadata.
 const PRODUCER_ID_BLOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a produce waits for a partition in an election, or for this node
+/// just elected to apply its first entry, before answering "no leader yet".
+/// Pipelined requests of one connection are submitted in order, so waiting
+/// keeps them from straddling the moment the leader starts serving: a batch
+/// refused before it and the next one judged after it would look like a
+/// sequence gap to an idempotent producer, which then bumps its epoch and
+/// resends what may already be stored (a duplicate).
+const LEADER_READY_WAIT: Duration = Duration::from_secs(2);
+const LEADER_READY_POLL: Duration = Duration::from_millis(5);
+
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// The running replica of `tp`, if the partition exists and is assigned here.
     fn replica(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
@@ -55,6 +65,33 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         } else {
             Err(StoreError::NotLeader(tp.clone(), l.leader))
         }
+    }
+
+    /// [`Self::serving_leader`], after waiting (bounded) while an election
+    /// can end here: this node leads but has not applied its first entry
+    /// yet, or no replica leads and a majority of the replicas is alive.
+    async fn serving_leader_soon(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
+        let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
+        loop {
+            match self.serving_leader(tp) {
+                Err(StoreError::LeaderNotAvailable(_)) if tokio::time::Instant::now() < deadline && self.election_can_end(tp) => {
+                    tokio::time::sleep(LEADER_READY_POLL).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn election_can_end(&self, tp: &TopicPartition) -> bool {
+        let Ok(pg) = self.replica(tp) else { return false };
+        let l = self.leadership_of(&pg.raft);
+        if l.leader == Some(self.node_id()) {
+            return true;
+        }
+        let md = self.metadata();
+        let Some(a) = md.partition(tp) else { return false };
+        let alive = a.replicas.iter().filter(|&&n| n == self.node_id() || self.peers.is_alive(n)).count();
+        l.leader.is_none() && alive * 2 > a.replicas.len()
     }
 
     fn validate_spec(&self, spec: &TopicSpec) -> Result<(i32, i16), StoreError> {
@@ -234,7 +271,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                 "the offsets topic is written by group coordinators only".into(),
             )));
         }
-        let pg = self.serving_leader(&tp)?;
+        let pg = self.serving_leader_soon(&tp).await?;
         self.check_disk(batch.len() as u64)?;
         let header = batch::validate_produce(&batch).map_err(|e| {
             if e.is_corruption() {

@@ -24,6 +24,12 @@ pub struct BatchLocation {
     pub last_offset: Offset,
     pub log_index: u64,
     pub bytes: u32,
+    /// From the batch: the leader epoch (Raft term) it was written in, and
+    /// its idempotent producer (-1 when none).
+    pub leader_epoch: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 /// Read access to one partition's applied data.

@@ -126,6 +126,11 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             // then write different entries under the same (term, index), so
             // replicas diverge (found by chaos power-loss, seed 117841540).
             enable_leader_restore: Some(false),
+            // A follower that comes back without entries it had acknowledged
+            // (a disk that lost writes it claimed durable) is caught up again
+            // from the start of the disagreement instead of being stalled
+            // forever; openraft logs "follower log is reverted" when it does.
+            allow_log_reversion: Some(true),
             ..Default::default()
         };
         let controller_config = Arc::new(

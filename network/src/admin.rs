@@ -219,6 +219,8 @@ async fn batches<S: PartitionStore>(
             "node_id": s.store.node_id(),
             "batches": b.iter().map(|b| json!({
                 "base_offset": b.base_offset, "last_offset": b.last_offset, "log_index": b.log_index, "bytes": b.bytes,
+                "leader_epoch": b.leader_epoch, "producer_id": b.producer_id, "producer_epoch": b.producer_epoch,
+                "base_sequence": b.base_sequence,
             })).collect::<Vec<_>>(),
         }))
         .into_response(),

@@ -227,7 +227,19 @@ impl PartitionLog for PartitionReader {
         for kv in self.inner.sm.tree.range(self.first_index_key(from)?..keys::index(self.group, hwm).to_vec()).take(limit) {
             let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
             let iv = self.index_value(&v)?;
-            out.push(BatchLocation { base_offset: keys::index_offset(&k), last_offset: iv.last_offset, log_index: iv.log_index, bytes: iv.bytes });
+            let base_offset = keys::index_offset(&k);
+            let b = self.batch_bytes(base_offset, &iv)?;
+            let h = batch::parse_header(&b).map_err(|e| self.inner.storage_err(format!("group {} batch at {base_offset}: {e}", self.group)))?;
+            out.push(BatchLocation {
+                base_offset,
+                last_offset: iv.last_offset,
+                log_index: iv.log_index,
+                bytes: iv.bytes,
+                leader_epoch: i32::from_be_bytes(b[12..16].try_into().expect("a batch header")),
+                producer_id: h.producer_id,
+                producer_epoch: h.producer_epoch,
+                base_sequence: h.base_sequence,
+            });
         }
         Ok(out)
     }
