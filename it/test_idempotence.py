@@ -9,7 +9,7 @@ import time
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kafka_helpers import consume_all, create_topic, wait_for
-from wire import init_producer_id, parse_produce_v3, produce_request, record_batch, roundtrip
+from wire import frame, init_producer_id, parse_produce_v3, produce_request, record_batch, roundtrip
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
@@ -73,3 +73,31 @@ def test_retry_after_a_leader_change_gets_its_original_offset(cluster_factory):
 
     got = consume_all(c.live_bootstrap(), "idem3", 1, 4)
     assert [(o, v) for _, o, _, v in got] == [(0, b"a"), (1, b"b"), (2, b"c"), (3, b"d")]
+
+
+def test_pipelined_batches_wait_for_a_starting_partition(node):
+    """Two idempotent batches pipelined on one connection the moment a
+    restarted node listens, before the partition's group has started: both
+    wait for it and are stored in order. (Refusing the first and judging the
+    second would look like a sequence gap, and librdkafka answers that with
+    an epoch bump that can duplicate a stored batch.)"""
+    import socket
+    import struct
+    # Many groups to start first, so that the last topic's takes a while.
+    create_topic(node.bootstrap, "bulk", partitions=1000)
+    create_topic(node.bootstrap, "straddle")
+    err, pid, _ = init_producer_id(node)
+    assert send(node, "straddle", [b"a"], pid, 0, 0) == (0, 0)
+    node.stop()
+    node.start()
+    first = produce_request("straddle", 0, record_batch([b"b"], producer_id=pid, epoch=0, sequence=1))
+    second = produce_request("straddle", 0, record_batch([b"c"], producer_id=pid, epoch=0, sequence=2))
+    second = second[:8] + struct.pack(">i", 2) + second[12:]  # correlation id 2
+    with socket.create_connection(("127.0.0.1", node.port), timeout=30) as s:
+        s.sendall(first + second)
+        f = s.makefile("rb")
+        replies = []
+        for _ in range(2):
+            (n,) = struct.unpack(">i", f.read(4))
+            replies.append(f.read(n))
+    assert [parse_produce_v3(r)[1:] for r in replies] == [(0, 1), (0, 2)], [parse_produce_v3(r) for r in replies]

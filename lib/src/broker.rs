@@ -68,8 +68,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     }
 
     /// [`Self::serving_leader`], after waiting (bounded) while an election
-    /// can end here: this node leads but has not applied its first entry
-    /// yet, or no replica leads and a majority of the replicas is alive.
+    /// can end here: the partition's group is still starting on this node,
+    /// this node leads but has not applied its first entry yet, or no
+    /// replica leads and a majority of the replicas is not known down.
     async fn serving_leader_soon(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
         let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
         loop {
@@ -83,14 +84,20 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     }
 
     fn election_can_end(&self, tp: &TopicPartition) -> bool {
-        let Ok(pg) = self.replica(tp) else { return false };
+        let pg = match self.replica(tp) {
+            Ok(pg) => pg,
+            // Assigned here and being started (this node just started).
+            Err(StoreError::LeaderNotAvailable(_)) => return true,
+            Err(_) => return false,
+        };
         let l = self.leadership_of(&pg.raft);
         if l.leader == Some(self.node_id()) {
             return true;
         }
         let md = self.metadata();
         let Some(a) = md.partition(tp) else { return false };
-        let alive = a.replicas.iter().filter(|&&n| n == self.node_id() || self.peers.is_alive(n)).count();
+        // Right after a start, peers not heard from yet count as alive.
+        let alive = a.replicas.iter().filter(|&&n| n == self.node_id() || !self.peers.is_known_down(n)).count();
         l.leader.is_none() && alive * 2 > a.replicas.len()
     }
 

@@ -102,6 +102,12 @@ impl PeerTable {
         }
     }
 
+    /// Whether `peer` has been found unreachable (and not heard from since).
+    /// Unlike `!is_alive`, a peer not yet heard from is not down.
+    pub fn is_known_down(&self, peer: NodeId) -> bool {
+        self.peers.read().unwrap().get(&peer).is_some_and(|p| p.down)
+    }
+
     pub fn is_alive(&self, peer: NodeId) -> bool {
         let peers = self.peers.read().unwrap();
         peers.get(&peer).and_then(|p| p.last_ok).is_some_and(|t| t.elapsed() <= ALIVE_WINDOW)
