@@ -332,3 +332,25 @@ fn chunked_values_replace_and_remove_cleanly() {
     assert_eq!(chunks(), 0);
     assert_eq!(sm.get(b"kk").unwrap(), None);
 }
+
+/// A log with a hole in it is refused rather than handed to Raft, which
+/// would replicate or apply around the missing entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_with_a_hole_is_refused() {
+    use openraft::entry::RaftEntry;
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
+    use openraft::testing::log_id;
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let g = GroupId(13);
+    let (mut opened, _) = engine.open_partition(g).unwrap();
+    let entries: Vec<chronik::Entry> =
+        (1..=5).map(|i| chronik::Entry::new_normal(log_id::<TypeConfig>(1, 1, i), append(batch(1, i as i64)))).collect();
+    opened.log.append(entries, openraft::storage::IOFlushed::noop()).await.unwrap();
+    assert_eq!(opened.log.try_get_log_entries(1..=5).await.unwrap().len(), 5);
+    engine.inner.log.tree.remove(keys::log(g, 3)).unwrap();
+    let err = opened.log.try_get_log_entries(1..=5).await.unwrap_err();
+    assert!(err.to_string().contains("log entry after 2 is 4"), "{err}");
+    assert_eq!(opened.log.try_get_log_entries(4..=5).await.unwrap().len(), 2, "the part after the hole still reads");
+}
