@@ -1,13 +1,16 @@
 # Chronik: common tasks. `make run` starts one node on localhost:9092;
-# `make test` runs every test.
+# `make test` installs what the tests need (it/setup.sh) and runs every test.
 
 CARGO      ?= cargo
 BIN        := target/release/chronik-server
 DATA_DIR   ?= ./data
 KBENCH     ?= ../shared/tools/kbench.py
 PYTEST     ?= python3 -m pytest
+# The tests' Python packages live in the project's virtual environment
+# (it/setup.sh makes it); every python3 below is that one.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: build run test test-rust test-it compat compat-install bench bench-cluster chaos deps clean cluster cluster-status cluster-stop cluster-clean
+.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster chaos deps clean cluster cluster-status cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -16,9 +19,18 @@ build:
 run: build
 	$(BIN) standalone --data-dir $(DATA_DIR)
 
-## Unit tests (incl. openraft's storage conformance suite), then the
-## integration tests that drive the real binary with kcat and confluent-kafka.
-test: build test-rust test-it
+## Everything CI runs, on a fresh machine too: installs what the tests need
+## (Debian packages as root, a .venv, the compat clients), then the unit tests
+## (incl. openraft's storage conformance suite), the integration tests that
+## drive the real binary with kcat and confluent-kafka, every client library
+## (make compat) and every fault scenario once, bounded (make chaos).
+test: setup build test-rust test-it
+	$(MAKE) compat
+	$(MAKE) chaos DURATION=8
+
+## What the tests need (idempotent; quick when it is all there).
+setup:
+	bash it/setup.sh
 
 test-rust:
 	$(CARGO) test --release --workspace
@@ -33,8 +45,7 @@ test-it:
 compat: build compat-install
 	python3 it/compat/run.py
 
-compat-install:
-	bash it/compat/install.sh
+compat-install: setup
 
 ## Throughput and latency for 1 KB messages, acks=all, on a fresh node.
 bench: build
@@ -51,7 +62,7 @@ bench-cluster: build
 SEED     ?=
 EXCLUDE  ?=
 DURATION ?= 20
-chaos: build
+chaos: build setup
 	@command -v iptables >/dev/null || { echo "make chaos needs root and iptables (apt-get install iptables xfsprogs libfaketime)"; exit 2; }
 	python3 it/chaos.py $(if $(SEED),--seed $(SEED)) --duration $(DURATION) $(foreach s,$(EXCLUDE),--exclude $(s))
 
@@ -69,9 +80,8 @@ cluster-stop:
 cluster-clean:
 	bash deploy/local/cluster.sh clean
 
-## Python packages the integration tests need (kcat comes from apt: see .ci/run).
-deps:
-	python3 -m pip install -q -r it/requirements.txt
+## Python packages, Debian packages and client libraries the tests need.
+deps: setup
 
 clean:
 	rm -rf $(DATA_DIR)

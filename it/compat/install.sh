@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Installs every client the compatibility scenario runs: Python packages
-# (it/requirements.txt), kcat (Debian), kafkajs (npm, pinned in
+# Builds every client the compatibility scenario runs besides the Python ones
+# (it/setup.sh puts those, with kcat, in place first): kafkajs (npm, pinned in
 # package-lock.json), franz-go (Go modules, pinned in go.sum) and the Java
-# client (Maven, pinned in pom.xml). Idempotent.
+# client (Maven, pinned in pom.xml). Idempotent; each step is skipped while
+# its output is newer than its inputs.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-python3 -m pip install -q -r "$here/../requirements.txt"
-command -v kcat >/dev/null || { apt-get update -qq && apt-get install -y -qq kcat; }
-(cd "$here/node" && npm ci --silent --no-audit --no-fund)
-(cd "$here/go" && go build -o compat-franz .)
-(cd "$here/java" && mvn -q -B package)
-echo "compat clients installed"
+newer() { # output, inputs...: true when output exists and is newer than every input
+  local out=$1; shift
+  [ -e "$out" ] || return 1
+  for f in "$@"; do [ "$f" -nt "$out" ] && return 1; done
+  return 0
+}
+newer "$here/node/node_modules/.package-lock.json" "$here/node/package-lock.json" \
+  || (cd "$here/node" && npm ci --silent --no-audit --no-fund)
+newer "$here/go/compat-franz" "$here/go/main.go" "$here/go/go.mod" "$here/go/go.sum" \
+  || (cd "$here/go" && go build -o compat-franz .)
+newer "$here/java/target/classes/Compat.class" "$here/java/pom.xml" "$here/java/src/main/java/Compat.java" \
+  || (cd "$here/java" && mvn -q -B package)
+echo "compat clients ready"
