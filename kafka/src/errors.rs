@@ -1,6 +1,7 @@
 //! The one place where store errors become Kafka error codes.
 
 use chronik::metadata::ControllerError;
+use chronik::log::batch::BatchError;
 use chronik::{ProducerRefusal, StoreError};
 
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
@@ -11,11 +12,13 @@ pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const LEADER_NOT_AVAILABLE: i16 = 5;
 pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 pub const REQUEST_TIMED_OUT: i16 = 7;
+pub const MESSAGE_TOO_LARGE: i16 = 10;
 pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const NOT_COORDINATOR: i16 = 16;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const INVALID_TIMESTAMP: i16 = 32;
 pub const ILLEGAL_GENERATION: i16 = 22;
 pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 pub const INVALID_GROUP_ID: i16 = 24;
@@ -45,6 +48,8 @@ pub fn code(err: &StoreError) -> i16 {
         StoreError::LeaderNotAvailable(_) | StoreError::ShuttingDown { .. } => LEADER_NOT_AVAILABLE,
         StoreError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         StoreError::CorruptBatch(..) => CORRUPT_MESSAGE,
+        StoreError::InvalidBatch(_, BatchError::TooLarge { .. }) => MESSAGE_TOO_LARGE,
+        StoreError::InvalidBatch(_, BatchError::TimestampOutOfRange { .. } | BatchError::LogAppendTimeFromProducer) => INVALID_TIMESTAMP,
         StoreError::InvalidBatch(..) => INVALID_RECORD,
         StoreError::Timeout(_) => REQUEST_TIMED_OUT,
         StoreError::NotController(_) => NOT_CONTROLLER,

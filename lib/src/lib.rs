@@ -5,16 +5,16 @@
 //!
 //! Invariant: only [`groups::GroupManager`] creates or drops Raft groups.
 
-pub mod batch;
 pub mod broker;
 pub mod config;
 pub mod engine;
 pub mod groups;
+pub mod isr;
 pub mod liveness;
+pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod offsets;
-pub mod producers;
 pub mod serde_b64;
 pub mod store;
 pub mod types;

@@ -217,6 +217,8 @@ pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
     ("cleanup.policy", "delete"),
     ("compression.type", "producer"),
     ("max.message.bytes", "1048588"),
+    ("message.timestamp.after.max.ms", "3600000"),
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
     ("message.timestamp.type", "CreateTime"),
     ("min.insync.replicas", "1"),
     ("retention.bytes", "-1"),
@@ -245,8 +247,29 @@ pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
             _ => Err("must be CreateTime or LogAppendTime".into()),
         },
         "max.message.bytes" | "segment.bytes" => numeric(1),
+        "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" => numeric(0),
         "min.insync.replicas" => numeric(1),
         "retention.bytes" | "retention.ms" => numeric(-1),
         _ => Err("unknown topic config".into()),
+    }
+}
+
+/// What a batch produced to a topic must satisfy: the topic's configs over
+/// the node's bounds (max.message.bytes defaults to message.max.bytes).
+pub fn batch_policy(configs: &BTreeMap<String, String>, limits: &crate::config::Limits) -> crate::log::batch::BatchPolicy {
+    use crate::log::batch::{BatchPolicy, TimestampRule};
+    let num = |key: &str, default: i64| configs.get(key).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+    let timestamps = match configs.get("message.timestamp.type").map(String::as_str) {
+        Some("LogAppendTime") => TimestampRule::LogAppendTime,
+        _ => TimestampRule::CreateTime {
+            before_max_ms: num("message.timestamp.before.max.ms", i64::MAX),
+            after_max_ms: num("message.timestamp.after.max.ms", 3_600_000),
+        },
+    };
+    BatchPolicy {
+        batch_bytes_max: usize::try_from(num("max.message.bytes", limits.message_max_bytes as i64)).unwrap_or(usize::MAX),
+        decompressed_bytes_max: limits.batch_decompressed_bytes_max,
+        timestamps,
+        key_required: configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|x| x.trim() == "compact")),
     }
 }

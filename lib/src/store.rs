@@ -8,7 +8,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::batch::BatchError;
+use crate::log::batch::BatchError;
 use crate::metadata::ControllerError;
 use crate::offsets::{CommittedOffset, GroupCommand, GroupRecord};
 use crate::types::{NodeId, Offset, ProducerRefusal, TopicPartition};
@@ -188,7 +188,13 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     fn delete_topic(&self, name: String) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Validates the batch and queues it into the partition's log. Calls made
+    /// Waits (bounded, until `deadline` at most) while an election of `tp`
+    /// that can end on this node is under way, so that produces that would
+    /// arrive in its first moments are neither refused nor reordered.
+    fn leader_ready(&self, tp: &TopicPartition, deadline: tokio::time::Instant) -> impl Future<Output = ()> + Send;
+
+    /// Validates the batch and queues it into the partition's log, or
+    /// refuses it at once (no waiting: see [`Self::leader_ready`]). Calls made
     /// one after another are ordered in the log in that order, even though the
     /// returned [`PendingAppend`]s are awaited concurrently.
     fn append(

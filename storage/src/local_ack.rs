@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chronik::engine::LocalAppend;
-use chronik::{batch, Command, Entry, Offset};
+use chronik::log::batch;
+use chronik::{Command, Entry, Offset};
 use openraft::entry::RaftEntry;
 use openraft::EntryPayload;
 use tokio::sync::oneshot;

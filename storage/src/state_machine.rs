@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use chronik::batch;
+use chronik::log::batch;
 use chronik::engine::{BatchLocation, LocalAppend, PartitionLog};
 use chronik::metadata::ClusterMetadata;
 use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
-use chronik::producers::{self, ProducerState, StoredBatch, Verdict};
+use chronik::log::producers::{self, ProducerState, StoredBatch, Verdict};
 use chronik::{Command, CommandResult, Entry, GroupId, LogId, Offset, SnapshotData, SnapshotMeta, StoreError, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -134,7 +134,7 @@ impl PartitionReader {
                 // Check the pairing of index and entry on every read: a
                 // mismatch is a storage bug and must not reach a consumer.
                 assert_eq!(b.len(), iv.bytes as usize, "group {} entry {} size changed", self.group, iv.log_index);
-                Ok(batch::patched(&b, base, entry.log_id.leader_id.term as i32))
+                Ok(batch::patched(b, base, entry.log_id.leader_id.term as i32))
             }
             other => Err(self.inner.storage_err(format!(
                 "group {} entry {} is {other:?}, not an append",
@@ -535,7 +535,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         }
         self.persist_state(&mut w)?;
         w.insert(&keys::tag(self.group, keys::SNAPSHOT), &encode(&(meta, data))?)?;
-        w.commit()?;
+        crate::off_runtime(|| w.commit())?;
         self.load_keyed_state()?;
         self.publish();
         Ok(())

@@ -266,7 +266,7 @@ async fn large_batches_are_chunked_not_blobbed() {
     let sizes: Vec<usize> = (0..24).map(|i| if i % 3 == 0 { 100 } else { 100_000 + i * 37_000 }).collect();
     let chunk_count = |engine: &SledEngine| engine.inner.db.open_tree("chunks").unwrap().len();
     let chunks_of = |len: usize| len.div_ceil(chunked::INLINE_MAX);
-    let entry_len = |i: usize| chronik::batch::patched(&big_batch(sizes[i], i as u8), 0, 1).len() + 64;
+    let entry_len = |i: usize| chronik::log::batch::patched(big_batch(sizes[i], i as u8), 0, 1).len() + 64;
     {
         let engine = SledEngine::open(dir.path(), 1).unwrap();
         let (mut opened, reader) = engine.open_partition(g).unwrap();

@@ -1,0 +1,220 @@
+//! Decompression of a record batch's records, for validation only (stored
+//! and served batches stay compressed as the producer sent them).
+//!
+//! Every codec is read as a stream through [`Inflated`], which refuses to
+//! yield more than a named bound of decompressed bytes
+//! (`batch_decompressed_bytes_max`): a small batch that inflates into
+//! gigabytes is refused after the bound, never materialised. Memory stays at
+//! the codec's window (gzip 32 KiB, lz4 at most its 4 MiB block, zstd its
+//! window, capped at [`ZSTD_WINDOW_LOG_MAX`]); only raw snappy needs its
+//! whole output at once, and its length is known (and checked) up front.
+
+use std::io::{self, Read};
+
+use super::batch::BatchError;
+
+/// Kafka's codec ids (attributes & 0x07).
+pub const NONE: i16 = 0;
+pub const GZIP: i16 = 1;
+pub const SNAPPY: i16 = 2;
+pub const LZ4: i16 = 3;
+pub const ZSTD: i16 = 4;
+
+/// The largest zstd window a batch may ask the decoder to allocate (2^27 =
+/// 128 MiB, zstd's own default limit, which Kafka's zstd-jni also applies).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+/// xerial snappy-java framing, which the Java client writes: this magic,
+/// two 4-byte versions, then blocks of (4-byte big-endian length, raw snappy).
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+const XERIAL_HEADER_LEN: usize = 16;
+
+pub fn codec_name(codec: i16) -> &'static str {
+    match codec {
+        NONE => "none",
+        GZIP => "gzip",
+        SNAPPY => "snappy",
+        LZ4 => "lz4",
+        ZSTD => "zstd",
+        _ => "unknown",
+    }
+}
+
+/// The decompressed records of a batch as a stream, at most `bytes_max`
+/// bytes of it (reading past that fails with [`BatchError::Inflates`]).
+pub fn inflate<'a>(codec: i16, compressed: &'a [u8], bytes_max: usize) -> Result<Inflated<'a>, BatchError> {
+    let bad = |e: io::Error| BatchError::Decompression { codec: codec_name(codec), detail: e.to_string() };
+    let inner: Box<dyn Read + 'a> = match codec {
+        GZIP => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
+        SNAPPY if compressed.starts_with(XERIAL_MAGIC) => Box::new(XerialSnappy { rest: compressed.get(XERIAL_HEADER_LEN..).unwrap_or(&[]), block: Vec::new(), at: 0, bytes_max }),
+        SNAPPY => {
+            let len = snap::raw::decompress_len(compressed).map_err(|e| bad(io::Error::other(e)))?;
+            if len > bytes_max {
+                return Err(BatchError::Inflates { codec: codec_name(codec), bytes_max });
+            }
+            let out = snap::raw::Decoder::new().decompress_vec(compressed).map_err(|e| bad(io::Error::other(e)))?;
+            Box::new(io::Cursor::new(out))
+        }
+        LZ4 => Box::new(lz4::Decoder::new(compressed).map_err(bad)?),
+        ZSTD => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(compressed).map_err(bad)?;
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(bad)?;
+            Box::new(d)
+        }
+        other => return Err(BatchError::UnknownCompression(other)),
+    };
+    Ok(Inflated { inner, codec, bytes_max, read: 0 })
+}
+
+/// A decompressing reader that counts what it yields and stops at the bound.
+pub struct Inflated<'a> {
+    inner: Box<dyn Read + 'a>,
+    codec: i16,
+    bytes_max: usize,
+    read: usize,
+}
+
+impl Inflated<'_> {
+    /// Decompressed bytes read so far.
+    pub fn bytes_read(&self) -> usize {
+        self.read
+    }
+
+    /// The error a read of this stream failed with, as a batch error.
+    pub fn error(&self, e: &io::Error) -> BatchError {
+        if e.kind() == io::ErrorKind::FileTooLarge {
+            BatchError::Inflates { codec: codec_name(self.codec), bytes_max: self.bytes_max }
+        } else {
+            BatchError::Decompression { codec: codec_name(self.codec), detail: e.to_string() }
+        }
+    }
+}
+
+impl Read for Inflated<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Allow one byte past the bound so that reaching it exactly is fine.
+        let room = (self.bytes_max + 1).saturating_sub(self.read).min(buf.len());
+        if room == 0 && !buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, "decompressed past the bound"));
+        }
+        let n = self.inner.read(&mut buf[..room])?;
+        self.read += n;
+        if self.read > self.bytes_max {
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, "decompressed past the bound"));
+        }
+        Ok(n)
+    }
+}
+
+/// xerial-framed snappy, one block in memory at a time.
+struct XerialSnappy<'a> {
+    rest: &'a [u8],
+    block: Vec<u8>,
+    at: usize,
+    bytes_max: usize,
+}
+
+impl Read for XerialSnappy<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.block.len() {
+            if self.rest.is_empty() {
+                return Ok(0);
+            }
+            if self.rest.len() < 4 {
+                return Err(io::Error::other("truncated xerial snappy block length"));
+            }
+            let len = u32::from_be_bytes(self.rest[..4].try_into().expect("4 bytes")) as usize;
+            let data = self.rest.get(4..4 + len).ok_or_else(|| io::Error::other("truncated xerial snappy block"))?;
+            self.rest = &self.rest[4 + len..];
+            let out_len = snap::raw::decompress_len(data).map_err(io::Error::other)?;
+            if out_len > self.bytes_max {
+                return Err(io::Error::new(io::ErrorKind::FileTooLarge, "snappy block past the bound"));
+            }
+            self.block.resize(out_len, 0);
+            let n = snap::raw::Decoder::new().decompress(data, &mut self.block).map_err(io::Error::other)?;
+            self.block.truncate(n);
+            self.at = 0;
+        }
+        let n = (self.block.len() - self.at).min(buf.len());
+        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn compress(codec: i16, data: &[u8]) -> Vec<u8> {
+        match codec {
+            GZIP => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            SNAPPY => snap::raw::Encoder::new().compress_vec(data).unwrap(),
+            LZ4 => {
+                let mut e = lz4::EncoderBuilder::new().build(Vec::new()).unwrap();
+                e.write_all(data).unwrap();
+                e.finish().0
+            }
+            ZSTD => zstd::encode_all(data, 3).unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn xerial(data: &[u8], block: usize) -> Vec<u8> {
+        let mut out = XERIAL_MAGIC.to_vec();
+        out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        for chunk in data.chunks(block) {
+            let c = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+            out.extend_from_slice(&(c.len() as u32).to_be_bytes());
+            out.extend_from_slice(&c);
+        }
+        out
+    }
+
+    fn read_all(codec: i16, compressed: &[u8], max: usize) -> Result<Vec<u8>, BatchError> {
+        let mut r = inflate(codec, compressed, max)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(|e| r.error(&e))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn every_codec_round_trips_up_to_the_bound() {
+        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_be_bytes()).collect();
+        for codec in [GZIP, SNAPPY, LZ4, ZSTD] {
+            let c = compress(codec, &data);
+            assert_eq!(read_all(codec, &c, data.len()).unwrap(), data, "{}", codec_name(codec));
+        }
+        assert_eq!(read_all(SNAPPY, &xerial(&data, 32 * 1024), data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn a_bomb_is_refused_at_the_bound() {
+        let zeros = vec![0u8; 64 << 20];
+        for codec in [GZIP, SNAPPY, LZ4, ZSTD] {
+            let c = compress(codec, &zeros);
+            assert!(c.len() < 4 << 20, "{} compresses 64 MiB of zeros to {}", codec_name(codec), c.len());
+            let err = read_all(codec, &c, 1 << 20).unwrap_err();
+            assert!(matches!(err, BatchError::Inflates { bytes_max: 1048576, .. }), "{}: {err:?}", codec_name(codec));
+        }
+        let err = read_all(SNAPPY, &xerial(&zeros, 8 << 20), 1 << 20).unwrap_err();
+        assert!(matches!(err, BatchError::Inflates { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn garbage_is_a_decompression_error_not_a_panic() {
+        for codec in [GZIP, SNAPPY, LZ4, ZSTD] {
+            for junk in [&b""[..], b"\x00", b"\xff\xff\xff\xff\xff\xff\xff\xff", XERIAL_MAGIC] {
+                let r = read_all(codec, junk, 1 << 20);
+                assert!(r.is_err() || r.as_ref().unwrap().is_empty(), "{}: {r:?}", codec_name(codec));
+            }
+        }
+        assert!(matches!(read_all(7, b"x", 10), Err(BatchError::UnknownCompression(7))));
+    }
+}
