@@ -63,9 +63,41 @@ struct Flags {
     auto_create_topics: Option<bool>,
     #[arg(long)]
     default_partitions: Option<i32>,
-    /// Largest Kafka request frame accepted, in bytes (default 100 MiB).
+    /// Largest Kafka request frame accepted, in bytes (default 100 MiB, as
+    /// Kafka's socket.request.max.bytes).
     #[arg(long)]
     frame_bytes_max: Option<usize>,
+    /// Largest record batch a topic takes unless its max.message.bytes says
+    /// otherwise (default 1048588, as Kafka's message.max.bytes).
+    #[arg(long)]
+    message_max_bytes: Option<usize>,
+    /// Most bytes a compressed batch may inflate to when validated (default 64 MiB).
+    #[arg(long)]
+    batch_decompressed_bytes_max: Option<usize>,
+    /// Most record bytes in one Fetch response, whatever the client asks
+    /// (default 55 MiB, as Kafka's fetch.max.bytes).
+    #[arg(long)]
+    fetch_max_bytes: Option<usize>,
+    /// Most bytes of requests in progress on this node at once (default 512
+    /// MiB; Kafka's queued.max.request.bytes).
+    #[arg(long)]
+    queued_max_request_bytes: Option<usize>,
+    /// Requests of one connection in flight at once (default 128).
+    #[arg(long)]
+    connection_requests_in_flight_max: Option<usize>,
+    /// Open Kafka connections on this node (default 10000; Kafka's max.connections).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Open Kafka connections from one IP address (default 1000; Kafka's max.connections.per.ip).
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// Most record bytes in one AppendEntries to a follower (default 8 MiB).
+    #[arg(long)]
+    replication_append_bytes_max: Option<usize>,
+    /// A follower not caught up within this long is out of the ISR (default
+    /// 30000, as Kafka's replica.lag.time.max.ms).
+    #[arg(long)]
+    replica_lag_time_max_ms: Option<u64>,
     /// How long a new consumer group waits for more members before its first
     /// rebalance (default 3000, as Kafka).
     #[arg(long)]
@@ -95,7 +127,9 @@ impl Flags {
             anyhow::bail!("`start` needs a --config with [cluster] nodes; use `standalone` for one node");
         }
         macro_rules! set { ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* } }
-        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes);
+        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes,
+            message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
+            max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms);
         Ok(file.resolve()?)
     }
 }
@@ -146,14 +180,14 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     let admin_listener = TcpListener::bind(&cfg.admin_listen).await.with_context(|| format!("binding admin listener {}", cfg.admin_listen))?;
 
     let engine = Arc::new(SledEngine::open(&cfg.data_dir, node).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
-    let frame_bytes_max = cfg.frame_bytes_max;
+    let limits = cfg.limits.clone();
     let group_settings = chronik_kafka::GroupSettings {
         initial_rebalance_delay: std::time::Duration::from_millis(cfg.group_initial_rebalance_delay_ms),
         min_session_timeout_ms: cfg.group_min_session_timeout_ms,
         max_session_timeout_ms: cfg.group_max_session_timeout_ms,
     };
-    let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen));
     let metrics = Arc::new(Metrics::new(node));
+    let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen), cfg.limits.replication_append_bytes_max, metrics.clone());
     let groups = GroupManager::start(cfg, engine.clone(), transport, metrics.clone()).await.context("starting Raft groups")?;
 
     {
@@ -204,7 +238,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     });
 
     let kafka_addr = kafka_listener.local_addr()?;
-    let kafka_cfg = chronik_kafka::ServerConfig { frame_bytes_max, groups: group_settings };
+    let kafka_cfg = chronik_kafka::ServerConfig { limits, groups: group_settings };
     tokio::spawn(chronik_kafka::serve(kafka_listener, groups.clone(), metrics.clone(), kafka_cfg));
     chronik_kafka::server::log_startup(&kafka_addr);
     info!(node_id = node, "chronik is ready");

@@ -7,7 +7,9 @@
 
 pub mod apis;
 pub mod coordinator;
+pub mod decode;
 pub mod errors;
+pub mod fuzzing;
 pub mod handlers;
 pub mod server;
 

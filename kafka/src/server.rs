@@ -3,34 +3,32 @@
 //! partition logs in the order they were sent) and then complete concurrently;
 //! a writer task sends the responses in request order.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use chronik::metrics::{ApiErrorLabels, Metrics};
+use chronik::config::Limits;
+use chronik::metrics::{ApiErrorLabels, LimitLabels, Metrics};
 use chronik::PartitionStore;
 use futures::future::BoxFuture;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::apis;
 use crate::coordinator::{Coordinator, GroupSettings};
+use crate::decode::{self, Decoded, REQUEST_HEADER_LEN_MIN};
 use crate::handlers;
-
-/// Requests of one connection in flight at once; the reader waits beyond this.
-pub const CONNECTION_IN_FLIGHT_MAX: usize = 128;
-/// The shortest valid request: api key, api version, correlation id.
-const REQUEST_HEADER_LEN_MIN: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    pub frame_bytes_max: usize,
+    pub limits: Limits,
     pub groups: GroupSettings,
 }
 
@@ -39,6 +37,17 @@ pub struct Context<S> {
     pub metrics: Arc<Metrics>,
     pub cfg: ServerConfig,
     pub groups: Arc<Coordinator<S>>,
+    /// Bytes of requests in progress on this node (queued_max_request_bytes).
+    queued: Arc<Semaphore>,
+    /// Open connections per peer address (max_connections, max_connections_per_ip).
+    connections: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl<S> Context<S> {
+    /// Counts one bite of the bound `limit`.
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.metrics.limit_hit(limit);
+    }
 }
 
 /// Who sent a request: its connection's peer and the header's client id.
@@ -56,18 +65,68 @@ impl Caller {
 }
 
 pub async fn serve<S: PartitionStore>(listener: TcpListener, store: Arc<S>, metrics: Arc<Metrics>, cfg: ServerConfig) {
-    let groups = Coordinator::start(store.clone(), cfg.groups.clone());
-    let ctx = Arc::new(Context { store, metrics, cfg, groups });
+    let groups = Coordinator::start(store.clone(), cfg.groups.clone(), metrics.clone());
+    let queued = Arc::new(Semaphore::new(cfg.limits.queued_max_request_bytes.min(Semaphore::MAX_PERMITS)));
+    for limit in ["max_connections", "max_connections_per_ip", "queued_max_request_bytes", "connection_requests_in_flight_max", "frame_bytes_max"] {
+        let _ = metrics.limit_hits.get_or_create(&LimitLabels { node_id: metrics.node_id.clone(), limit });
+    }
+    let ctx = Arc::new(Context { store, metrics, cfg, groups, queued, connections: Mutex::new(HashMap::new()) });
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = ConnectionSlot::take(&ctx, peer) else { continue };
                 let ctx = ctx.clone();
                 let span = tracing::info_span!("connection", %peer);
-                tokio::spawn(connection(stream, peer, ctx).instrument(span));
+                tokio::spawn(connection(stream, peer, ctx, slot).instrument(span));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One open connection counted against max_connections and
+/// max_connections_per_ip; released on drop.
+struct ConnectionSlot<S> {
+    ctx: Arc<Context<S>>,
+    ip: IpAddr,
+}
+
+impl<S> ConnectionSlot<S> {
+    /// None when a bound is reached: the connection is closed at once, as
+    /// Kafka does, and the refusal logged and counted.
+    fn take(ctx: &Arc<Context<S>>, peer: SocketAddr) -> Option<Self> {
+        let limits = &ctx.cfg.limits;
+        let mut open = ctx.connections.lock().unwrap();
+        let total: usize = open.values().sum();
+        let from_ip = open.get(&peer.ip()).copied().unwrap_or(0);
+        let refused = if total >= limits.max_connections {
+            Some(("max_connections", limits.max_connections))
+        } else if from_ip >= limits.max_connections_per_ip {
+            Some(("max_connections_per_ip", limits.max_connections_per_ip))
+        } else {
+            None
+        };
+        if let Some((limit, max)) = refused {
+            drop(open);
+            ctx.limit_hit(limit);
+            warn!(%peer, limit, max, open = total, from_ip, "connection refused: too many connections");
+            return None;
+        }
+        *open.entry(peer.ip()).or_default() += 1;
+        Some(Self { ctx: ctx.clone(), ip: peer.ip() })
+    }
+}
+
+impl<S> Drop for ConnectionSlot<S> {
+    fn drop(&mut self) {
+        let mut open = self.ctx.connections.lock().unwrap();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
             }
         }
     }
@@ -83,38 +142,67 @@ enum Outcome {
     Close(String),
 }
 
-async fn connection<S: PartitionStore>(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context<S>>) {
+/// Admits `bytes` more of requests in progress on this node, waiting while
+/// the node is at queued_max_request_bytes.
+async fn admit<S>(ctx: &Context<S>, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    let n = bytes.clamp(1, ctx.cfg.limits.queued_max_request_bytes) as u32;
+    match ctx.queued.clone().try_acquire_many_owned(n) {
+        Ok(p) => Some(p),
+        Err(_) => {
+            ctx.limit_hit("queued_max_request_bytes");
+            debug!(bytes, "waiting: queued_max_request_bytes reached");
+            ctx.queued.clone().acquire_many_owned(n).await.ok()
+        }
+    }
+}
+
+async fn connection<S: PartitionStore>(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context<S>>, _slot: ConnectionSlot<S>) {
     let _ = stream.set_nodelay(true);
     let node = ctx.metrics.node();
     ctx.metrics.kafka_connections.get_or_create(&node).inc();
     debug!("connection opened");
     let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<JoinHandle<BytesMut>>(CONNECTION_IN_FLIGHT_MAX);
+    let in_flight_max = ctx.cfg.limits.connection_requests_in_flight_max;
+    let (tx, rx) = mpsc::channel::<(JoinHandle<BytesMut>, OwnedSemaphorePermit)>(in_flight_max);
     let writer = tokio::spawn(write_loop(wr, rx));
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let frame_bytes_max = ctx.cfg.limits.frame_bytes_max;
     let reason = loop {
         let len = match rd.read_i32().await {
             Ok(len) => len,
             Err(_) => break None,
         };
-        if len < REQUEST_HEADER_LEN_MIN as i32 || len as usize > ctx.cfg.frame_bytes_max {
-            break Some(format!(
-                "frame of {len} bytes is outside 8..={} (frame_bytes_max); closing",
-                ctx.cfg.frame_bytes_max
-            ));
+        if len < REQUEST_HEADER_LEN_MIN as i32 || len as usize > frame_bytes_max {
+            if len as usize > frame_bytes_max {
+                ctx.limit_hit("frame_bytes_max");
+            }
+            break Some(format!("frame of {len} bytes is outside 8..={frame_bytes_max} (frame_bytes_max); closing"));
         }
+        // The bytes are admitted before they are read: a node never holds
+        // more than queued_max_request_bytes of requests in progress.
+        let Some(permit) = admit(&ctx, len as usize).await else { break Some("shutting down".into()) };
         let mut buf = BytesMut::zeroed(len as usize);
         if let Err(e) = rd.read_exact(&mut buf).await {
             break Some(format!("truncated frame: {e}"));
         }
         match handle(buf.freeze(), &ctx, peer).await {
             Outcome::Respond(fut) => {
-                if tx.send(tokio::spawn(fut)).await.is_err() {
+                let item = (tokio::spawn(fut), permit);
+                let item = match tx.try_send(item) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Full(item)) => item,
+                    Err(mpsc::error::TrySendError::Closed(_)) => break Some("writer stopped".into()),
+                };
+                ctx.limit_hit("connection_requests_in_flight_max");
+                if tx.send(item).await.is_err() {
                     break Some("writer stopped".into());
                 }
             }
             Outcome::Silent(fut) => {
-                tokio::spawn(fut);
+                tokio::spawn(async move {
+                    fut.await;
+                    drop(permit);
+                });
             }
             Outcome::Close(why) => break Some(why),
         }
@@ -128,9 +216,10 @@ async fn connection<S: PartitionStore>(stream: TcpStream, peer: SocketAddr, ctx:
     debug!("connection closed");
 }
 
-async fn write_loop(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<BytesMut>>) {
+async fn write_loop(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<(JoinHandle<BytesMut>, OwnedSemaphorePermit)>) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(handle) = rx.recv().await {
+    // The permit of each request is held until its response is written.
+    while let Some((handle, _permit)) = rx.recv().await {
         let frame = match handle.await {
             Ok(f) => f,
             Err(e) => {
@@ -146,10 +235,6 @@ async fn write_loop(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<
         }
     }
     let _ = wr.flush().await;
-}
-
-fn i16_at(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
 }
 
 /// Encodes a response frame: length, header (at the version the API key
@@ -173,32 +258,18 @@ pub fn encode_response(key: ApiKey, version: i16, correlation_id: i32, body: &Re
 
 async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>, peer: SocketAddr) -> Outcome {
     let started = Instant::now();
-    let raw_key = i16_at(&frame, 0);
-    let version = i16_at(&frame, 2);
-    let correlation_id = i32::from_be_bytes(frame[4..8].try_into().unwrap());
-    let Ok(key) = ApiKey::try_from(raw_key) else {
-        return Outcome::Close(format!("unknown api key {raw_key} (correlation id {correlation_id})"));
-    };
-    if !apis::decodable(key, version) {
-        if key == ApiKey::ApiVersions {
+    let (key, version, header, request) = match decode::decode_frame(&frame) {
+        Ok(Decoded::Request { key, version, header, request }) => (key, version, header, request),
+        Ok(Decoded::ApiVersionsTooNew { correlation_id }) => {
             // KIP-511: answer a too-new ApiVersions with a v0 body carrying
             // UNSUPPORTED_VERSION and our versions, so the client can retry.
             let body = handlers::api_versions::unsupported();
-            return Outcome::Respond(Box::pin(async move { encode_response(key, 0, correlation_id, &body) }));
+            return Outcome::Respond(Box::pin(async move { encode_response(ApiKey::ApiVersions, 0, correlation_id, &body) }));
         }
-        return Outcome::Close(format!(
-            "{key:?} v{version} is not supported (correlation id {correlation_id}); see ApiVersions"
-        ));
-    }
-    let mut hbuf = frame.clone();
-    let header = match RequestHeader::decode(&mut hbuf, key.request_header_version(version)) {
-        Ok(h) => h,
-        Err(e) => return Outcome::Close(format!("malformed {key:?} v{version} header: {e}")),
+        Err(refusal) => return Outcome::Close(refusal.to_string()),
     };
-    let request = match RequestKind::decode(key, &mut hbuf, version) {
-        Ok(r) => r,
-        Err(e) => return Outcome::Close(format!("malformed {key:?} v{version} request (correlation id {correlation_id}): {e}")),
-    };
+    drop(frame);
+    let correlation_id = header.correlation_id;
     let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
     let span = tracing::debug_span!("request", api = ?key, version, correlation_id, client_id = %client_id);
 

@@ -22,8 +22,63 @@ pub const KAFKA_PORT_DEFAULT: u16 = 9092;
 pub const RAFT_PORT_OFFSET: u16 = 100;
 /// Admin HTTP API and /metrics listen at the Kafka port + this.
 pub const ADMIN_PORT_OFFSET: u16 = 200;
-/// Largest Kafka request frame accepted by default (100 MiB).
+/// Largest Kafka request frame accepted by default (100 MiB, Kafka's
+/// socket.request.max.bytes).
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 100 * 1024 * 1024;
+
+/// The bounds on what clients can make a node spend. Each has a TOML key and
+/// a flag of the same name, Kafka's name where Kafka has one, and a metric
+/// that counts when it bites (`chronik_limit_hits_total{limit=...}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request frame (Kafka's socket.request.max.bytes); a larger one
+    /// closes the connection unread.
+    pub frame_bytes_max: usize,
+    /// Largest record batch a topic takes unless its max.message.bytes says
+    /// otherwise (Kafka's message.max.bytes): MESSAGE_TOO_LARGE beyond.
+    pub message_max_bytes: usize,
+    /// Most bytes the records of one compressed batch may inflate to when
+    /// they are validated; beyond, INVALID_RECORD. Decompression streams, so
+    /// this bounds CPU, not memory.
+    pub batch_decompressed_bytes_max: usize,
+    /// Most record bytes in one Fetch response, whatever the client asks
+    /// (Kafka's fetch.max.bytes).
+    pub fetch_max_bytes: usize,
+    /// Most bytes of requests being read, decoded or handled on this node at
+    /// once (Kafka's queued.max.request.bytes); connections wait beyond it.
+    pub queued_max_request_bytes: usize,
+    /// Requests of one connection in flight at once; the connection is not
+    /// read further until one completes.
+    pub connection_requests_in_flight_max: usize,
+    /// Open Kafka connections on this node (Kafka's max.connections); more
+    /// are closed at once.
+    pub max_connections: usize,
+    /// Open Kafka connections from one IP address (Kafka's max.connections.per.ip).
+    pub max_connections_per_ip: usize,
+    /// Most bytes of record data in one AppendEntries to a follower: a far
+    /// behind follower catches up in requests of this size.
+    pub replication_append_bytes_max: usize,
+    /// A follower that has not caught up with its leader's log within this
+    /// long is out of the ISR (Kafka's replica.lag.time.max.ms).
+    pub replica_lag_time_max_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            message_max_bytes: 1_048_588,
+            batch_decompressed_bytes_max: 64 << 20,
+            fetch_max_bytes: 55 << 20,
+            queued_max_request_bytes: 512 << 20,
+            connection_requests_in_flight_max: 128,
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            replication_append_bytes_max: 8 << 20,
+            replica_lag_time_max_ms: 30_000,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +118,15 @@ pub struct FileConfig {
     pub group_min_session_timeout_ms: Option<i32>,
     pub group_max_session_timeout_ms: Option<i32>,
     pub min_free_disk_bytes: Option<u64>,
+    pub message_max_bytes: Option<usize>,
+    pub batch_decompressed_bytes_max: Option<usize>,
+    pub fetch_max_bytes: Option<usize>,
+    pub queued_max_request_bytes: Option<usize>,
+    pub connection_requests_in_flight_max: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub replication_append_bytes_max: Option<usize>,
+    pub replica_lag_time_max_ms: Option<u64>,
     #[serde(default)]
     pub cluster: ClusterSection,
 }
@@ -81,7 +145,7 @@ pub struct NodeConfig {
     pub default_partitions: i32,
     /// None: min(3, number of nodes).
     pub default_replication_factor: Option<i16>,
-    pub frame_bytes_max: usize,
+    pub limits: Limits,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -191,8 +255,23 @@ impl FileConfig {
         if !(0 < group_min_session_timeout_ms && group_min_session_timeout_ms <= group_max_session_timeout_ms) {
             return Err(ConfigError::Invalid("need 0 < group_min_session_timeout_ms <= group_max_session_timeout_ms".into()));
         }
+        let d = Limits::default();
+        let limits = Limits {
+            frame_bytes_max: self.frame_bytes_max.unwrap_or(d.frame_bytes_max),
+            message_max_bytes: self.message_max_bytes.unwrap_or(d.message_max_bytes),
+            batch_decompressed_bytes_max: self.batch_decompressed_bytes_max.unwrap_or(d.batch_decompressed_bytes_max),
+            fetch_max_bytes: self.fetch_max_bytes.unwrap_or(d.fetch_max_bytes),
+            queued_max_request_bytes: self.queued_max_request_bytes.unwrap_or(d.queued_max_request_bytes),
+            connection_requests_in_flight_max: self.connection_requests_in_flight_max.unwrap_or(d.connection_requests_in_flight_max),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
+            replication_append_bytes_max: self.replication_append_bytes_max.unwrap_or(d.replication_append_bytes_max),
+            replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(d.replica_lag_time_max_ms),
+        };
+        limits.check()?;
         Ok(NodeConfig {
             node_id,
+            limits,
             offsets_topic_partitions,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
             group_min_session_timeout_ms,
@@ -206,11 +285,36 @@ impl FileConfig {
             auto_create_topics: self.auto_create_topics.unwrap_or(true),
             default_partitions,
             default_replication_factor: self.default_replication_factor,
-            frame_bytes_max: self.frame_bytes_max.unwrap_or(FRAME_BYTES_MAX_DEFAULT),
             heartbeat_interval_ms,
             election_timeout_min_ms,
             election_timeout_max_ms,
         })
+    }
+}
+
+impl Limits {
+    fn check(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("frame_bytes_max", self.frame_bytes_max),
+            ("message_max_bytes", self.message_max_bytes),
+            ("batch_decompressed_bytes_max", self.batch_decompressed_bytes_max),
+            ("fetch_max_bytes", self.fetch_max_bytes),
+            ("connection_requests_in_flight_max", self.connection_requests_in_flight_max),
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            ("replication_append_bytes_max", self.replication_append_bytes_max),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        // As Kafka requires: the largest request must fit in the queue.
+        if self.queued_max_request_bytes < self.frame_bytes_max {
+            return Err(ConfigError::Invalid("queued_max_request_bytes must be at least frame_bytes_max".into()));
+        }
+        if self.frame_bytes_max < 64 {
+            return Err(ConfigError::Invalid("frame_bytes_max must be at least 64".into()));
+        }
+        Ok(())
     }
 }
 
@@ -233,6 +337,18 @@ mod tests {
         assert_eq!(c.admin_listen, "0.0.0.0:9292");
         assert_eq!(c.nodes[&1].kafka_addr, "localhost:9092");
         assert_eq!(c.replication_factor_default(), 1);
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_come_from_the_file_and_are_checked() {
+        let f: FileConfig = toml::from_str("message_max_bytes = 5000\nmax_connections_per_ip = 3").unwrap();
+        let c = f.resolve().unwrap();
+        assert_eq!((c.limits.message_max_bytes, c.limits.max_connections_per_ip), (5000, 3));
+        let f: FileConfig = toml::from_str("queued_max_request_bytes = 1000").unwrap();
+        assert!(matches!(f.resolve(), Err(ConfigError::Invalid(_))));
+        let f: FileConfig = toml::from_str("max_connections = 0").unwrap();
+        assert!(matches!(f.resolve(), Err(ConfigError::Invalid(_))));
     }
 
     #[test]

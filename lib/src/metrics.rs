@@ -42,6 +42,13 @@ pub struct VoteLabels {
     pub kind: &'static str,
 }
 
+/// A named bound (see `config::Limits`): a few dozen at most.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub node_id: String,
+    pub limit: &'static str,
+}
+
 /// Consumer groups are few and named by their users: one series each.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConsumerGroupLabels {
@@ -75,6 +82,8 @@ pub struct Metrics {
     pub partitions_under_replicated: Family<NodeLabels, Gauge>,
     pub partitions_leaderless: Family<NodeLabels, Gauge>,
     pub consumer_group_lag: Family<ConsumerGroupLabels, Gauge>,
+    pub limit_hits: Family<LimitLabels, Counter>,
+    pub coordinator_groups: Family<NodeLabels, Gauge>,
 }
 
 impl Metrics {
@@ -105,6 +114,8 @@ impl Metrics {
             partitions_under_replicated: Family::default(),
             partitions_leaderless: Family::default(),
             consumer_group_lag: Family::default(),
+            limit_hits: Family::default(),
+            coordinator_groups: Family::default(),
         }
     }
 
@@ -114,6 +125,11 @@ impl Metrics {
 
     pub fn kind(&self, group_kind: &'static str) -> GroupKindLabels {
         GroupKindLabels { node_id: self.node_id.clone(), group_kind }
+    }
+
+    /// Counts one bite of the bound `limit` (a `config::Limits` name).
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.limit_hits.get_or_create(&LimitLabels { node_id: self.node_id.clone(), limit }).inc();
     }
 
     pub fn api(&self, api: &'static str) -> ApiLabels {
@@ -144,6 +160,8 @@ impl Metrics {
         r.register("raft_commit_index", "Raft commit index: the controller's, and the sum over partition groups", self.raft_commit_index.clone());
         r.register("chronik_partitions_under_replicated", "Partitions led here with a replica that is not alive", self.partitions_under_replicated.clone());
         r.register("chronik_partitions_leaderless", "Partitions with no leader, as this node sees the cluster", self.partitions_leaderless.clone());
+        r.register("chronik_limit_hits", "Times a named bound refused, capped or held back a request, by bound", self.limit_hits.clone());
+        r.register("chronik_coordinator_groups", "Consumer groups the coordinator holds in memory (live ones; idle groups are dropped and reloaded on use)", self.coordinator_groups.clone());
         r.register("chronik_consumer_group_lag", "Records behind the high watermark, summed over a group's committed partitions hosted here", self.consumer_group_lag.clone());
     }
 }
