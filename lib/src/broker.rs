@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use openraft::async_runtime::WatchReceiver;
 use tracing::{info, warn};
 
-use crate::batch::{self};
+use crate::log::batch::{self};
 use crate::config::split_host_port;
 use crate::engine::{StorageEngine, Transport};
 use crate::groups::{GroupManager, PartitionGroup};
@@ -67,18 +67,18 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         }
     }
 
-    /// [`Self::serving_leader`], after waiting (bounded) while an election
-    /// can end here: the partition's group is still starting on this node,
-    /// this node leads but has not applied its first entry yet, or no
-    /// replica leads and a majority of the replicas is not known down.
-    async fn serving_leader_soon(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
-        let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
-        loop {
+    /// Waits, until `deadline` and at most [`LEADER_READY_WAIT`], while an
+    /// election of `tp` can end on this node: the partition's group is still
+    /// starting here, this node was elected but has not applied its first
+    /// entry yet, or no replica leads and a majority of the replicas is not
+    /// known down. Returns at once otherwise (a leader that lost its quorum
+    /// does not wait: it refuses).
+    async fn wait_leader_ready(&self, tp: &TopicPartition, deadline: tokio::time::Instant) {
+        let deadline = deadline.min(tokio::time::Instant::now() + LEADER_READY_WAIT);
+        while tokio::time::Instant::now() < deadline {
             match self.serving_leader(tp) {
-                Err(StoreError::LeaderNotAvailable(_)) if tokio::time::Instant::now() < deadline && self.election_can_end(tp) => {
-                    tokio::time::sleep(LEADER_READY_POLL).await
-                }
-                other => return other,
+                Err(StoreError::LeaderNotAvailable(_)) if self.election_can_end(tp) => tokio::time::sleep(LEADER_READY_POLL).await,
+                _ => return,
             }
         }
     }
@@ -92,7 +92,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         };
         let l = self.leadership_of(&pg.raft);
         if l.leader == Some(self.node_id()) {
-            return true;
+            // Just elected: serves once it applies an entry of its term.
+            // Elected long ago but without a fresh quorum: may never serve.
+            return !l.applied_own_term;
         }
         let md = self.metadata();
         let Some(a) = md.partition(tp) else { return false };
@@ -226,7 +228,10 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                             leader,
                             leader_epoch: epoch,
                             replicas: a.replicas.clone(),
-                            isr: a.replicas.clone(),
+                            isr: match leader {
+                                Some(l) => self.in_sync(a.group, l, &a.replicas),
+                                None => a.replicas.iter().copied().filter(|n| *n == me || self.peers.is_alive(*n)).collect(),
+                            },
                             electing: leader.is_none() && alive * 2 > a.replicas.len(),
                         }
                     })
@@ -271,6 +276,10 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         Ok(())
     }
 
+    async fn leader_ready(&self, tp: &TopicPartition, deadline: tokio::time::Instant) {
+        self.wait_leader_ready(tp, deadline).await
+    }
+
     async fn append(&self, tp: TopicPartition, batch: Bytes, acks: Acks) -> Result<PendingAppend, StoreError> {
         if &*tp.topic == OFFSETS_TOPIC {
             return Err(StoreError::Controller(ControllerError::InvalidTopic(
@@ -278,15 +287,25 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                 "the offsets topic is written by group coordinators only".into(),
             )));
         }
-        let pg = self.serving_leader_soon(&tp).await?;
+        let pg = self.serving_leader(&tp)?;
         self.check_disk(batch.len() as u64)?;
-        let header = batch::validate_produce(&batch).map_err(|e| {
-            if e.is_corruption() {
-                StoreError::CorruptBatch(tp.clone(), e)
-            } else {
-                StoreError::InvalidBatch(tp.clone(), e)
-            }
-        })?;
+        let md = self.metadata();
+        let policy = md.topics.get(&*tp.topic).map(|t| crate::metadata::batch_policy(&t.configs, &self.cfg.limits)).unwrap_or_default();
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let header = batch::validate_produce(&batch, &policy, now_ms)
+            .map_err(|e| {
+                match e {
+                    batch::BatchError::TooLarge { .. } => self.metrics.limit_hit("message_max_bytes"),
+                    batch::BatchError::Inflates { .. } => self.metrics.limit_hit("batch_decompressed_bytes_max"),
+                    _ => {}
+                }
+                if e.is_corruption() {
+                    StoreError::CorruptBatch(tp.clone(), e)
+                } else {
+                    StoreError::InvalidBatch(tp.clone(), e)
+                }
+            })?
+            .header;
         let node = self.node_id();
         // acks=1: answered once the batch is durable in this node's log. Not
         // for an idempotent batch: only applying it tells whether it is a

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 use crate::engine::{PartitionLog, StorageEngine, Transport};
+use crate::isr::IsrTracker;
 use crate::liveness::{campaign_due, NodeStatus, PeerTable, Suspects, ALIVE_WINDOW, PING_INTERVAL};
 use crate::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
 use crate::metrics::{Metrics, VoteLabels};
@@ -41,6 +42,9 @@ pub struct Leadership {
     /// This node leads and has applied an entry of its own term, so its state
     /// machine holds everything ever committed: safe to serve.
     pub serving: bool,
+    /// Has applied an entry of the current term (for a leader: it has
+    /// finished taking over).
+    pub applied_own_term: bool,
 }
 
 pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(raft: &Raft<SM>, me: NodeId, lease: Duration) -> Leadership {
@@ -59,6 +63,7 @@ pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(ra
         committed_index: m.local_committed.as_ref().map(|l| l.index),
         applied_index: m.last_applied.as_ref().map(|l| l.index),
         serving: m.current_leader == Some(me) && applied_term == Some(m.current_term) && quorum_fresh,
+        applied_own_term: applied_term == Some(m.current_term),
     }
 }
 
@@ -97,6 +102,9 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub peers: PeerTable,
     /// What this node tells its peers; refreshed by the timing loop.
     status: RwLock<Arc<NodeStatus>>,
+    /// Followers out of sync in the groups this node leads (see `crate::isr`);
+    /// refreshed by the timing loop.
+    lagging: RwLock<HashMap<GroupId, Vec<NodeId>>>,
     stopping: AtomicBool,
     /// This node's unused producer ids (see `allocate_producer_id`).
     pub(crate) producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
@@ -168,7 +176,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             partitions: RwLock::new(HashMap::new()),
             reconcile: tokio::sync::Mutex::new(()),
             peers: PeerTable::default(),
-            status: RwLock::new(Arc::new(NodeStatus { node, version: status_version_base(), leading: Some(vec![]), have: None })),
+            status: RwLock::new(Arc::new(NodeStatus { node, version: status_version_base(), leading: Some(vec![]), lagging: None, have: None })),
+            lagging: RwLock::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             producer_ids: tokio::sync::Mutex::new(0..0),
             offsets_topic_creation: tokio::sync::Mutex::new(()),
@@ -265,7 +274,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             all_entries += entries;
             if self.leadership_of(&pg.raft).serving {
                 let replicas = md.partition(&pg.tp).map(|a| a.replicas.clone()).unwrap_or_default();
-                if replicas.iter().any(|r| *r != self.node_id() && !self.peers.is_alive(*r)) {
+                if self.in_sync(pg.group, self.node_id(), &replicas).len() < replicas.len() {
                     under += 1;
                 }
             }
@@ -277,6 +286,19 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         if let Some(free) = self.engine.disk_free_bytes() {
             m.storage_disk_free_bytes.get_or_create(&node).set(free as i64);
         }
+    }
+
+    /// The in-sync replicas of `group` led by `leader`, in replica order: the
+    /// leader, and every follower that is alive and that the leader does
+    /// not report out of sync (replica_lag_time_max_ms).
+    pub fn in_sync(&self, group: GroupId, leader: NodeId, replicas: &[NodeId]) -> Vec<NodeId> {
+        let me = self.node_id();
+        let lagging = if leader == me { self.lagging.read().unwrap().get(&group).cloned().unwrap_or_default() } else { self.peers.lagging(leader, group) };
+        replicas
+            .iter()
+            .copied()
+            .filter(|n| *n == leader || ((*n == me || self.peers.is_alive(*n)) && !lagging.contains(n)))
+            .collect()
     }
 
     /// Where a node is reached, from the replicated metadata or the config.
@@ -492,6 +514,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let mut led: std::collections::HashSet<GroupId> = Default::default();
         let mut was_full = false;
         let mut catch_up_logged = Instant::now() - CAMPAIGN_LOG_EVERY;
+        let mut isr = IsrTracker::default();
+        let lag_max = Duration::from_millis(self.cfg.limits.replica_lag_time_max_ms);
         while !self.stopping.load(Ordering::Relaxed) {
             tick.tick().await;
             let now = Instant::now();
@@ -534,12 +558,19 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                         let m = pg.raft.metrics();
                         let m = m.borrow_watched();
                         let last = m.last_log_index.unwrap_or(0);
+                        let mut matched_by = Vec::new();
                         for (node, matched) in m.replication.iter().flatten() {
-                            let at = matched.as_ref().map(|l| l.index).unwrap_or(0);
-                            if *node != me && self.peers.is_alive(*node) && last.saturating_sub(at) > CATCH_UP_LOG_ENTRIES {
+                            if *node == me {
+                                continue;
+                            }
+                            let at = matched.as_ref().map(|l| l.index);
+                            matched_by.push((*node, at));
+                            let at = at.unwrap_or(0);
+                            if self.peers.is_alive(*node) && last.saturating_sub(at) > CATCH_UP_LOG_ENTRIES {
                                 behind.push((pg.tp.clone(), *node, at, last));
                             }
                         }
+                        isr.observe(pg.group, m.last_log_index, &matched_by, now);
                     }
                     if !led.contains(&pg.group) {
                         newly_led.push((pg.tp.clone(), term));
@@ -607,10 +638,17 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             }
             led = leading.iter().map(|(g, _)| GroupId(*g)).collect();
             suspects.retain(&groups.iter().map(|g| g.group).collect());
+            isr.retain(&led);
+            let lagging: HashMap<GroupId, Vec<NodeId>> =
+                led.iter().map(|g| (*g, isr.lagging(*g, now, lag_max))).filter(|(_, l)| !l.is_empty()).collect();
+            let mut lagging_list: Vec<(u64, Vec<NodeId>)> = lagging.iter().map(|(g, l)| (g.0, l.clone())).collect();
+            lagging_list.sort_unstable();
+            *self.lagging.write().unwrap() = lagging;
             leading.sort_unstable();
             let mut status = self.status.write().unwrap();
-            if status.leading.as_ref() != Some(&leading) {
-                *status = Arc::new(NodeStatus { node: me, version: status.version + 1, leading: Some(leading), have: None });
+            if status.leading.as_ref() != Some(&leading) || status.lagging.clone().unwrap_or_default() != lagging_list {
+                let lagging = (!lagging_list.is_empty()).then_some(lagging_list);
+                *status = Arc::new(NodeStatus { node: me, version: status.version + 1, leading: Some(leading), lagging, have: None });
             }
         }
     }
@@ -642,10 +680,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// `have` (the version of the peer's status we hold).
     fn status_for(&self, peer_has: Option<u64>, have: Option<u64>) -> NodeStatus {
         let s = self.status.read().unwrap();
+        let current = peer_has == Some(s.version);
         NodeStatus {
             node: s.node,
             version: s.version,
-            leading: if peer_has == Some(s.version) { None } else { s.leading.clone() },
+            leading: if current { None } else { s.leading.clone() },
+            lagging: if current { None } else { s.lagging.clone() },
             have,
         }
     }

@@ -48,6 +48,10 @@ pub struct NodeStatus {
     /// (group, term) of every partition group the sender leads; None when the
     /// receiver already holds `version`.
     pub leading: Option<Vec<(u64, u64)>>,
+    /// Of those groups, the ones with followers out of sync (see
+    /// `crate::isr`), with those followers; sent with `leading`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lagging: Option<Vec<(u64, Vec<NodeId>)>>,
     /// The version of the receiver's status that the sender holds.
     pub have: Option<u64>,
 }
@@ -58,6 +62,8 @@ struct PeerState {
     /// The version of `leading`.
     version: Option<u64>,
     leading: HashMap<GroupId, u64>,
+    /// Followers out of sync in groups the peer leads.
+    lagging: HashMap<GroupId, Vec<NodeId>>,
     /// Whether the peer is currently believed down (for logging transitions once).
     down: bool,
 }
@@ -80,6 +86,7 @@ impl PeerTable {
         p.last_ok = Some(Instant::now());
         if let Some(leading) = &status.leading {
             p.leading = leading.iter().map(|(g, t)| (GroupId(*g), *t)).collect();
+            p.lagging = status.lagging.iter().flatten().map(|(g, nodes)| (GroupId(*g), nodes.clone())).collect();
             p.version = Some(status.version);
         }
         // Otherwise the sender believed we hold its version; if we do not,
@@ -119,6 +126,12 @@ impl PeerTable {
         peers
             .get(&peer)
             .is_some_and(|p| p.last_ok.is_some_and(|t| t.elapsed() <= ALIVE_WINDOW) && p.leading.contains_key(&group))
+    }
+
+    /// The followers that `leader` (a peer) reports out of sync in `group`.
+    pub fn lagging(&self, leader: NodeId, group: GroupId) -> Vec<NodeId> {
+        let peers = self.peers.read().unwrap();
+        peers.get(&leader).and_then(|p| p.lagging.get(&group)).cloned().unwrap_or_default()
     }
 
     /// The alive peer claiming `group` at the highest term.
@@ -204,10 +217,12 @@ mod tests {
     #[test]
     fn peer_table_claims_expire() {
         let t = PeerTable::default();
-        t.record(1, &NodeStatus { node: 2, version: 10, leading: Some(vec![(7, 3)]), have: None });
-        t.record(1, &NodeStatus { node: 3, version: 20, leading: Some(vec![(7, 5)]), have: None });
+        t.record(1, &NodeStatus { node: 2, version: 10, leading: Some(vec![(7, 3)]), lagging: None, have: None });
+        t.record(1, &NodeStatus { node: 3, version: 20, leading: Some(vec![(7, 5)]), lagging: Some(vec![(7, vec![1])]), have: None });
         // A status without the list keeps what was known.
-        t.record(1, &NodeStatus { node: 3, version: 21, leading: None, have: None });
+        t.record(1, &NodeStatus { node: 3, version: 21, leading: None, lagging: None, have: None });
+        assert_eq!(t.lagging(3, GroupId(7)), vec![1]);
+        assert!(t.lagging(2, GroupId(7)).is_empty());
         assert_eq!(t.version_of(3), Some(20));
         assert!(t.claims(2, GroupId(7)));
         assert!(!t.claims(2, GroupId(8)));

@@ -23,9 +23,11 @@ fn partition_error(version: i16, index: i32, code: i16, message: Option<String>)
     p
 }
 
-/// Stage one, run in request order: validate and queue every partition's
-/// batch into its Raft log. Stage two, the returned future: wait until each
-/// meets the acks level. None for acks=0 (no response is sent).
+/// Stage one, run in request order: wait (bounded, all partitions at once)
+/// for partitions whose election can end here, then validate and queue every
+/// partition's batch into its Raft log, in request order. Stage two, the
+/// returned future: wait until each meets the acks level, all under one
+/// deadline (the request's timeout). None for acks=0 (no response is sent).
 pub async fn submit<S: PartitionStore>(
     ctx: Arc<Context<S>>,
     req: ProduceRequest,
@@ -33,16 +35,23 @@ pub async fn submit<S: PartitionStore>(
 ) -> Option<BoxFuture<'static, ResponseKind>> {
     let acks = Acks::from_kafka(req.acks);
     let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let tps: Vec<TopicPartition> = req
+        .topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter().map(|p| TopicPartition::new(t.name.0.as_str(), p.index)))
+        .collect();
+    futures::future::join_all(tps.iter().map(|tp| ctx.store.leader_ready(tp, deadline))).await;
     let mut pending = Vec::new();
     let bytes_in = ctx.metrics.kafka_bytes_in.get_or_create(&ctx.metrics.node()).clone();
+    let mut tps = tps.into_iter();
     for topic in req.topic_data {
-        let name = topic.name.0.to_string();
         let mut parts = Vec::new();
         for p in topic.partition_data {
-            let tp = TopicPartition::new(name.as_str(), p.index);
+            let tp = tps.next().expect("one per partition");
             let result = match (acks, p.records) {
                 (None, _) => Err((errors::INVALID_REQUIRED_ACKS, format!("acks={} is not one of 0, 1, -1", req.acks))),
-                (_, None) => Err((errors::CORRUPT_MESSAGE, "no records".to_string())),
+                (_, None) => Err((errors::CORRUPT_MESSAGE, format!("no records for {tp}"))),
                 (Some(acks), Some(records)) => {
                     let len = records.len() as u64;
                     match ctx.store.append(tp.clone(), records, acks).await {
@@ -69,7 +78,7 @@ pub async fn submit<S: PartitionStore>(
             for (index, result) in parts {
                 let p = match result {
                     Err((code, msg)) => partition_error(version, index, code, Some(msg)),
-                    Ok(pending) => match tokio::time::timeout(timeout, pending).await {
+                    Ok(pending) => match tokio::time::timeout_at(deadline, pending).await {
                         Ok(Ok(base_offset)) => {
                             let mut p = partition_error(version, index, errors::NONE, None);
                             p.base_offset = base_offset;
@@ -83,7 +92,7 @@ pub async fn submit<S: PartitionStore>(
                             version,
                             index,
                             errors::REQUEST_TIMED_OUT,
-                            Some(format!("not committed within {} ms; outcome unknown", timeout.as_millis())),
+                            Some(format!("not committed within the request's {} ms; outcome unknown", timeout.as_millis())),
                         ),
                     },
                 };
