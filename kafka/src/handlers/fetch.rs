@@ -4,6 +4,7 @@ use bytes::{Bytes, BytesMut};
 use chronik::{PartitionStore, TopicPartition};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::errors;
@@ -12,96 +13,178 @@ use crate::server::Context;
 /// Upper bound on a long poll, whatever the client asks.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
 
-/// Reads every requested partition once, honouring partition_max_bytes and the
-/// response's max_bytes (the first batch of the response is always whole,
-/// even if larger, as KIP-74 says). Returns the response and its record bytes.
-fn read_all<S: PartitionStore>(ctx: &Context<S>, req: &FetchRequest, version: i16) -> (FetchResponse, usize) {
-    let mut resp = FetchResponse::default();
-    let mut budget = req.max_bytes.max(0) as usize;
-    let mut total = 0usize;
-    for topic in &req.topics {
-        let mut t = FetchableTopicResponse::default();
-        t.topic = topic.topic.clone();
-        t.topic_id = topic.topic_id;
-        for p in &topic.partitions {
-            let tp = TopicPartition::new(topic.topic.0.as_str(), p.partition);
-            let mut out = PartitionData::default();
-            out.partition_index = p.partition;
-            out.high_watermark = -1;
-            out.last_stable_offset = -1;
-            out.log_start_offset = -1;
-            out.preferred_read_replica = (-1).into();
-            out.aborted_transactions = Some(vec![]);
-            let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
-            // Once something is in the response, a partition gets only what fits.
-            let limit = if total == 0 { limit.max(1) } else { limit };
-            if limit == 0 {
-                // Budget spent: report offsets only.
-                match ctx.store.offsets(&tp) {
-                    Ok((start, hwm)) => {
-                        out.high_watermark = hwm;
-                        out.last_stable_offset = hwm;
-                        if version >= 5 {
-                            out.log_start_offset = start;
-                        }
-                    }
-                    Err(e) => out.error_code = errors::code(&e),
-                }
-                t.partitions.push(out);
-                continue;
-            }
-            match ctx.store.read(&tp, p.fetch_offset, limit) {
-                Ok(r) => {
-                    out.high_watermark = r.high_watermark;
-                    out.last_stable_offset = r.high_watermark;
-                    if version >= 5 {
-                        out.log_start_offset = r.log_start_offset;
-                    }
-                    let size: usize = r.batches.iter().map(|b| b.len()).sum();
-                    if size > 0 && (total == 0 || size <= budget) {
-                        let mut buf = BytesMut::with_capacity(size);
-                        for b in &r.batches {
-                            buf.extend_from_slice(b);
-                        }
-                        out.records = Some(buf.freeze());
-                        total += size;
-                        budget = budget.saturating_sub(size);
-                    } else {
-                        out.records = Some(Bytes::new());
-                    }
-                }
-                Err(e) => out.error_code = errors::code(&e),
-            }
-            t.partitions.push(out);
+/// One requested partition while its response is being gathered.
+struct Part {
+    tp: TopicPartition,
+    /// The response topic it belongs to.
+    topic: usize,
+    /// Where the next read starts: the requested offset, then the offset
+    /// after the last batch gathered.
+    next: i64,
+    /// partition_max_bytes.
+    max_bytes: usize,
+    batches: Vec<Bytes>,
+    bytes: usize,
+    out: PartitionData,
+    /// The high watermark moves (for the long poll); None when the
+    /// partition is not served here.
+    watch: Option<watch::Receiver<i64>>,
+    /// The high watermark when this partition was last read.
+    seen: i64,
+}
+
+/// The response being gathered: every partition's batches so far, under the
+/// response's byte budget (max_bytes, capped by the node's fetch_max_bytes).
+/// A long poll re-reads only the partitions whose high watermark moved, and
+/// only from where the last read ended: nothing is read or copied twice.
+struct Gather {
+    parts: Vec<Part>,
+    budget: usize,
+    total: usize,
+    version: i16,
+}
+
+impl Gather {
+    fn new<S: PartitionStore>(ctx: &Context<S>, req: &FetchRequest, version: i16) -> (Self, Vec<FetchableTopicResponse>) {
+        let fetch_max = ctx.cfg.limits.fetch_max_bytes;
+        let asked = req.max_bytes.max(0) as usize;
+        if asked > fetch_max {
+            ctx.limit_hit("fetch_max_bytes");
         }
-        resp.responses.push(t);
+        let mut topics = Vec::new();
+        let mut parts = Vec::new();
+        for topic in &req.topics {
+            let mut t = FetchableTopicResponse::default();
+            t.topic = topic.topic.clone();
+            t.topic_id = topic.topic_id;
+            for p in &topic.partitions {
+                let tp = TopicPartition::new(topic.topic.0.as_str(), p.partition);
+                let mut out = PartitionData::default();
+                out.partition_index = p.partition;
+                out.high_watermark = -1;
+                out.last_stable_offset = -1;
+                out.log_start_offset = -1;
+                out.preferred_read_replica = (-1).into();
+                out.aborted_transactions = Some(vec![]);
+                let watch = ctx.store.watch_high_watermark(&tp).ok();
+                parts.push(Part { tp, topic: topics.len(), next: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize, batches: vec![], bytes: 0, out, watch, seen: -1 });
+            }
+            topics.push(t);
+        }
+        (Self { parts, budget: asked.min(fetch_max), total: 0, version }, topics)
     }
-    (resp, total)
+
+    /// Reads what partition `i` has from where its last read ended.
+    fn read<S: PartitionStore>(&mut self, ctx: &Context<S>, i: usize) {
+        let version = self.version;
+        let p = &mut self.parts[i];
+        if p.out.error_code != 0 {
+            return;
+        }
+        let mut limit = p.max_bytes.saturating_sub(p.bytes).min(self.budget);
+        // The first batch of a response is always whole, even if larger (KIP-74).
+        if self.total == 0 {
+            limit = limit.max(1);
+        }
+        if limit == 0 {
+            // Budget spent: report offsets only.
+            match ctx.store.offsets(&p.tp) {
+                Ok((start, hwm)) => set_offsets(&mut p.out, version, start, hwm),
+                Err(e) => p.out.error_code = errors::code(&e),
+            }
+            return;
+        }
+        match ctx.store.read(&p.tp, p.next, limit) {
+            Ok(r) => {
+                set_offsets(&mut p.out, version, r.log_start_offset, r.high_watermark);
+                let size: usize = r.batches.iter().map(|b| b.len()).sum();
+                // Once something is in the response, a partition gets only what fits.
+                if size == 0 || (self.total > 0 && size > self.budget) {
+                    return;
+                }
+                if let Some(next) = r.batches.last().and_then(|b| chronik::log::batch::next_offset(b)) {
+                    p.next = next;
+                }
+                p.batches.extend(r.batches);
+                p.bytes += size;
+                self.total += size;
+                self.budget = self.budget.saturating_sub(size);
+            }
+            Err(e) => p.out.error_code = errors::code(&e),
+        }
+    }
+
+    /// Whether partition `i`'s high watermark moved since it was last read.
+    fn moved(&mut self, i: usize) -> bool {
+        let p = &mut self.parts[i];
+        let Some(w) = p.watch.as_mut() else { return false };
+        let now = *w.borrow_and_update();
+        std::mem::replace(&mut p.seen, now) != now
+    }
+
+    fn has_error(&self) -> bool {
+        self.parts.iter().any(|p| p.out.error_code != 0)
+    }
+
+    fn finish(self, mut topics: Vec<FetchableTopicResponse>) -> FetchResponse {
+        for mut p in self.parts {
+            p.out.records = Some(match p.batches.len() {
+                0 => Bytes::new(),
+                1 => p.batches.pop().expect("one batch"),
+                _ => {
+                    let mut buf = BytesMut::with_capacity(p.bytes);
+                    p.batches.iter().for_each(|b| buf.extend_from_slice(b));
+                    buf.freeze()
+                }
+            });
+            topics[p.topic].partitions.push(p.out);
+        }
+        let mut resp = FetchResponse::default();
+        resp.responses = topics;
+        resp
+    }
+}
+
+fn set_offsets(out: &mut PartitionData, version: i16, log_start: i64, hwm: i64) {
+    out.high_watermark = hwm;
+    out.last_stable_offset = hwm;
+    if version >= 5 {
+        out.log_start_offset = log_start;
+    }
 }
 
 /// Long poll: answer as soon as min_bytes are available, an error occurs, or
-/// max_wait_ms passes; in between, sleep until a high watermark moves.
+/// max_wait_ms passes; in between, sleep until a high watermark moves, and
+/// then read just the partitions that moved.
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: FetchRequest, version: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
-    let mut watches: Vec<_> = req
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| TopicPartition::new(t.topic.0.as_str(), p.partition)))
-        .filter_map(|tp| ctx.store.watch_high_watermark(&tp).ok())
-        .collect();
-    for w in &mut watches {
-        w.borrow_and_update();
+    let min_bytes = req.min_bytes.max(1) as usize;
+    let (mut g, topics) = Gather::new(ctx, &req, version);
+    drop(req);
+    for i in 0..g.parts.len() {
+        g.moved(i);
+        g.read(ctx, i);
     }
     loop {
-        let (resp, total) = read_all(ctx, &req, version);
-        let has_error = resp.responses.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
-        if total >= req.min_bytes.max(1) as usize || has_error || Instant::now() >= deadline || watches.is_empty() {
-            ctx.metrics.kafka_bytes_out.get_or_create(&ctx.metrics.node()).inc_by(total as u64);
-            return resp;
+        let watching = g.parts.iter().any(|p| p.watch.is_some());
+        if g.total >= min_bytes || g.has_error() || g.budget == 0 || Instant::now() >= deadline || !watching {
+            break;
         }
-        let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            continue; // deadline: one last read above returns
+        let changed = futures::future::select_all(g.parts.iter_mut().filter_map(|p| p.watch.as_mut()).map(|w| Box::pin(w.changed())));
+        match tokio::time::timeout_at(deadline, changed).await {
+            Err(_) => break,
+            Ok((Err(_), _, _)) => {
+                // A partition stopped (deleted, moved): answer with what we have.
+                break;
+            }
+            Ok(_) => {}
+        }
+        for i in 0..g.parts.len() {
+            if g.moved(i) {
+                g.read(ctx, i);
+            }
         }
     }
+    ctx.metrics.kafka_bytes_out.get_or_create(&ctx.metrics.node()).inc_by(g.total as u64);
+    g.finish(topics)
 }
