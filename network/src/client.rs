@@ -53,6 +53,9 @@ pub struct HttpTransport {
 struct Inner {
     me: NodeId,
     client: reqwest::Client,
+    /// replication_append_bytes_max: record bytes in one AppendEntries.
+    append_bytes_max: usize,
+    metrics: Arc<chronik::metrics::Metrics>,
     /// Keyed by id and address: a node that moves gets fresh lanes.
     peers: Mutex<HashMap<(NodeId, String), Arc<Peer>>>,
 }
@@ -75,7 +78,7 @@ impl HttpTransport {
     /// `local_ip`: the address outgoing connections leave from (the node's
     /// own, when it listens on a specific one), so that peers and firewall
     /// rules see which node is talking.
-    pub fn new(me: NodeId, local_ip: Option<std::net::IpAddr>) -> Self {
+    pub fn new(me: NodeId, local_ip: Option<std::net::IpAddr>, append_bytes_max: usize, metrics: Arc<chronik::metrics::Metrics>) -> Self {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(16)
             .tcp_nodelay(true)
@@ -83,7 +86,7 @@ impl HttpTransport {
             .local_address(local_ip)
             .build()
             .expect("reqwest client");
-        Self { inner: Arc::new(Inner { me, client, peers: Mutex::new(HashMap::new()) }) }
+        Self { inner: Arc::new(Inner { me, client, append_bytes_max, metrics, peers: Mutex::new(HashMap::new()) }) }
     }
 
     fn peer(&self, id: NodeId, addr: &NodeAddr) -> Arc<Peer> {
@@ -251,6 +254,27 @@ fn rpc_name(rpc: &RaftRpc) -> &'static str {
     }
 }
 
+/// Record bytes of an entry (what bounds a request; other entries are small).
+fn record_bytes(e: &chronik::Entry) -> usize {
+    match &e.payload {
+        EntryPayload::Normal(Command::Append { batch, .. }) => batch.len(),
+        _ => 0,
+    }
+}
+
+/// How many of `entries` to send: those within `bytes_max` of record data,
+/// and always at least one.
+fn prefix_within(entries: &[chronik::Entry], bytes_max: usize) -> usize {
+    let mut total = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        total += record_bytes(e);
+        if total > bytes_max {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
 fn entries_bytes(req: &AppendEntriesRequest<TypeConfig>) -> usize {
     req.entries
         .iter()
@@ -268,12 +292,23 @@ fn mismatch(what: &str) -> RPCError<TypeConfig> {
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotData;
 
+    /// Sends at most `append_bytes_max` of record data: a longer run of
+    /// entries (a follower catching up) is cut after the entry that reaches
+    /// the bound, and a success then reports how far it got
+    /// (`PartialSuccess`), so openraft sends the rest next.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let cut = prefix_within(&rpc.entries, self.transport.inner.append_bytes_max);
+        let partial = (cut < rpc.entries.len()).then(|| {
+            self.transport.inner.metrics.limit_hit("replication_append_bytes_max");
+            rpc.entries.truncate(cut);
+            rpc.entries.last().map(|e| e.log_id)
+        });
         match self.call(RaftRpc::Append(rpc), &option).await? {
+            RaftReply::Append(AppendEntriesResponse::Success) if partial.is_some() => Ok(AppendEntriesResponse::PartialSuccess(partial.flatten())),
             RaftReply::Append(r) => Ok(r),
             _ => Err(mismatch("append")),
         }
@@ -329,5 +364,24 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             },
             closed = cancel => Err(StreamingError::Closed(closed)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, bytes: usize) -> chronik::Entry {
+        use openraft::entry::RaftEntry;
+        chronik::Entry::new_normal(openraft::testing::log_id::<TypeConfig>(1, 1, index), Command::Append { batch: vec![0u8; bytes].into(), token: 0 })
+    }
+
+    #[test]
+    fn appends_are_cut_at_the_byte_bound_but_carry_one_entry_at_least() {
+        let es: Vec<_> = (1..=10).map(|i| entry(i, 1 << 20)).collect();
+        assert_eq!(prefix_within(&es, 8 << 20), 8);
+        assert_eq!(prefix_within(&es, 100 << 20), 10);
+        assert_eq!(prefix_within(&es, 1000), 1, "one entry over the bound still goes alone");
+        assert_eq!(prefix_within(&[], 1000), 0);
     }
 }
