@@ -164,6 +164,9 @@ struct Group {
     /// The group has a stored record or has had members (DescribeGroups
     /// answers Dead for a group that never existed).
     known: bool,
+    /// Dropped from the coordinator's memory (idle, or no longer coordinated
+    /// here): whoever locked this handle meanwhile must look the group up again.
+    retired: bool,
 }
 
 impl Group {
@@ -182,6 +185,7 @@ impl Group {
             initial_delay_started: None,
             next_join_order: 0,
             known: false,
+            retired: false,
         }
     }
 
@@ -385,12 +389,13 @@ impl Group {
 pub struct Coordinator<S> {
     store: Arc<S>,
     settings: GroupSettings,
+    metrics: Arc<chronik::metrics::Metrics>,
     groups: StdMutex<HashMap<String, Arc<Mutex<Group>>>>,
 }
 
 impl<S: PartitionStore> Coordinator<S> {
-    pub fn start(store: Arc<S>, settings: GroupSettings) -> Arc<Self> {
-        let c = Arc::new(Self { store, settings, groups: StdMutex::new(HashMap::new()) });
+    pub fn start(store: Arc<S>, settings: GroupSettings, metrics: Arc<chronik::metrics::Metrics>) -> Arc<Self> {
+        let c = Arc::new(Self { store, settings, metrics, groups: StdMutex::new(HashMap::new()) });
         tokio::spawn(tick_loop(Arc::downgrade(&c)));
         c
     }
@@ -422,8 +427,13 @@ impl<S: PartitionStore> Coordinator<S> {
     /// (re)gained it since it last looked.
     async fn group(&self, name: &str) -> Result<OwnedMutexGuard<Group>, i16> {
         let term = self.check(name)?;
-        let handle = self.groups.lock().unwrap().entry(name.to_string()).or_insert_with(|| Arc::new(Mutex::new(Group::new(name)))).clone();
-        let mut g = handle.lock_owned().await;
+        let mut g = loop {
+            let handle = self.groups.lock().unwrap().entry(name.to_string()).or_insert_with(|| Arc::new(Mutex::new(Group::new(name)))).clone();
+            let g = handle.lock_owned().await;
+            if !g.retired {
+                break g;
+            }
+        };
         if g.term != term {
             g.fail_waiters(NOT_COORDINATOR);
             let rec = self.store.group_record(name).map_err(|e| Self::store_error(&e))?;
@@ -780,15 +790,19 @@ impl<S: PartitionStore> Coordinator<S> {
         if let Err(e) = self.store.group_write(GroupCommand::Delete { group: group.to_string() }).await {
             return Self::store_error(&e);
         }
-        g.state = State::Dead;
         *g = Group::new(group);
+        g.retired = true;
         self.groups.lock().unwrap().remove(group);
         info!(group = %group, "group deleted");
         NONE
     }
 
     /// Expires members whose session ran out and completes rebalances whose
-    /// deadline passed.
+    /// deadline passed. Groups with nothing in memory worth keeping (no
+    /// members: empty, or only ever named by a lookup) and groups no longer
+    /// coordinated here are dropped from memory, so the coordinator holds
+    /// and scans only live groups, whatever names clients send; a dropped
+    /// group is loaded again from its offsets partition when next used.
     async fn tick(&self) {
         let groups: Vec<(String, Arc<Mutex<Group>>)> = self.groups.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let now = Instant::now();
@@ -797,13 +811,17 @@ impl<S: PartitionStore> Coordinator<S> {
             let Ok(mut g) = handle.try_lock() else { continue };
             match self.check(&name) {
                 Ok(term) if term == g.term => {}
+                Ok(_) if g.term == UNLOADED => {
+                    self.retire(&name, &handle, &mut g);
+                    continue;
+                }
                 Ok(_) => continue,
                 Err(_) => {
                     if g.term != UNLOADED {
                         info!(group = %name, "no longer coordinating this group");
                         g.fail_waiters(NOT_COORDINATOR);
-                        *g = Group::new(&name);
                     }
+                    self.retire(&name, &handle, &mut g);
                     continue;
                 }
             }
@@ -817,7 +835,25 @@ impl<S: PartitionStore> Coordinator<S> {
             } else if g.maybe_complete_join(now) {
                 let _ = self.persist(&g).await;
             }
+            if g.members.is_empty() && matches!(g.state, State::Empty | State::Dead) {
+                self.retire(&name, &handle, &mut g);
+            }
         }
+        self.metrics.coordinator_groups.get_or_create(&self.metrics.node()).set(self.groups_in_memory() as i64);
+    }
+
+    /// Drops a group (locked by the caller) from memory.
+    fn retire(&self, name: &str, handle: &Arc<Mutex<Group>>, g: &mut Group) {
+        g.retired = true;
+        let mut groups = self.groups.lock().unwrap();
+        if groups.get(name).is_some_and(|h| Arc::ptr_eq(h, handle)) {
+            groups.remove(name);
+        }
+    }
+
+    /// Groups held in memory (for tests and metrics).
+    pub fn groups_in_memory(&self) -> usize {
+        self.groups.lock().unwrap().len()
     }
 }
 
