@@ -37,6 +37,11 @@ fn corrupt(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
+/// Keys removed per sled batch by [`Chunked::remove_prefix`].
+pub const REMOVE_BATCH_KEYS: usize = 4096;
+/// A bulk removal logs its progress every this many keys.
+pub const REMOVE_PROGRESS_EVERY: u64 = 100_000;
+
 /// A sled tree whose values may be larger than a page may be.
 #[derive(Clone)]
 pub(crate) struct Chunked {
@@ -114,17 +119,35 @@ impl Chunked {
         }
     }
 
-    /// Removes every key starting with `prefix`, with its chunks.
-    pub fn remove_prefix(&self, prefix: &[u8]) -> io::Result<()> {
-        let mut w = self.writes();
-        for k in self.tree.scan_prefix(prefix).keys() {
-            w.main.remove(k.map_err(io::Error::other)?);
+    /// Removes every key starting with `prefix`, with its chunks, in batches
+    /// of [`REMOVE_BATCH_KEYS`] (a deleted topic can hold millions of keys:
+    /// one batch would hold them all in memory and sled's write lock for
+    /// long). Values go first, then their chunks, so an interrupted removal
+    /// leaves no value without its chunks. Calls `progress` with the count so
+    /// far every [`REMOVE_PROGRESS_EVERY`] keys. Returns the keys removed.
+    pub fn remove_prefix(&self, prefix: &[u8], progress: impl Fn(u64)) -> io::Result<u64> {
+        let mut removed = 0u64;
+        for tree in [&self.tree, &self.chunks] {
+            let scan = if std::ptr::eq(tree, &self.chunks) { self.chunk_prefix(prefix) } else { prefix.to_vec() };
+            loop {
+                let mut batch = Batch::default();
+                let mut n = 0;
+                for k in tree.scan_prefix(&scan).keys().take(REMOVE_BATCH_KEYS) {
+                    batch.remove(k.map_err(io::Error::other)?);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                tree.apply_batch(batch).map_err(io::Error::other)?;
+                let before = removed;
+                removed += n as u64;
+                if before / REMOVE_PROGRESS_EVERY != removed / REMOVE_PROGRESS_EVERY {
+                    progress(removed);
+                }
+            }
         }
-        for k in self.chunks.scan_prefix(self.chunk_prefix(prefix)).keys() {
-            w.old_chunks.remove(k.map_err(io::Error::other)?);
-            w.chunk_writes += 1;
-        }
-        w.commit()
+        Ok(removed)
     }
 
     /// Keys of committed chunks of exactly `key` (not of longer keys that

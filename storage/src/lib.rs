@@ -43,6 +43,16 @@ pub(crate) struct Inner {
     pub flusher: Flusher,
 }
 
+/// Runs sled work that can take long (a bulk removal, a snapshot install)
+/// so that it never holds up a tokio worker thread: on the multi-threaded
+/// runtime the worker's other tasks move to another thread meanwhile.
+pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 impl Inner {
     pub fn storage_err(&self, detail: impl std::fmt::Display) -> StoreError {
         StoreError::Storage { node: self.node, detail: detail.to_string() }
@@ -157,8 +167,13 @@ impl StorageEngine for SledEngine {
 
     fn drop_group(&self, group: GroupId) -> Result<(), StoreError> {
         let prefix = keys::group(group);
+        let started = std::time::Instant::now();
+        let mut removed = 0u64;
         for tree in [&self.inner.log, &self.inner.sm] {
-            tree.remove_prefix(&prefix).map_err(|e| self.inner.storage_err(e))?;
+            removed += off_runtime(|| {
+                tree.remove_prefix(&prefix, |n| info!(node_id = self.inner.node, group = %group, keys_removed = n, "dropping group data"))
+            })
+            .map_err(|e| self.inner.storage_err(e))?;
         }
         let mut batch = sled::Batch::default();
         for k in self.inner.meta.scan_prefix(prefix).keys() {
@@ -166,7 +181,7 @@ impl StorageEngine for SledEngine {
         }
         self.inner.meta.apply_batch(batch).map_err(|e| self.inner.storage_err(e))?;
         self.inner.groups.remove(prefix).map_err(|e| self.inner.storage_err(e))?;
-        info!(node_id = self.inner.node, group = %group, "dropped group data");
+        info!(node_id = self.inner.node, group = %group, keys_removed = removed, elapsed_ms = started.elapsed().as_millis() as u64, "dropped group data");
         Ok(())
     }
 }

@@ -104,9 +104,12 @@ impl SledLog {
 
     /// Removes entries with index in `range` (inclusive key bounds).
     fn remove_range(&self, from: [u8; 16], to: [u8; 16]) -> io::Result<()> {
-        let mut w = self.inner.log.writes();
-        w.remove_range(&from, &to)?;
-        w.commit()
+        // A purge can span many entries: off the async workers.
+        crate::off_runtime(|| {
+            let mut w = self.inner.log.writes();
+            w.remove_range(&from, &to)?;
+            w.commit()
+        })
     }
 }
 

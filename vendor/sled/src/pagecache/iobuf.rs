@@ -993,8 +993,15 @@ pub(in crate::pagecache) fn make_stable_inner(
 /// to flush some pending writes. Returns the number
 /// of bytes written during this call.
 pub(in crate::pagecache) fn flush(iobufs: &Arc<IoBufs>) -> Result<usize> {
-    let _cc = concurrency_control::read();
-    let max_reserved_lsn = iobufs.max_reserved_lsn.load(Acquire);
+    // CHRONIK PATCH: the concurrency-control read lock is held only while the
+    // target LSN is read (no batch is half-reserved then, so the flush covers
+    // whole batches), not across the write and fsync. Upstream held it
+    // throughout, so every `apply_batch` (which takes the write lock) waited
+    // for the whole fsync of a concurrent flush.
+    let max_reserved_lsn = {
+        let _cc = concurrency_control::read();
+        iobufs.max_reserved_lsn.load(Acquire)
+    };
     make_stable(iobufs, max_reserved_lsn)
 }
 
