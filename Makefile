@@ -10,7 +10,7 @@ PYTEST     ?= python3 -m pytest
 # (it/setup.sh makes it); every python3 below is that one.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster chaos deps clean cluster cluster-status cluster-stop cluster-clean
+.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -27,6 +27,7 @@ run: build
 test: setup build test-rust test-it
 	$(MAKE) compat
 	$(MAKE) chaos DURATION=8
+	$(MAKE) fuzz FUZZ_SECONDS=120
 
 ## What the tests need (idempotent; quick when it is all there).
 setup:
@@ -65,6 +66,17 @@ DURATION ?= 20
 chaos: build setup
 	@command -v iptables >/dev/null || { echo "make chaos needs root and iptables (apt-get install iptables xfsprogs libfaketime)"; exit 2; }
 	python3 it/chaos.py $(if $(SEED),--seed $(SEED)) --duration $(DURATION) $(foreach s,$(EXCLUDE),--exclude $(s))
+
+## libFuzzer over the request decoder of every advertised API and version,
+## from the compat clients' real frames (fuzz/seeds); fails on a crash or on
+## an input that makes the decoder hold far more memory than its size.
+FUZZ_SECONDS ?= 900
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
+
+## Captures new seeds: every request frame the compat clients send.
+fuzz-seeds: build compat-install
+	python3 it/compat/run.py --capture fuzz/seeds
 
 ## A local 3-node cluster (deploy/local/cluster.toml): Kafka 9092-9094,
 ## Raft 9192-9194, admin 9292-9294, data and logs under .cluster/.

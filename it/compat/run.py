@@ -2,7 +2,10 @@
 library, each against a fresh single Chronik node with its default settings.
 Prints a table (client, version, result, what failed); exits 1 if any failed.
 
-Usage: python3 it/compat/run.py [--only NAME ...]"""
+Usage: python3 it/compat/run.py [--only NAME ...] [--capture DIR]
+
+--capture DIR records every request frame the clients send (through a proxy
+the node advertises) as fuzzer seeds: `make fuzz-seeds` fills fuzz/seeds."""
 import argparse
 import json
 import os
@@ -38,18 +41,23 @@ def free_port():
     return port if port + 200 < 65536 else free_port()
 
 
-def start_node(base):
+def start_node(base, capture=None):
     port = free_port()
+    advertised = port
+    if capture:
+        import capture as capture_mod
+        advertised = free_port()
+        capture_mod.start_proxy(advertised, port, capture)
     log = open(os.path.join(base, "chronik.log"), "ab")
     proc = subprocess.Popen([BINARY, "standalone", "--data-dir", os.path.join(base, "data"),
-                             "--advertised-addr", f"127.0.0.1:{port}", "--kafka-listen", f"127.0.0.1:{port}",
+                             "--advertised-addr", f"127.0.0.1:{advertised}", "--kafka-listen", f"127.0.0.1:{port}",
                              "--raft-listen", f"127.0.0.1:{port + 100}", "--admin-listen", f"127.0.0.1:{port + 200}"],
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"127.0.0.1:{port}"
+                return proc, f"127.0.0.1:{advertised}"
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("chronik-server did not start")
@@ -76,9 +84,10 @@ def run_client(name, cmd, bootstrap):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", help="client names to run")
+    ap.add_argument("--capture", help="keep the clients' request frames here (fuzzer seeds)")
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="chronik-compat-")
-    proc, bootstrap = start_node(base)
+    proc, bootstrap = start_node(base, os.path.abspath(args.capture) if args.capture else None)
     rows = []
     try:
         for name, cmd in CLIENTS:
