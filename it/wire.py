@@ -82,3 +82,51 @@ def parse_produce_v3(reply):
     pos += 4
     index, err, base = struct.unpack(">ihq", reply[pos:pos + 14])
     return index, err, base
+
+
+def varint(v):
+    """Zig-zag varint, as record fields use it."""
+    v = (v << 1) ^ (v >> 63)
+    out = b""
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def raw_batch(records_body, count, attributes=0, base_timestamp=0):
+    """A magic-2 batch around an already encoded (maybe compressed) records
+    body, with the record count the caller claims."""
+    after_crc = struct.pack(">hiqqqhii", attributes, count - 1, base_timestamp, base_timestamp, -1, -1, -1, count) + records_body
+    crc = crc32c_impl.crc32c(after_crc)
+    head = struct.pack(">iBI", 0, 2, crc)
+    return struct.pack(">qi", 0, len(head) + len(after_crc)) + head + after_crc
+
+
+def record(value, index=0, key=None, headers=None, header_count=None):
+    """One encoded record; `header_count` may claim more headers than given."""
+    headers = headers or []
+    body = b"\x00" + varint(0) + varint(index)
+    body += varint(-1) if key is None else varint(len(key)) + key
+    body += varint(len(value)) + value
+    body += varint(len(headers) if header_count is None else header_count)
+    for hk, hv in headers:
+        body += varint(len(hk)) + hk + varint(len(hv)) + hv
+    return varint(len(body)) + body
+
+
+def api_versions(node):
+    """{api key: (min, max)} as the node advertises them (ApiVersions v0)."""
+    reply = roundtrip(node, frame(18, 0, 1))
+    pos = 4
+    err, n = struct.unpack(">hi", reply[pos:pos + 6])
+    pos += 6
+    out = {}
+    for _ in range(n):
+        k, lo, hi = struct.unpack(">hhh", reply[pos:pos + 6])
+        pos += 6
+        out[k] = (lo, hi)
+    return out
