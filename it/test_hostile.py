@@ -243,6 +243,13 @@ def test_fetch_response_is_capped_by_fetch_max_bytes(node_factory):
 def fetch_bytes(node, topic, offset, max_bytes, timeout=60):
     """A Fetch v4 for one partition asking for `max_bytes`: the records
     bytes of the answer."""
+    err, got = fetch_answer(node, topic, offset, max_bytes, timeout)
+    assert err == 0, err
+    return got
+
+
+def fetch_answer(node, topic, offset, max_bytes, timeout=60):
+    """(error code, records bytes) of a Fetch v4 asking for `max_bytes`."""
     t = topic.encode()
     body = struct.pack(">iiiib", -1, 500, 1, max_bytes, 0)  # replica, max wait, min bytes, max bytes, isolation
     body += struct.pack(">i", 1) + struct.pack(">h", len(t)) + t
@@ -256,5 +263,4 @@ def fetch_bytes(node, topic, offset, max_bytes, timeout=60):
     idx, err, hwm, lso = struct.unpack(">ihqq", reply[pos:pos + 22]); pos += 22
     (na,) = struct.unpack(">i", reply[pos:pos + 4]); pos += 4 + max(na, 0) * 16
     (rl,) = struct.unpack(">i", reply[pos:pos + 4])
-    assert err == 0, err
-    return rl
+    return err, max(rl, 0)
