@@ -29,6 +29,7 @@ pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const INVALID_PARTITIONS: i16 = 37;
 pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 pub const INVALID_CONFIG: i16 = 40;
 pub const NOT_CONTROLLER: i16 = 41;
 pub const INVALID_REQUEST: i16 = 42;
@@ -38,6 +39,7 @@ pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
+pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const INVALID_RECORD: i16 = 87;
 
@@ -63,6 +65,7 @@ pub fn code(err: &StoreError) -> i16 {
             ControllerError::InvalidTopic(..) => INVALID_TOPIC_EXCEPTION,
             ControllerError::InvalidPartitions(_) => INVALID_PARTITIONS,
             ControllerError::InvalidReplicationFactor(..) => INVALID_REPLICATION_FACTOR,
+            ControllerError::InvalidReplicaAssignment(_) => INVALID_REPLICA_ASSIGNMENT,
         },
     }
 }

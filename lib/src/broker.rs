@@ -14,7 +14,8 @@ use crate::log::batch::{self};
 use crate::config::split_host_port;
 use crate::engine::{StorageEngine, Transport};
 use crate::groups::{GroupManager, PartitionGroup};
-use crate::metadata::{validate_topic_config, validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
+use crate::metadata::{validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
+use crate::topic_config;
 use crate::offsets::{self, CommittedOffset, GroupCommand, GroupRecord, OFFSETS_TOPIC};
 use crate::store::*;
 use crate::types::{Command, CommandResult, NodeId, Offset, TopicPartition};
@@ -105,31 +106,55 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
 
     fn validate_spec(&self, spec: &TopicSpec) -> Result<(i32, i16), StoreError> {
         validate_topic_name(&spec.name)?;
-        let partitions = spec.partitions.unwrap_or(self.cfg.default_partitions);
-        let rf = spec.replication_factor.unwrap_or_else(|| self.cfg.replication_factor_default());
-        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
-            return Err(ControllerError::InvalidPartitions(partitions).into());
-        }
         let nodes = self.metadata().nodes.len();
         if nodes == 0 {
             // The controller has not registered the nodes yet (a new cluster's
             // first moments): NOT_CONTROLLER makes the client retry.
             return Err(StoreError::NotController(None));
         }
+        let (partitions, rf) = match &spec.assignment {
+            Some(a) => self.validate_assignment(a)?,
+            None => (spec.partitions.unwrap_or(self.cfg.default_partitions), spec.replication_factor.unwrap_or_else(|| self.cfg.replication_factor_default())),
+        };
+        if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
+            return Err(ControllerError::InvalidPartitions(partitions).into());
+        }
         if rf < 1 || rf as usize > nodes {
             return Err(ControllerError::InvalidReplicationFactor(rf, nodes).into());
         }
-        for (k, v) in &spec.configs {
-            validate_topic_config(k, v).map_err(|reason| StoreError::InvalidConfig {
-                key: k.clone(),
-                value: v.clone(),
-                reason,
-            })?;
-        }
+        topic_config::validate_all(&spec.configs).map_err(|(key, value, reason)| StoreError::InvalidConfig { key, value, reason })?;
         if self.metadata().topics.contains_key(&spec.name) {
             return Err(ControllerError::TopicExists(spec.name.clone()).into());
         }
         Ok((partitions, rf))
+    }
+
+    /// A manual replica assignment, checked as Kafka does: replicas of every
+    /// partition distinct, as many for each, and each a live node.
+    fn validate_assignment(&self, assignment: &[Vec<NodeId>]) -> Result<(i32, i16), StoreError> {
+        let bad = |why: String| StoreError::Controller(ControllerError::InvalidReplicaAssignment(why));
+        let rf = assignment.first().map(|r| r.len()).unwrap_or(0);
+        let md = self.metadata();
+        for (p, replicas) in assignment.iter().enumerate() {
+            if replicas.is_empty() {
+                return Err(bad(format!("partition {p} has no replicas")));
+            }
+            if replicas.len() != rf {
+                return Err(bad(format!("partition {p} has {} replicas, partition 0 has {rf}: all must have as many", replicas.len())));
+            }
+            if let Some(dup) = replicas.iter().enumerate().find(|(i, r)| replicas[..*i].contains(r)).map(|(_, r)| r) {
+                return Err(bad(format!("partition {p} names node {dup} twice")));
+            }
+            for r in replicas {
+                if !md.nodes.contains_key(r) {
+                    return Err(bad(format!("partition {p}: node {r} is not in the cluster")));
+                }
+                if *r != self.node_id() && !self.peers.is_alive(*r) {
+                    return Err(bad(format!("partition {p}: node {r} is not alive")));
+                }
+            }
+        }
+        Ok((i32::try_from(assignment.len()).unwrap_or(i32::MAX), i16::try_from(rf).unwrap_or(i16::MAX)))
     }
 
     /// The leader of a partition group as far as this node knows, and its
@@ -259,8 +284,12 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             return Ok(());
         }
         let name = spec.name.clone();
-        self.propose(ControllerCommand::CreateTopic { name: spec.name, partitions, replication_factor, configs: spec.configs })
-            .await?;
+        topic_config::note_unenforced(&name, &spec.configs);
+        let cmd = match spec.assignment {
+            Some(assignment) => ControllerCommand::CreateTopicAssigned { name: spec.name, assignment, configs: spec.configs },
+            None => ControllerCommand::CreateTopic { name: spec.name, partitions, replication_factor, configs: spec.configs },
+        };
+        self.propose(cmd).await?;
         self.reconcile_once().await;
         self.wait_topic_ready(&name).await;
         Ok(())
@@ -290,7 +319,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         let pg = self.serving_leader(&tp)?;
         self.check_disk(batch.len() as u64)?;
         let md = self.metadata();
-        let policy = md.topics.get(&*tp.topic).map(|t| crate::metadata::batch_policy(&t.configs, &self.cfg.limits)).unwrap_or_default();
+        let policy = md.topics.get(&*tp.topic).map(|t| topic_config::batch_policy(&t.configs, &self.cfg.limits)).unwrap_or_default();
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         let header = batch::validate_produce(&batch, &policy, now_ms)
             .map_err(|e| {
@@ -306,6 +335,14 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                 }
             })?
             .header;
+        // LogAppendTime topics: the leader stamps the batch before it is
+        // replicated, so every replica stores the same bytes.
+        let stamped = md.topics.get(&*tp.topic).is_some_and(|t| topic_config::log_append_time(&t.configs)).then_some(now_ms);
+        let batch = match stamped {
+            Some(now) => batch::stamp_log_append_time(batch, now),
+            None => batch,
+        };
+        let log_append_time_ms = stamped.unwrap_or(-1);
         let node = self.node_id();
         // acks=1: answered once the batch is durable in this node's log. Not
         // for an idempotent batch: only applying it tells whether it is a
@@ -319,6 +356,10 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .client_write_ff(Command::Append { batch, token }, Some(responder))
             .await
             .map_err(|_| StoreError::ShuttingDown { node })?;
+        let log = pg.log.clone();
+        let local_log = pg.log.clone();
+        let appended_local = move |base_offset| Appended { base_offset, log_append_time_ms, log_start_offset: local_log.log_start_offset() };
+        let appended = move |base_offset, log_append_time_ms| Appended { base_offset, log_append_time_ms, log_start_offset: log.log_start_offset() };
         Ok(Box::pin(async move {
             let committed = async move {
                 match rx.await {
@@ -327,11 +368,12 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                             if idempotent {
                                 tracing::debug!(partition = %tp, base_offset, producer_id = header.producer_id, epoch = header.producer_epoch, sequence = header.base_sequence, records = header.record_count, "idempotent batch appended");
                             }
-                            Ok(base_offset)
+                            Ok(appended(base_offset, log_append_time_ms))
                         }
                         CommandResult::Duplicate { base_offset } => {
                             tracing::debug!(partition = %tp, base_offset, producer_id = header.producer_id, sequence = header.base_sequence, "duplicate batch of an idempotent producer: answered with its original offset");
-                            Ok(base_offset)
+                            // The stored copy has the first attempt's time, not known here.
+                            Ok(appended(base_offset, -1))
                         }
                         CommandResult::ProducerRefused(why) => {
                             warn!(partition = %tp, error = %why, "idempotent batch refused");
@@ -349,7 +391,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             tokio::pin!(committed);
             tokio::select! {
                 // If the log store cannot tell (sender dropped), wait for commit.
-                Ok(offset) = &mut local.offset => Ok(offset),
+                Ok(offset) = &mut local.offset => Ok(appended_local(offset)),
                 r = &mut committed => r,
             }
         }))
@@ -477,6 +519,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             partitions: Some(self.cfg.offsets_topic_partitions),
             replication_factor: None,
             configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            assignment: None,
         };
         match self.create_topic(spec, false).await {
             Ok(()) | Err(StoreError::Controller(ControllerError::TopicExists(_))) => Ok(()),
@@ -496,20 +539,28 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
     }
 
     async fn group_write(&self, cmd: GroupCommand) -> Result<(), StoreError> {
+        self.group_submit(cmd).await?.await
+    }
+
+    async fn group_submit(&self, cmd: GroupCommand) -> Result<PendingGroupWrite, StoreError> {
         let pg = self.serving_offsets_partition(cmd.group())?;
         self.check_disk(4096)?;
         let node = self.node_id();
         let tp = pg.tp.clone();
-        match pg.raft.client_write(Command::Group(cmd)).await {
-            Ok(resp) => match resp.data {
-                CommandResult::None => Ok(()),
-                other => Err(StoreError::Storage { node, detail: format!("group write to {tp} answered {other:?}") }),
-            },
-            Err(openraft::errors::RaftError::APIError(openraft::errors::ClientWriteError::ForwardToLeader(f))) => {
-                Err(StoreError::NotLeader(tp, f.leader_id))
+        let (responder, rx) = ProgressResponder::complete_only();
+        pg.raft.client_write_ff(Command::Group(cmd), Some(responder)).await.map_err(|_| StoreError::ShuttingDown { node })?;
+        Ok(Box::pin(async move {
+            match rx.await {
+                Ok(Ok(resp)) => match resp.data {
+                    CommandResult::None => Ok(()),
+                    other => Err(StoreError::Storage { node, detail: format!("group write to {tp} answered {other:?}") }),
+                },
+                Ok(Err(openraft::errors::ClientWriteError::ForwardToLeader(f))) => Err(StoreError::NotLeader(tp, f.leader_id)),
+                Ok(Err(e)) => Err(StoreError::Storage { node, detail: format!("group write to {tp}: {e}") }),
+                // The group stopped before the entry was applied: outcome unknown.
+                Err(_) => Err(StoreError::Timeout(tp)),
             }
-            Err(e) => Err(StoreError::Storage { node, detail: format!("group write to {tp}: {e}") }),
-        }
+        }))
     }
 
     fn committed_offsets(&self, group: &str) -> Result<Vec<(String, i32, CommittedOffset)>, StoreError> {

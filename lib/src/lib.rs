@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod serde_b64;
 pub mod store;
+pub mod topic_config;
 pub mod types;
 
 pub use store::{Acks, PartitionStore, StoreError};

@@ -30,6 +30,14 @@ pub enum ControllerCommand {
     AllocateProducerIds {
         node: NodeId,
     },
+    /// A topic whose replicas are given (CreateTopics with an assignment):
+    /// partition i's replicas, the first the preferred leader. (A variant of
+    /// its own, so that entries logged before it still decode.)
+    CreateTopicAssigned {
+        name: String,
+        assignment: Vec<Vec<NodeId>>,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// Producer ids a node gets at a time (InitProducerId hands them out).
@@ -47,6 +55,8 @@ pub enum ControllerError {
     InvalidPartitions(i32),
     #[error("invalid replication factor {0}: the cluster has {1} nodes")]
     InvalidReplicationFactor(i16, usize),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,9 +101,16 @@ impl ClusterMetadata {
                     return Err(ControllerError::TopicExists(name.clone()));
                 }
                 let assignments = self.place(*partitions, *replication_factor)?;
-                let id = ((self.next_group as u128) << 64) | 0x4348_524f_4e49_4b00u128;
-                let topic = TopicMeta { name: name.clone(), id, partitions: assignments, configs: configs.clone() };
-                self.topics.insert(name.clone(), topic);
+                self.add_topic(name, assignments, configs);
+                Ok(())
+            }
+            ControllerCommand::CreateTopicAssigned { name, assignment, configs } => {
+                validate_topic_name(name)?;
+                if self.topics.contains_key(name) {
+                    return Err(ControllerError::TopicExists(name.clone()));
+                }
+                let assignments = self.assign(assignment)?;
+                self.add_topic(name, assignments, configs);
                 Ok(())
             }
             ControllerCommand::DeleteTopic { name } => {
@@ -105,6 +122,34 @@ impl ClusterMetadata {
                 Ok(())
             }
         }
+    }
+
+    fn add_topic(&mut self, name: &str, partitions: Vec<PartitionAssignment>, configs: &BTreeMap<String, String>) {
+        // Stable and unique: derived from the last group id handed out.
+        let id = ((self.next_group as u128) << 64) | 0x4348_524f_4e49_4b00u128;
+        self.topics.insert(name.to_string(), TopicMeta { name: name.to_string(), id, partitions, configs: configs.clone() });
+    }
+
+    /// A given placement, checked against the cluster's nodes (the broker
+    /// has checked liveness before proposing it).
+    fn assign(&mut self, replicas: &[Vec<NodeId>]) -> Result<Vec<PartitionAssignment>, ControllerError> {
+        if replicas.is_empty() || replicas.len() > TOPIC_PARTITIONS_MAX as usize {
+            return Err(ControllerError::InvalidPartitions(i32::try_from(replicas.len()).unwrap_or(i32::MAX)));
+        }
+        let rf = replicas[0].len();
+        for (p, r) in replicas.iter().enumerate() {
+            let distinct = r.iter().enumerate().all(|(i, n)| !r[..i].contains(n));
+            if r.len() != rf || rf == 0 || !distinct || r.iter().any(|n| !self.nodes.contains_key(n)) {
+                return Err(ControllerError::InvalidReplicaAssignment(format!("partition {p}: {r:?}")));
+            }
+        }
+        Ok(replicas
+            .iter()
+            .map(|r| {
+                self.next_group += 1;
+                PartitionAssignment { group: GroupId(self.next_group), replicas: r.clone() }
+            })
+            .collect())
     }
 
     /// Round-robin placement: partition p's replicas are the `rf` nodes that
@@ -197,6 +242,20 @@ mod tests {
     }
 
     #[test]
+    fn a_given_assignment_is_kept_and_checked() {
+        let mut m = cluster(3);
+        let assigned = |m: &mut ClusterMetadata, name: &str, a: Vec<Vec<NodeId>>| {
+            m.apply(&ControllerCommand::CreateTopicAssigned { name: name.into(), assignment: a, configs: Default::default() })
+        };
+        assigned(&mut m, "m", vec![vec![3, 1], vec![2, 3]]).unwrap();
+        let r: Vec<_> = m.topics["m"].partitions.iter().map(|p| p.replicas.clone()).collect();
+        assert_eq!(r, vec![vec![3, 1], vec![2, 3]]);
+        for bad in [vec![vec![1, 1]], vec![vec![1, 2], vec![3]], vec![vec![4]], vec![vec![]], vec![]] {
+            assert!(assigned(&mut m, "n", bad.clone()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_topics() {
         let mut m = cluster(1);
         assert!(matches!(create(&mut m, "x", 1, 2), Err(ControllerError::InvalidReplicationFactor(2, 1))));
@@ -209,67 +268,5 @@ mod tests {
         m.apply(&ControllerCommand::DeleteTopic { name: "x".into() }).unwrap();
         create(&mut m, "x", 1, 1).unwrap();
         assert_eq!(m.topics["x"].partitions[0].group, GroupId(2), "re-created topic gets a fresh group");
-    }
-}
-
-/// Topic configs Chronik knows, with their defaults (Kafka's names and values).
-pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
-    ("cleanup.policy", "delete"),
-    ("compression.type", "producer"),
-    ("max.message.bytes", "1048588"),
-    ("message.timestamp.after.max.ms", "3600000"),
-    ("message.timestamp.before.max.ms", "9223372036854775807"),
-    ("message.timestamp.type", "CreateTime"),
-    ("min.insync.replicas", "1"),
-    ("retention.bytes", "-1"),
-    ("retention.ms", "604800000"),
-    ("segment.bytes", "1073741824"),
-];
-
-/// Checks one topic config override: the key must be known and the value
-/// well-formed for it.
-pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
-    let numeric = |min: i64| match value.parse::<i64>() {
-        Ok(v) if v >= min => Ok(()),
-        _ => Err(format!("must be an integer >= {min}")),
-    };
-    match key {
-        "cleanup.policy" => match value {
-            "delete" | "compact" | "delete,compact" | "compact,delete" => Ok(()),
-            _ => Err("must be delete, compact or both".into()),
-        },
-        "compression.type" => match value {
-            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
-            _ => Err("must be producer, uncompressed, gzip, snappy, lz4 or zstd".into()),
-        },
-        "message.timestamp.type" => match value {
-            "CreateTime" | "LogAppendTime" => Ok(()),
-            _ => Err("must be CreateTime or LogAppendTime".into()),
-        },
-        "max.message.bytes" | "segment.bytes" => numeric(1),
-        "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" => numeric(0),
-        "min.insync.replicas" => numeric(1),
-        "retention.bytes" | "retention.ms" => numeric(-1),
-        _ => Err("unknown topic config".into()),
-    }
-}
-
-/// What a batch produced to a topic must satisfy: the topic's configs over
-/// the node's bounds (max.message.bytes defaults to message.max.bytes).
-pub fn batch_policy(configs: &BTreeMap<String, String>, limits: &crate::config::Limits) -> crate::log::batch::BatchPolicy {
-    use crate::log::batch::{BatchPolicy, TimestampRule};
-    let num = |key: &str, default: i64| configs.get(key).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
-    let timestamps = match configs.get("message.timestamp.type").map(String::as_str) {
-        Some("LogAppendTime") => TimestampRule::LogAppendTime,
-        _ => TimestampRule::CreateTime {
-            before_max_ms: num("message.timestamp.before.max.ms", i64::MAX),
-            after_max_ms: num("message.timestamp.after.max.ms", 3_600_000),
-        },
-    };
-    BatchPolicy {
-        batch_bytes_max: usize::try_from(num("max.message.bytes", limits.message_max_bytes as i64)).unwrap_or(usize::MAX),
-        decompressed_bytes_max: limits.batch_decompressed_bytes_max,
-        timestamps,
-        key_required: configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|x| x.trim() == "compact")),
     }
 }

@@ -66,9 +66,22 @@ pub enum StoreError {
     DiskFull { node: NodeId, free_bytes: u64, reserve_bytes: u64 },
 }
 
+/// A consumer-group change queued into its offsets partition's Raft log;
+/// awaiting it yields once it is committed and applied.
+pub type PendingGroupWrite = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// What a produce's batch became, as the Produce response tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: Offset,
+    /// The broker's stamp on a LogAppendTime topic, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: Offset,
+}
+
 /// A produce that has been queued into its partition's Raft log in order;
-/// awaiting it yields the batch's base offset once it meets the acks level.
-pub type PendingAppend = Pin<Box<dyn Future<Output = Result<Offset, StoreError>> + Send>>;
+/// awaiting it yields where the batch went once it meets the acks level.
+pub type PendingAppend = Pin<Box<dyn Future<Output = Result<Appended, StoreError>> + Send>>;
 
 #[derive(Debug, Clone, Default)]
 pub struct ReadResult {
@@ -156,6 +169,9 @@ pub struct TopicSpec {
     pub partitions: Option<i32>,
     pub replication_factor: Option<i16>,
     pub configs: BTreeMap<String, String>,
+    /// A manual replica assignment: partition i's replicas, the first the
+    /// preferred leader (then `partitions` and `replication_factor` are None).
+    pub assignment: Option<Vec<Vec<NodeId>>>,
 }
 
 /// Where a consumer group is coordinated: the leader of its offsets partition.
@@ -243,6 +259,11 @@ pub trait PartitionStore: Send + Sync + 'static {
     /// Replicates a consumer-group change through its offsets partition,
     /// which this node must serve; returns once it is committed and applied.
     fn group_write(&self, cmd: GroupCommand) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Queues a consumer-group change into its offsets partition's log and
+    /// returns at once: changes queued one after another are applied in that
+    /// order (offset commits pipelined on one connection).
+    fn group_submit(&self, cmd: GroupCommand) -> impl Future<Output = Result<PendingGroupWrite, StoreError>> + Send;
 
     /// A group's committed offsets, from the offsets partition this node serves.
     fn committed_offsets(&self, group: &str) -> Result<Vec<(String, i32, CommittedOffset)>, StoreError>;

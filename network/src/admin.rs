@@ -281,7 +281,7 @@ async fn create_topic<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, bo
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid topic JSON: {e}")),
     };
-    let spec = TopicSpec { name: t.name.clone(), partitions: t.partitions, replication_factor: t.replication_factor, configs: t.configs };
+    let spec = TopicSpec { name: t.name.clone(), partitions: t.partitions, replication_factor: t.replication_factor, configs: t.configs, assignment: None };
     match s.store.create_topic(spec, false).await {
         Ok(()) => (StatusCode::CREATED, Json(topic_detail(&*s.store, &t.name).unwrap_or(json!({"name": t.name})))).into_response(),
         Err(e) => store_error(&e),

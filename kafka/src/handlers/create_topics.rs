@@ -26,8 +26,8 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: CreateTopicsReques
         };
         if duplicates.contains(&name) {
             fail(&mut r, errors::INVALID_REQUEST, format!("topic {name} appears more than once in the request"));
-        } else if !topic.assignments.is_empty() {
-            fail(&mut r, errors::INVALID_REQUEST, "manual replica assignment is not supported; replicas are placed round-robin".into());
+        } else if !topic.assignments.is_empty() && (topic.num_partitions != -1 || topic.replication_factor != -1) {
+            fail(&mut r, errors::INVALID_REQUEST, format!("topic {name}: a replica assignment and a partition count or replication factor cannot both be given"));
         } else {
             let mut configs = BTreeMap::new();
             for c in &topic.configs {
@@ -35,12 +35,26 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: CreateTopicsReques
                     configs.insert(c.name.to_string(), v.to_string());
                 }
             }
+            // Manual assignment: partition i's replicas, the first preferred.
+            let mut assignments: Vec<(i32, Vec<u64>)> = topic
+                .assignments
+                .iter()
+                .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0 as u64).collect()))
+                .collect();
+            assignments.sort_by_key(|(p, _)| *p);
+            let assignment = (!assignments.is_empty()).then(|| assignments.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>());
             let spec = TopicSpec {
                 name: name.clone(),
                 partitions: (topic.num_partitions != -1).then_some(topic.num_partitions),
                 replication_factor: (topic.replication_factor != -1).then_some(topic.replication_factor),
                 configs,
+                assignment,
             };
+            if assignments.iter().enumerate().any(|(i, (p, _))| *p != i as i32) {
+                fail(&mut r, errors::INVALID_REPLICA_ASSIGNMENT, format!("topic {name}: the assignment's partitions must be 0, 1, 2, ... once each"));
+                resp.topics.push(r);
+                continue;
+            }
             match ctx.store.create_topic(spec, req.validate_only).await {
                 Ok(()) => {
                     info!(topic = %name, validate_only = req.validate_only, "CreateTopics succeeded");

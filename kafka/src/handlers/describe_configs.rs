@@ -1,4 +1,4 @@
-use chronik::metadata::TOPIC_CONFIG_DEFAULTS;
+use chronik::topic_config::{self, ConfigType, TOPIC_CONFIGS};
 use chronik::PartitionStore;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
@@ -10,16 +10,14 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
-/// DescribeConfigs v3+ config types.
-const TYPE_STRING: i8 = 2;
 
-fn entry(version: i16, name: &str, value: &str, source: i8) -> DescribeConfigsResourceResult {
+fn entry(version: i16, name: &str, value: &str, source: i8, kind: ConfigType) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     c.name = super::str(name);
     c.value = Some(super::str(value));
     c.config_source = source;
     if version >= 3 {
-        c.config_type = TYPE_STRING;
+        c.config_type = kind as i8;
     }
     c
 }
@@ -36,13 +34,10 @@ pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeConfigsRequest, 
                 let name = res.resource_name.to_string();
                 match ctx.store.cluster_view(Some(&[name.clone()])).topics.first() {
                     Some(t) => {
-                        for (k, default) in TOPIC_CONFIG_DEFAULTS {
-                            if !wanted(k) {
-                                continue;
-                            }
-                            let c = match t.configs.get(*k) {
-                                Some(v) => entry(version, k, v, SOURCE_DYNAMIC_TOPIC),
-                                None => entry(version, k, default, SOURCE_DEFAULT),
+                        for def in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
+                            let c = match t.configs.get(def.name) {
+                                Some(v) => entry(version, def.name, v, SOURCE_DYNAMIC_TOPIC, def.kind),
+                                None => entry(version, def.name, &topic_config::default_value(def, &ctx.cfg.limits), SOURCE_DEFAULT, def.kind),
                             };
                             out.configs.push(c);
                         }
@@ -55,9 +50,15 @@ pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeConfigsRequest, 
             }
             RESOURCE_BROKER => {
                 let id = ctx.store.node_id().to_string();
-                for (k, v) in [("broker.id", id.as_str()), ("auto.create.topics.enable", if ctx.store.auto_create_topics() { "true" } else { "false" })] {
+                let max_message = ctx.cfg.limits.message_max_bytes.to_string();
+                let auto_create = if ctx.store.auto_create_topics() { "true" } else { "false" };
+                for (k, v, kind) in [
+                    ("broker.id", id.as_str(), ConfigType::Int),
+                    ("auto.create.topics.enable", auto_create, ConfigType::Boolean),
+                    ("message.max.bytes", max_message.as_str(), ConfigType::Int),
+                ] {
                     if wanted(k) {
-                        out.configs.push(entry(version, k, v, SOURCE_DEFAULT));
+                        out.configs.push(entry(version, k, v, SOURCE_DEFAULT, kind));
                     }
                 }
             }

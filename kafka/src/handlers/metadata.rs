@@ -29,7 +29,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
                 failed.push((name.clone(), errors::UNKNOWN_TOPIC_OR_PARTITION));
                 continue;
             }
-            let spec = TopicSpec { name: name.clone(), partitions: None, replication_factor: None, configs: Default::default() };
+            let spec = TopicSpec { name: name.clone(), partitions: None, replication_factor: None, configs: Default::default(), assignment: None };
             match ctx.store.create_topic(spec, false).await {
                 Ok(()) => info!(topic = %name, "auto-created topic"),
                 Err(StoreError::Controller(chronik::metadata::ControllerError::TopicExists(_))) => {}

@@ -79,11 +79,14 @@ pub async fn submit<S: PartitionStore>(
                 let p = match result {
                     Err((code, msg)) => partition_error(version, index, code, Some(msg)),
                     Ok(pending) => match tokio::time::timeout_at(deadline, pending).await {
-                        Ok(Ok(base_offset)) => {
+                        Ok(Ok(a)) => {
                             let mut p = partition_error(version, index, errors::NONE, None);
-                            p.base_offset = base_offset;
+                            p.base_offset = a.base_offset;
+                            if version >= 2 {
+                                p.log_append_time_ms = a.log_append_time_ms;
+                            }
                             if version >= 5 {
-                                p.log_start_offset = 0;
+                                p.log_start_offset = a.log_start_offset;
                             }
                             p
                         }

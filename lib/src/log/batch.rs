@@ -240,6 +240,20 @@ pub fn validate_produce(b: &[u8], policy: &BatchPolicy, now_ms: i64) -> Result<V
     Ok(ValidBatch { header: h, max_timestamp: summary.max_timestamp, records_bytes: summary.records_bytes })
 }
 
+/// The batch stamped with the broker's time, as Kafka does for LogAppendTime
+/// topics: the timestamp-type attribute set, maxTimestamp = `now_ms`, the
+/// CRC recomputed. The records are not touched (consumers take every
+/// record's time from maxTimestamp on such a batch).
+pub fn stamp_log_append_time(b: Bytes, now_ms: i64) -> Bytes {
+    let mut out = b.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    let attributes = i16_at(&out, 21) | 0x08;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    out[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.freeze()
+}
+
 /// The offset after a served batch (its patched base offset plus its records).
 pub fn next_offset(served: &[u8]) -> Option<i64> {
     let h = parse_header(served).ok()?;
@@ -422,6 +436,14 @@ pub(crate) mod tests {
         let tight = BatchPolicy { decompressed_bytes_max: 64 * 1024, ..Default::default() };
         assert!(matches!(validate_produce(&wrap(&z, 1024, compression::ZSTD), &tight, NOW), Err(BatchError::Inflates { bytes_max: 65536, .. })));
         check(&wrap(&z, 1024, compression::ZSTD)).unwrap();
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_header_and_keeps_the_crc_valid() {
+        let b = stamp_log_append_time(Bytes::from(batch(2)), 1_700_000_000_000);
+        let h = parse_header(&b).unwrap();
+        assert_eq!((h.attributes & 0x08, h.max_timestamp, h.base_timestamp), (0x08, 1_700_000_000_000, 1000));
+        assert_eq!(crc32c::crc32c(&b[CRC_START..]), h.crc);
     }
 
     #[test]
