@@ -288,11 +288,18 @@ async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>, peer: So
     };
     let ctx = ctx.clone();
     let caller = Caller { peer, client_id };
+    // Produce and OffsetCommit take effect in the order a connection sent
+    // them: their first stage (validate, queue into the Raft log) runs here,
+    // before the next frame is read; only the waiting is concurrent.
     match request {
         RequestKind::Produce(req) => match handlers::produce::submit(ctx, req, version).instrument(span.clone()).await {
             Some(fut) => Outcome::Respond(Box::pin(async move { finish(fut.await) }.instrument(span))),
             None => Outcome::Silent(Box::pin(async {})),
         },
+        RequestKind::OffsetCommit(req) => {
+            let fut = handlers::offset_commit::submit(ctx, req, version).instrument(span.clone()).await;
+            Outcome::Respond(Box::pin(async move { finish(fut.await) }.instrument(span)))
+        }
         other => Outcome::Respond(Box::pin(
             async move {
                 let resp = handlers::dispatch(ctx, other, version, caller).await;

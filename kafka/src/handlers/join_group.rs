@@ -16,6 +16,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: JoinGroupRequest, 
         rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
         protocol_type: req.protocol_type.to_string(),
         protocols: req.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+        api_version: version,
     };
     let out = ctx.groups.join(join).await;
     let mut resp = JoinGroupResponse::default()
@@ -30,6 +31,9 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: JoinGroupRequest, 
     };
     if version >= 7 {
         resp.protocol_type = out.protocol_type.map(super::str);
+    }
+    if version >= 9 {
+        resp.skip_assignment = out.skip_assignment;
     }
     resp.members = out
         .members

@@ -1,16 +1,22 @@
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use chronik::offsets::{CommittedOffset, OFFSET_METADATA_MAX_BYTES};
 use chronik::PartitionStore;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
 
 use crate::errors;
 use crate::server::Context;
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+/// Stage one, run in request order (like Produce): checks and queues the
+/// commit. Stage two, the returned future: waits for it to be replicated.
+pub async fn submit<S: PartitionStore>(ctx: Arc<Context<S>>, req: OffsetCommitRequest, version: i16) -> BoxFuture<'static, ResponseKind> {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let view = ctx.store.cluster_view(None);
+    let names: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
+    let view = ctx.store.cluster_view(Some(&names));
     let partitions_of: HashMap<&str, usize> = view.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())).collect();
     // Per partition: Some(code) when refused before the commit, None when it
     // is part of the commit (and gets the commit's result).
@@ -35,20 +41,24 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetCommitReques
         }
         verdicts.push((name, parts));
     }
-    let code = if offsets.is_empty() {
-        errors::NONE
+    let pending = if offsets.is_empty() {
+        None
     } else {
-        ctx.groups
-            .commit(&req.group_id.0, req.generation_id_or_member_epoch, &req.member_id, req.group_instance_id.as_deref(), offsets)
-            .await
+        Some(ctx.groups.commit(&req.group_id.0, req.generation_id_or_member_epoch, &req.member_id, req.group_instance_id.as_deref(), offsets).await)
     };
-    let mut resp = OffsetCommitResponse::default();
-    for (name, parts) in verdicts {
-        let mut t = OffsetCommitResponseTopic::default().with_name(kafka_protocol::messages::TopicName(super::str(name)));
-        for (index, verdict) in parts {
-            t.partitions.push(OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(verdict.unwrap_or(code)));
+    Box::pin(async move {
+        let code = match pending {
+            Some(p) => p.await,
+            None => errors::NONE,
+        };
+        let mut resp = OffsetCommitResponse::default();
+        for (name, parts) in verdicts {
+            let mut t = OffsetCommitResponseTopic::default().with_name(kafka_protocol::messages::TopicName(super::str(name)));
+            for (index, verdict) in parts {
+                t.partitions.push(OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(verdict.unwrap_or(code)));
+            }
+            resp.topics.push(t);
         }
-        resp.topics.push(t);
-    }
-    resp
+        ResponseKind::OffsetCommit(resp)
+    })
 }
