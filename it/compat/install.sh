@@ -16,6 +16,9 @@ newer "$here/node/node_modules/.package-lock.json" "$here/node/package-lock.json
   || (cd "$here/node" && npm ci --silent --no-audit --no-fund)
 newer "$here/go/compat-franz" "$here/go/main.go" "$here/go/go.mod" "$here/go/go.sum" \
   || (cd "$here/go" && go build -o compat-franz .)
-newer "$here/java/target/classes/Compat.class" "$here/java/pom.xml" "$here/java/src/main/java/Compat.java" \
-  || (cd "$here/java" && mvn -q -B package)
+java_ok=true
+for src in "$here"/java/src/main/java/*.java; do
+  newer "$here/java/target/classes/$(basename "$src" .java).class" "$here/java/pom.xml" "$src" || java_ok=false
+done
+$java_ok || (cd "$here/java" && mvn -q -B package)
 echo "compat clients ready"
