@@ -36,27 +36,8 @@ def roundtrip(node, data, expect_reply=True, timeout=5):
 def record_batch(values, corrupt=False, producer_id=-1, epoch=-1, sequence=-1):
     """A magic-2 batch built by hand, uncompressed; idempotent when given a
     producer id, epoch and first sequence."""
-    def varint(v):
-        v = (v << 1) ^ (v >> 63)
-        out = b""
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                out += bytes([b | 0x80])
-            else:
-                return out + bytes([b])
-    recs = b""
-    for i, val in enumerate(values):
-        body = b"\x00" + varint(0) + varint(i) + varint(-1) + varint(len(val)) + val + varint(0)
-        recs += varint(len(body)) + body
-    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, 0, 0, producer_id, epoch, sequence, len(values)) + recs
-    crc = crc32c_impl.crc32c(after_crc)
-    if corrupt:
-        crc ^= 0xDEADBEEF
-    head = struct.pack(">iBI", 0, 2, crc)  # leader epoch, magic, crc
-    batch_len = len(head) + len(after_crc)
-    return struct.pack(">qi", 0, batch_len) + head + after_crc
+    recs = b"".join(record(val, i) for i, val in enumerate(values))
+    return raw_batch(recs, len(values), producer_id=producer_id, epoch=epoch, sequence=sequence, corrupt=corrupt)
 
 
 def produce_request(topic, partition, records, acks=-1):
@@ -97,11 +78,13 @@ def varint(v):
             return out + bytes([b])
 
 
-def raw_batch(records_body, count, attributes=0, base_timestamp=0):
+def raw_batch(records_body, count, attributes=0, base_timestamp=0, producer_id=-1, epoch=-1, sequence=-1, corrupt=False):
     """A magic-2 batch around an already encoded (maybe compressed) records
     body, with the record count the caller claims."""
-    after_crc = struct.pack(">hiqqqhii", attributes, count - 1, base_timestamp, base_timestamp, -1, -1, -1, count) + records_body
+    after_crc = struct.pack(">hiqqqhii", attributes, count - 1, base_timestamp, base_timestamp, producer_id, epoch, sequence, count) + records_body
     crc = crc32c_impl.crc32c(after_crc)
+    if corrupt:
+        crc ^= 0xDEADBEEF
     head = struct.pack(">iBI", 0, 2, crc)
     return struct.pack(">qi", 0, len(head) + len(after_crc)) + head + after_crc
 

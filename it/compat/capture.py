@@ -38,40 +38,34 @@ class Recorder:
             f.write(frame)
 
 
-def _pump_requests(src, dst, recorder):
+def _requests(recorder):
+    """A stream parser that hands each complete request frame to `recorder`."""
     buf = b""
+
+    def feed(chunk):
+        nonlocal buf
+        buf += chunk
+        while len(buf) >= 4:
+            (n,) = struct.unpack(">i", buf[:4])
+            if n < 0 or n > 64 << 20:
+                buf = b""  # not a frame worth keeping: stop parsing this stream
+                return
+            if len(buf) < 4 + n:
+                return
+            recorder.keep(buf[4:4 + n])
+            buf = buf[4 + n:]
+    return feed
+
+
+def _pump(src, dst, observe=None):
     try:
         while True:
             chunk = src.recv(65536)
             if not chunk:
                 break
             dst.sendall(chunk)
-            buf += chunk
-            while len(buf) >= 4:
-                (n,) = struct.unpack(">i", buf[:4])
-                if n < 0 or len(buf) < 4 + n:
-                    break
-                recorder.keep(buf[4:4 + n])
-                buf = buf[4 + n:]
-            if len(buf) > 4 and struct.unpack(">i", buf[:4])[0] > 64 << 20:
-                buf = b""  # a huge produce: stop parsing this stream
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-def _pump(src, dst):
-    try:
-        while True:
-            chunk = src.recv(65536)
-            if not chunk:
-                break
-            dst.sendall(chunk)
+            if observe:
+                observe(chunk)
     except OSError:
         pass
     finally:
@@ -91,7 +85,7 @@ def start_proxy(listen_port, target_port, out_dir):
         while True:
             client, _ = srv.accept()
             upstream = socket.create_connection(("127.0.0.1", target_port))
-            threading.Thread(target=_pump_requests, args=(client, upstream, recorder), daemon=True).start()
+            threading.Thread(target=_pump, args=(client, upstream, _requests(recorder)), daemon=True).start()
             threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
