@@ -20,9 +20,28 @@ pub const SNAPPY: i16 = 2;
 pub const LZ4: i16 = 3;
 pub const ZSTD: i16 = 4;
 
-/// The largest zstd window a batch may ask the decoder to allocate (2^27 =
-/// 128 MiB, zstd's own default limit, which Kafka's zstd-jni also applies).
-pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+/// The largest zstd window a batch may make the decoder allocate: 2^24 =
+/// 16 MiB, what zstd levels up to 19 use. Kafka's zstd-jni allows 2^27; a
+/// batch compressed at levels 20-22 with a window over 16 MiB is refused
+/// (CORRUPT_MESSAGE) rather than let a few bytes claim 128 MiB.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+/// Raw snappy expands at most about 21 times (a 3-byte copy of 64 bytes);
+/// a block that claims more than this many times its size is refused
+/// before its output is allocated.
+const SNAPPY_EXPANSION_MAX: usize = 24;
+
+/// The output length a raw snappy block claims, if it is one it can encode.
+fn snappy_len(block: &[u8], bytes_max: usize) -> io::Result<usize> {
+    let len = snap::raw::decompress_len(block).map_err(io::Error::other)?;
+    if len > bytes_max {
+        return Err(io::Error::new(io::ErrorKind::FileTooLarge, "snappy block past the bound"));
+    }
+    if len > block.len().saturating_mul(SNAPPY_EXPANSION_MAX) + 64 {
+        return Err(io::Error::other(format!("a {}-byte snappy block claims {len} bytes, more than snappy can encode", block.len())));
+    }
+    Ok(len)
+}
 
 /// xerial snappy-java framing, which the Java client writes: this magic,
 /// two 4-byte versions, then blocks of (4-byte big-endian length, raw snappy).
@@ -48,11 +67,13 @@ pub fn inflate<'a>(codec: i16, compressed: &'a [u8], bytes_max: usize) -> Result
         GZIP => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
         SNAPPY if compressed.starts_with(XERIAL_MAGIC) => Box::new(XerialSnappy { rest: compressed.get(XERIAL_HEADER_LEN..).unwrap_or(&[]), block: Vec::new(), at: 0, bytes_max }),
         SNAPPY => {
-            let len = snap::raw::decompress_len(compressed).map_err(|e| bad(io::Error::other(e)))?;
-            if len > bytes_max {
-                return Err(BatchError::Inflates { codec: codec_name(codec), bytes_max });
-            }
-            let out = snap::raw::Decoder::new().decompress_vec(compressed).map_err(|e| bad(io::Error::other(e)))?;
+            let len = snappy_len(compressed, bytes_max).map_err(|e| match e.kind() {
+                io::ErrorKind::FileTooLarge => BatchError::Inflates { codec: codec_name(codec), bytes_max },
+                _ => bad(e),
+            })?;
+            let mut out = vec![0u8; len];
+            let n = snap::raw::Decoder::new().decompress(compressed, &mut out).map_err(|e| bad(io::Error::other(e)))?;
+            out.truncate(n);
             Box::new(io::Cursor::new(out))
         }
         LZ4 => Box::new(lz4::Decoder::new(compressed).map_err(bad)?),
@@ -126,10 +147,7 @@ impl Read for XerialSnappy<'_> {
             let len = u32::from_be_bytes(self.rest[..4].try_into().expect("4 bytes")) as usize;
             let data = self.rest.get(4..4 + len).ok_or_else(|| io::Error::other("truncated xerial snappy block"))?;
             self.rest = &self.rest[4 + len..];
-            let out_len = snap::raw::decompress_len(data).map_err(io::Error::other)?;
-            if out_len > self.bytes_max {
-                return Err(io::Error::new(io::ErrorKind::FileTooLarge, "snappy block past the bound"));
-            }
+            let out_len = snappy_len(data, self.bytes_max)?;
             self.block.resize(out_len, 0);
             let n = snap::raw::Decoder::new().decompress(data, &mut self.block).map_err(io::Error::other)?;
             self.block.truncate(n);
@@ -205,6 +223,33 @@ mod tests {
         }
         let err = read_all(SNAPPY, &xerial(&zeros, 8 << 20), 1 << 20).unwrap_err();
         assert!(matches!(err, BatchError::Inflates { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_snappy_block_that_claims_too_much_is_refused_before_allocating() {
+        // A 6-byte raw block whose header claims 60 MiB.
+        let mut claim = Vec::new();
+        let mut n = 60usize << 20;
+        while n >= 0x80 {
+            claim.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        claim.push(n as u8);
+        claim.extend_from_slice(&[0, 0]);
+        assert!(matches!(read_all(SNAPPY, &claim, 64 << 20), Err(BatchError::Decompression { .. })));
+    }
+
+    #[test]
+    fn a_zstd_frame_with_a_huge_window_is_refused() {
+        let data = vec![7u8; 1 << 20];
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        e.set_parameter(zstd::stream::raw::CParameter::WindowLog(26)).unwrap();
+        e.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut e, &data).unwrap();
+        let big_window = e.finish().unwrap();
+        assert!(matches!(read_all(ZSTD, &big_window, 64 << 20), Err(BatchError::Decompression { .. })));
+        // The default window of a producer's level is fine.
+        assert_eq!(read_all(ZSTD, &zstd::encode_all(&data[..], 19).unwrap(), 64 << 20).unwrap(), data);
     }
 
     #[test]
