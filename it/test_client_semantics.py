@@ -5,9 +5,9 @@ every Kafka topic config is accepted with Kafka's validation and types,
 manual replica assignments, LogAppendTime and the Produce response's
 log start offset."""
 import os
+import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
@@ -63,37 +63,70 @@ def test_a_static_member_restart_does_not_rebalance_the_others(node):
     assert r["ok"], r
 
 
+def join_group_v5(sock, group, member_id):
+    """Sends a JoinGroup v5 (consumer protocol "range") on `sock`."""
+    def s16(b):
+        return struct.pack(">h", len(b)) + b
+    meta = struct.pack(">h", 0) + struct.pack(">i", 1) + s16(b"together") + struct.pack(">i", -1)
+    body = s16(group.encode()) + struct.pack(">ii", 10000, 10000) + s16(member_id.encode()) + struct.pack(">h", -1)
+    body += s16(b"consumer") + struct.pack(">i", 1) + s16(b"range") + struct.pack(">i", len(meta)) + meta
+    sock.sendall(frame(11, 5, 77, body))
+
+
+def read_join_v5(sock):
+    """(error, generation, leader, member id, member count) of a JoinGroup v5 answer."""
+    def exact(n):
+        out = b""
+        while len(out) < n:
+            chunk = sock.recv(n - len(out))
+            assert chunk, "connection closed"
+            out += chunk
+        return out
+    (n,) = struct.unpack(">i", exact(4))
+    r = exact(n)
+    pos = 4 + 4
+    err, gen = struct.unpack(">hi", r[pos:pos + 6]); pos += 6
+    def string():
+        nonlocal pos
+        (l,) = struct.unpack(">h", r[pos:pos + 2]); pos += 2
+        v = r[pos:pos + max(l, 0)].decode(); pos += max(l, 0)
+        return v
+    string()  # protocol name
+    leader, member = string(), string()
+    (count,) = struct.unpack(">i", r[pos:pos + 4])
+    return err, gen, leader, member, count
+
+
 def test_members_that_join_together_share_one_generation(node_factory):
+    """KIP-394 (JoinGroup v4+): a new member first gets its id
+    (MEMBER_ID_REQUIRED), and the group waits for pending members, so two
+    members that start together end up in one generation, even with
+    group.initial.rebalance.delay.ms=0 and one of them much slower to come back."""
     n = node_factory(["--group-initial-rebalance-delay-ms", "0"]).start()
     create_topic(n.bootstrap, "together", partitions=4)
-    assigns = {0: [], 1: []}
-    revokes = {0: 0, 1: 0}
-    cs = []
-    for i in (0, 1):
-        c = Consumer({"bootstrap.servers": n.bootstrap, "group.id": "together", "auto.offset.reset": "earliest",
-                      "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 300})
-        cs.append(c)
-
-    def sub(i):
-        cs[i].subscribe(["together"], on_assign=lambda c, ps, i=i: assigns[i].append(len(ps)),
-                        on_revoke=lambda c, ps, i=i: revokes.__setitem__(i, revokes[i] + (1 if ps else 0)))
-    threads = [threading.Thread(target=sub, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    deadline = time.time() + 30
-    while time.time() < deadline and not (assigns[0] and assigns[1] and sum(a[-1] for a in assigns.values()) == 4):
-        for c in cs:
-            c.poll(0.05)
-    for _ in range(40):
-        for c in cs:
-            c.poll(0.05)
-    revoked_while_running = dict(revokes)  # closing revokes too
-    for c in cs:
-        c.close()
-    assert assigns[0] == [2] and assigns[1] == [2], f"assignments {assigns}: one generation of two members, not a first of one"
-    assert revoked_while_running == {0: 0, 1: 0}, revoked_while_running
+    # FindCoordinator creates the offsets topic; wait until it answers.
+    g = b"together"
+    find = frame(10, 0, 5, struct.pack(">h", len(g)) + g)
+    wait_for("a coordinator", lambda: (r := roundtrip(n, find)) is not None and struct.unpack(">h", r[4:6])[0] == 0)
+    socks = [socket.create_connection(("127.0.0.1", n.port), timeout=15) for _ in range(2)]
+    ids = []
+    for s in socks:
+        join_group_v5(s, "together", "")
+        err, _, _, member, _ = read_join_v5(s)
+        assert err == 79 and member, err  # MEMBER_ID_REQUIRED, with the id to use
+        ids.append(member)
+    join_group_v5(socks[0], "together", ids[0])
+    socks[0].settimeout(1.5)
+    with pytest.raises(socket.timeout):
+        read_join_v5(socks[0])  # held: the second member is still pending
+    socks[0].settimeout(15)
+    join_group_v5(socks[1], "together", ids[1])
+    answers = [read_join_v5(s) for s in socks]
+    for s in socks:
+        s.close()
+    assert [a[0] for a in answers] == [0, 0], answers
+    assert answers[0][1] == answers[1][1] == 1, f"one generation for both: {answers}"
+    assert sorted(a[4] for a in answers) == [0, 2], "the leader gets both members"
 
 
 # Every topic config of Kafka 4.x with a valid value other than its default.
