@@ -84,7 +84,7 @@ impl SledEngine {
         // loss soon after leaves it empty, and sled then guesses.
         std::fs::File::open(dir.join("conf")).and_then(|f| f.sync_all())?;
         std::fs::File::open(dir).and_then(|d| d.sync_all())?;
-        let flusher = Flusher::start(db.clone(), dir)?;
+        let flusher = Flusher::start(db.clone())?;
         info!(node_id = node, dir = %dir.display(), groups = groups.len(), elapsed_ms = started.elapsed().as_millis() as u64, "storage opened");
         Ok(Self { inner: Arc::new(Inner { node, db, log, meta, sm, groups, flusher }), dir: dir.to_path_buf() })
     }
