@@ -109,6 +109,9 @@ struct Flags {
     /// and leaderships given up (default 64 MiB).
     #[arg(long)]
     min_free_disk_bytes: Option<u64>,
+    /// Memory for the storage engine's page cache (default 256 MiB).
+    #[arg(long)]
+    cache_bytes: Option<u64>,
 }
 
 impl Flags {
@@ -127,7 +130,7 @@ impl Flags {
             anyhow::bail!("`start` needs a --config with [cluster] nodes; use `standalone` for one node");
         }
         macro_rules! set { ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* } }
-        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes,
+        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes, cache_bytes,
             message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
             max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms);
         Ok(file.resolve()?)
@@ -179,7 +182,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     let raft_listener = TcpListener::bind(&cfg.raft_listen).await.with_context(|| format!("binding Raft listener {}", cfg.raft_listen))?;
     let admin_listener = TcpListener::bind(&cfg.admin_listen).await.with_context(|| format!("binding admin listener {}", cfg.admin_listen))?;
 
-    let engine = Arc::new(SledEngine::open(&cfg.data_dir, node).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
+    let engine = Arc::new(SledEngine::open(&cfg.data_dir, node, cfg.cache_bytes).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
     let limits = cfg.limits.clone();
     let group_settings = chronik_kafka::GroupSettings {
         initial_rebalance_delay: std::time::Duration::from_millis(cfg.group_initial_rebalance_delay_ms),

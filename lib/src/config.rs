@@ -118,6 +118,7 @@ pub struct FileConfig {
     pub group_min_session_timeout_ms: Option<i32>,
     pub group_max_session_timeout_ms: Option<i32>,
     pub min_free_disk_bytes: Option<u64>,
+    pub cache_bytes: Option<u64>,
     pub message_max_bytes: Option<usize>,
     pub batch_decompressed_bytes_max: Option<usize>,
     pub fetch_max_bytes: Option<usize>,
@@ -161,7 +162,12 @@ pub struct NodeConfig {
     /// writes (produce, replicated appends) and gives up its leaderships,
     /// so that the disk never fills up under sled.
     pub min_free_disk_bytes: u64,
+    /// Memory the storage engine may use to cache pages (sled's cache).
+    pub cache_bytes: u64,
 }
+
+/// See [`NodeConfig::cache_bytes`]: 256 MiB.
+pub const CACHE_BYTES_DEFAULT: u64 = 256 << 20;
 
 /// See [`NodeConfig::min_free_disk_bytes`].
 pub const MIN_FREE_DISK_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -277,6 +283,7 @@ impl FileConfig {
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
             min_free_disk_bytes: self.min_free_disk_bytes.unwrap_or(MIN_FREE_DISK_BYTES_DEFAULT),
+            cache_bytes: self.cache_bytes.unwrap_or(CACHE_BYTES_DEFAULT),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             kafka_listen,
             raft_listen,

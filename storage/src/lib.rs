@@ -66,14 +66,16 @@ pub struct SledEngine {
 }
 
 impl SledEngine {
-    /// Opens (or creates) the node's database under `dir`.
-    pub fn open(dir: &Path, node: NodeId) -> std::io::Result<Self> {
+    /// Opens (or creates) the node's database under `dir`, with at most
+    /// `cache_bytes` of pages cached in memory.
+    pub fn open(dir: &Path, node: NodeId, cache_bytes: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let started = std::time::Instant::now();
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             .segment_size(chunked::SEGMENT_SIZE)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| std::io::Error::other(format!("sled database in {}: {e}", dir.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(std::io::Error::other);

@@ -16,7 +16,7 @@ struct Builder {
 impl StoreBuilder<TypeConfig, SledLog, SledStateMachine, ()> for Builder {
     async fn build(&self) -> Result<((), SledLog, SledStateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().unwrap();
-        let engine = SledEngine::open(dir.path(), 1).unwrap();
+        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
         self.dirs.lock().unwrap().push(dir);
         let opened = if self.group == CONTROLLER_GROUP {
             engine.open_controller().unwrap().0
@@ -90,7 +90,7 @@ async fn offsets_are_assigned_on_apply_and_survive_reopen() {
     let g = GroupId(3);
     let sizes = [3, 1, 5];
     {
-        let engine = SledEngine::open(dir.path(), 1).unwrap();
+        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
         let (mut opened, reader) = engine.open_partition(g).unwrap();
         let entries: Vec<chronik::Entry> = sizes
             .iter()
@@ -116,7 +116,7 @@ async fn offsets_are_assigned_on_apply_and_survive_reopen() {
         assert_eq!(i64::from_be_bytes(ts[0..8].try_into().unwrap()), 3);
         let _ = opened.log.get_log_state().await.unwrap();
     }
-    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
     let (mut opened, reader) = engine.open_partition(g).unwrap();
     assert_eq!(reader.high_watermark(), 9, "applied state is persisted");
     assert_eq!(opened.sm.applied_state().await.unwrap().0.map(|l| l.index()), Some(3));
@@ -156,7 +156,7 @@ async fn idempotent_batches_are_stored_once_across_reopen() {
     let g = GroupId(5);
     let base = |b: &Bytes| i64::from_be_bytes(b[0..8].try_into().unwrap());
     {
-        let engine = SledEngine::open(dir.path(), 1).unwrap();
+        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
         let (mut opened, reader) = engine.open_partition(g).unwrap();
         let cmds = vec![
             append(idempotent_batch(2, 1, 42, 0, 0)),
@@ -170,7 +170,7 @@ async fn idempotent_batches_are_stored_once_across_reopen() {
         assert_eq!(reader.read(0, usize::MAX).unwrap().iter().map(base).collect::<Vec<_>>(), vec![0, 2, 5]);
         assert_eq!(reader.epoch_end_offset(1), Some((1, 6)));
     }
-    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
     let (mut opened, reader) = engine.open_partition(g).unwrap();
     let cmds = vec![
         append(idempotent_batch(3, 6, 42, 0, 2)), // retry after the restart
@@ -194,7 +194,7 @@ async fn group_commands_commit_store_and_delete() {
     use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
     let dir = tempfile::tempdir().unwrap();
     let g = GroupId(9);
-    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
     let (mut opened, reader) = engine.open_partition(g).unwrap();
     let off = |o: i64| CommittedOffset { offset: o, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 0 };
     let commit = |group: &str, o: i64| {
@@ -268,7 +268,7 @@ async fn large_batches_are_chunked_not_blobbed() {
     let chunks_of = |len: usize| len.div_ceil(chunked::INLINE_MAX);
     let entry_len = |i: usize| chronik::log::batch::patched(big_batch(sizes[i], i as u8), 0, 1).len() + 64;
     {
-        let engine = SledEngine::open(dir.path(), 1).unwrap();
+        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
         let (mut opened, reader) = engine.open_partition(g).unwrap();
         let cmds = sizes.iter().enumerate().map(|(i, n)| append(big_batch(*n, i as u8))).collect();
         apply_all(&engine, &mut opened, 1, 1, cmds).await;
@@ -292,7 +292,7 @@ async fn large_batches_are_chunked_not_blobbed() {
     }
     let blobs = std::fs::read_dir(dir.path().join("blobs")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(blobs, 0, "sled wrote blob files");
-    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
     let (_, reader) = engine.open_partition(g).unwrap();
     for i in 12..20 {
         assert_eq!(reader.read(i as i64, 1).unwrap()[0][16..], big_batch(sizes[i], i as u8)[16..], "batch {i} after reopen");
@@ -304,7 +304,7 @@ async fn large_batches_are_chunked_not_blobbed() {
 #[test]
 fn chunked_values_replace_and_remove_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
     let sm = &engine.inner.sm;
     let chunks = || engine.inner.db.open_tree("chunks").unwrap().len();
     let big = |b: u8, n: usize| vec![b; n];
@@ -342,7 +342,7 @@ async fn a_log_with_a_hole_is_refused() {
     use openraft::testing::log_id;
 
     let dir = tempfile::tempdir().unwrap();
-    let engine = SledEngine::open(dir.path(), 1).unwrap();
+    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
     let g = GroupId(13);
     let (mut opened, _) = engine.open_partition(g).unwrap();
     let entries: Vec<chronik::Entry> =
