@@ -10,7 +10,7 @@ PYTEST     ?= python3 -m pytest
 # (it/setup.sh makes it); every python3 below is that one.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-stop cluster-clean
+.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster bench-compare chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -56,6 +56,11 @@ bench: build
 ## failover time and idle cost with 1,000 partitions.
 bench-cluster: build
 	bash it/bench_cluster.sh $(KBENCH)
+
+## Chronik and Apache Kafka 4.4.0 (fetched from Maven Central) side by side:
+## one node and three, Kafka by default and with flush.messages=1, ratios.
+bench-compare: build
+	python3 it/bench_compare.py $(KBENCH)
 
 ## Fault injection against a real 3-node cluster on 127.0.0.11-13 (root and
 ## iptables): every scenario once, a table of operations, acknowledged,
