@@ -196,6 +196,10 @@ def test_create_topics_with_a_manual_replica_assignment(cluster_factory):
         with pytest.raises(KafkaException, match="INVALID_REPLICA_ASSIGNMENT|assignment"):
             admin.create_topics([NewTopic("manual-bad", len(bad), replica_assignment=bad)])["manual-bad"].result(timeout=30)
     c.nodes[2].stop()
+    # The survivors notice within the liveness window (400 ms); an assignment
+    # made before that would be accepted and wait for node 2 to come back.
+    assert wait_for("node 2 seen down", lambda: all(
+        not next(n for n in c.admin_get(i, "/v1/nodes") if n["id"] == 2)["alive"] for i in (1, 3)))
     with pytest.raises(KafkaException, match="not alive"):
         admin.create_topics([NewTopic("manual-dead", 1, replica_assignment=[[1, 2]])])["manual-dead"].result(timeout=30)
 

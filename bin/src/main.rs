@@ -209,7 +209,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         Box::new(move || {
             let labels = metrics.node();
             let parts = groups.partition_groups();
-            let leaders = parts.iter().filter(|p| groups.leadership_of(&p.raft).serving).count();
+            let leaders = parts.iter().filter(|p| groups.leadership_of(p).leads).count();
             metrics.partitions.get_or_create(&labels).set(parts.len() as i64);
             metrics.partition_leaders.get_or_create(&labels).set(leaders as i64);
             metrics.storage_disk_bytes.get_or_create(&labels).set(engine.size_on_disk() as i64);

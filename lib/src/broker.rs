@@ -41,6 +41,9 @@ const PRODUCER_ID_BLOCK_WAIT: Duration = Duration::from_secs(5);
 /// resends what may already be stored (a duplicate).
 const LEADER_READY_WAIT: Duration = Duration::from_secs(2);
 const LEADER_READY_POLL: Duration = Duration::from_millis(5);
+/// How long a leader with a lapsed lease (an idle group) tries to hear from
+/// a quorum before it refuses.
+const LEASE_RENEW_WAIT: Duration = Duration::from_millis(500);
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// The running replica of `tp`, if the partition exists and is assigned here.
@@ -58,7 +61,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// The replica of `tp` if this node may serve it as leader.
     fn serving_leader(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
         let pg = self.replica(tp)?;
-        let l = self.leadership_of(&pg.raft);
+        let l = self.leadership_of(&pg);
+        if l.leads && l.quorum_age.is_none_or(|age| age >= self.lease() / 2) {
+            // Half the lease is gone: renew it at the next heartbeat tick
+            // (groups nobody reads or writes are never heartbeated).
+            pg.lease_wanted.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if l.serving {
             Ok(pg)
         } else if l.leader == Some(self.node_id()) || l.leader.is_none() {
@@ -72,16 +80,40 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// election of `tp` can end on this node: the partition's group is still
     /// starting here, this node was elected but has not applied its first
     /// entry yet, or no replica leads and a majority of the replicas is not
-    /// known down. Returns at once otherwise (a leader that lost its quorum
-    /// does not wait: it refuses).
+    /// known down. A leader whose lease ran out while its group sat idle
+    /// asks its followers at once and waits up to [`LEASE_RENEW_WAIT`] for
+    /// a quorum (one cut off from its majority then refuses). Returns at
+    /// once otherwise.
     async fn wait_leader_ready(&self, tp: &TopicPartition, deadline: tokio::time::Instant) {
-        let deadline = deadline.min(tokio::time::Instant::now() + LEADER_READY_WAIT);
+        let start = tokio::time::Instant::now();
+        let deadline = deadline.min(start + LEADER_READY_WAIT);
+        let mut renew_sent: Option<tokio::time::Instant> = None;
         while tokio::time::Instant::now() < deadline {
             match self.serving_leader(tp) {
                 Err(StoreError::LeaderNotAvailable(_)) if self.election_can_end(tp) => tokio::time::sleep(LEADER_READY_POLL).await,
+                Err(StoreError::LeaderNotAvailable(_)) => {
+                    let Some(pg) = self.replica(tp).ok().filter(|pg| self.leadership_of(pg).leads) else { return };
+                    if start.elapsed() >= LEASE_RENEW_WAIT {
+                        return;
+                    }
+                    if renew_sent.is_none_or(|t| t.elapsed() >= LEASE_RENEW_WAIT / 4) {
+                        renew_sent = Some(tokio::time::Instant::now());
+                        let _ = pg.raft.trigger().heartbeat().await;
+                    }
+                    tokio::time::sleep(LEADER_READY_POLL).await
+                }
                 _ => return,
             }
         }
+    }
+
+    /// Whether this node reaches a majority of `tp`'s replicas (itself
+    /// included), as the node-level status exchange sees them.
+    fn majority_reachable(&self, tp: &TopicPartition) -> bool {
+        let md = self.metadata();
+        let Some(a) = md.partition(tp) else { return false };
+        let reachable = a.replicas.iter().filter(|&&n| n == self.node_id() || self.peers.is_alive(n)).count();
+        reachable * 2 > a.replicas.len()
     }
 
     fn election_can_end(&self, tp: &TopicPartition) -> bool {
@@ -91,7 +123,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             Err(StoreError::LeaderNotAvailable(_)) => return true,
             Err(_) => return false,
         };
-        let l = self.leadership_of(&pg.raft);
+        let l = self.leadership_of(&pg);
         if l.leader == Some(self.node_id()) {
             // Just elected: serves once it applies an entry of its term.
             // Elected long ago but without a fresh quorum: may never serve.
@@ -165,9 +197,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     fn leader_view(&self, group: crate::types::GroupId) -> (Option<NodeId>, i32) {
         let me = self.node_id();
         let claim = self.peers.leader_claim(group);
-        let local = self.partition(group).map(|pg| self.leadership_of(&pg.raft));
-        match (local, claim) {
-            (Some(l), _) if l.serving => (Some(me), l.term as i32),
+        let local = self.partition(group).map(|pg| (self.leadership_of(&pg), pg));
+        let local = local.map(|(l, pg)| (l, l.leads && (l.serving || self.majority_reachable(&pg.tp))));
+        match (local.map(|(l, _)| l), claim) {
+            // A leader of an idle group holds no fresh lease (it renews it
+            // when asked): it is the leader while it can reach a majority.
+            (Some(l), _) if local.is_some_and(|(_, claims)| claims) => (Some(me), l.term as i32),
             (Some(l), Some((node, term))) if term >= l.term => (Some(node), term as i32),
             (Some(l), _) => {
                 let alive = l.leader.filter(|n| *n != me && self.peers.is_alive(*n));
@@ -425,7 +460,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .partition_groups()
             .iter()
             .map(|pg| {
-                let l = self.leadership_of(&pg.raft);
+                let l = self.leadership_of(&pg);
                 ReplicaView {
                     topic: pg.tp.topic.to_string(),
                     partition: pg.tp.partition,
@@ -534,7 +569,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         let tp = TopicPartition::new(OFFSETS_TOPIC, p);
         let a = &topic.partitions[p as usize];
         let (leader, term) = self.leader_view(a.group);
-        let serving = self.partition(a.group).is_some_and(|pg| self.leadership_of(&pg.raft).serving);
+        let serving = self.partition(a.group).is_some_and(|pg| self.leadership_of(&pg).serving);
         Ok(CoordinatorView { tp, leader, serving, term: term.max(0) as u64 })
     }
 
@@ -591,7 +626,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         pg.raft.trigger().transfer_leader(to).await.map_err(|e| StoreError::Storage { node: self.node_id(), detail: e.to_string() })?;
         let deadline = Instant::now() + TRANSFER_LEADER_WAIT;
         while Instant::now() < deadline {
-            if self.leadership_of(&pg.raft).leader == Some(to) {
+            if self.leadership_of(&pg).leader == Some(to) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -602,7 +637,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
     fn served_group_names(&self) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         for pg in self.partition_groups().iter().filter(|pg| &*pg.tp.topic == OFFSETS_TOPIC) {
-            if self.leadership_of(&pg.raft).serving {
+            if self.leadership_of(&pg).serving {
                 out.extend(pg.log.group_names()?);
             }
         }

@@ -28,6 +28,13 @@ pub struct PartitionGroup<E: StorageEngine> {
     pub group: GroupId,
     pub raft: Raft<E::Sm>,
     pub log: Arc<dyn PartitionLog>,
+    /// Set when someone needed this leader's lease (a read, an append) and
+    /// it is getting old: the timing loop heartbeats the group at its next
+    /// heartbeat tick. Idle groups nobody touches are not heartbeated at all.
+    pub lease_wanted: std::sync::atomic::AtomicBool,
+    /// The group's metrics, held once (cloning openraft's receiver per look
+    /// costs more than the look when a node hosts thousands of groups).
+    pub metrics: openraft::alias::WatchReceiverOf<crate::TypeConfig, openraft::RaftMetrics<crate::TypeConfig>>,
 }
 
 /// Leadership as the Kafka front door needs it.
@@ -45,25 +52,37 @@ pub struct Leadership {
     /// Has applied an entry of the current term (for a leader: it has
     /// finished taking over).
     pub applied_own_term: bool,
+    /// This node leads and has applied an entry of its own term; `serving`
+    /// adds that a quorum acknowledged it within the lease.
+    pub leads: bool,
+    /// How long ago a quorum last acknowledged this leader (None: never, or
+    /// not the leader).
+    pub quorum_age: Option<Duration>,
 }
 
 pub fn leadership<SM: openraft::storage::RaftStateMachine<crate::TypeConfig>>(raft: &Raft<SM>, me: NodeId, lease: Duration) -> Leadership {
-    let m = raft.metrics();
-    let m = m.borrow_watched();
+    leadership_in(&raft.metrics().borrow_watched(), me, lease)
+}
+
+pub fn leadership_in(m: &openraft::RaftMetrics<crate::TypeConfig>, me: NodeId, lease: Duration) -> Leadership {
     let applied_term = m.last_applied.as_ref().map(|l| l.leader_id.term);
     // A leader cut off from its majority keeps believing it leads until it
     // hears a higher term; it stops serving once no quorum has acknowledged it
     // within the lease, so a client goes looking for the new leader.
     let voters = m.membership_config.membership().voter_ids().count();
-    let quorum_fresh = voters <= 1 || m.last_quorum_acked.as_ref().is_some_and(|t| openraft::Instant::elapsed(&**t) < lease);
+    let quorum_age = m.last_quorum_acked.as_ref().map(|t| openraft::Instant::elapsed(&**t));
+    let quorum_fresh = voters <= 1 || quorum_age.is_some_and(|age| age < lease);
+    let leads = m.current_leader == Some(me) && applied_term == Some(m.current_term);
     Leadership {
         leader: m.current_leader,
         term: m.current_term,
         last_log_index: m.last_log_index,
         committed_index: m.local_committed.as_ref().map(|l| l.index),
         applied_index: m.last_applied.as_ref().map(|l| l.index),
-        serving: m.current_leader == Some(me) && applied_term == Some(m.current_term) && quorum_fresh,
+        serving: leads && quorum_fresh,
         applied_own_term: applied_term == Some(m.current_term),
+        leads,
+        quorum_age: if voters <= 1 { Some(Duration::ZERO) } else { quorum_age },
     }
 }
 
@@ -86,6 +105,15 @@ const DISK_CHECK_EVERY: Duration = Duration::from_millis(20);
 /// A replica this many entries behind its leader is reported as catching up.
 const CATCH_UP_LOG_ENTRIES: u64 = 1000;
 
+/// Most groups one node starts a campaign for in one tick (the rest wait for
+/// the next): a node that comes back to thousands of leaderless groups, or
+/// loses a peer that led thousands, elects them at a steady pace instead
+/// of sending every vote at once and timing out its own status exchanges.
+const CAMPAIGNS_PER_TICK: usize = 256;
+
+/// The longest the timing loop goes without looking at every group.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
+
 /// How often a streak of campaigns is logged.
 const CAMPAIGN_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -97,6 +125,9 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub controller: Raft<E::Sm>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     partitions: RwLock<HashMap<GroupId, Arc<PartitionGroup<E>>>>,
+    /// Bumped whenever a group starts or stops here (the timing loop keeps
+    /// its list of groups until then).
+    partitions_version: std::sync::atomic::AtomicU64,
     reconcile: tokio::sync::Mutex<()>,
     /// Liveness and leader claims of the peers.
     pub peers: PeerTable,
@@ -174,6 +205,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             controller,
             metadata,
             partitions: RwLock::new(HashMap::new()),
+            partitions_version: Default::default(),
             reconcile: tokio::sync::Mutex::new(()),
             peers: PeerTable::default(),
             status: RwLock::new(Arc::new(NodeStatus { node, version: status_version_base(), leading: Some(vec![]), lagging: None, have: None })),
@@ -224,8 +256,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         Duration::from_millis(self.cfg.election_timeout_max_ms)
     }
 
-    pub fn leadership_of(&self, raft: &Raft<E::Sm>) -> Leadership {
-        leadership(raft, self.node_id(), self.lease())
+    pub fn leadership_of(&self, pg: &PartitionGroup<E>) -> Leadership {
+        leadership_in(&pg.metrics.borrow_watched(), self.node_id(), self.lease())
     }
 
     /// Whether `bytes` more may be written without eating into the disk
@@ -272,7 +304,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             max_term = max_term.max(term);
             commits += commit;
             all_entries += entries;
-            if self.leadership_of(&pg.raft).serving {
+            if self.leadership_of(&pg).leads {
                 let replicas = md.partition(&pg.tp).map(|a| a.replicas.clone()).unwrap_or_default();
                 if self.in_sync(pg.group, self.node_id(), &replicas).len() < replicas.len() {
                     under += 1;
@@ -411,9 +443,10 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             .filter(|(_, a)| a.replicas.contains(&me))
             .map(|(tp, a)| (a.group, (tp, a.replicas.clone())))
             .collect();
-        let running: Vec<GroupId> = self.partitions.read().unwrap().keys().copied().collect();
+        let running: std::collections::HashSet<GroupId> = self.partitions.read().unwrap().keys().copied().collect();
         for group in running.iter().filter(|g| !wanted.contains_key(g)) {
             let removed = self.partitions.write().unwrap().remove(group);
+            self.partitions_version.fetch_add(1, Ordering::Relaxed);
             if let Some(pg) = removed {
                 info!(node_id = me, group = %group, partition = %pg.tp, "stopping partition group");
                 let _ = pg.raft.shutdown().await;
@@ -435,6 +468,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         for pg in started.into_iter().flatten() {
             map.insert(pg.group, pg);
         }
+        self.partitions_version.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn start_partition(
@@ -457,7 +491,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             if replicas.first() == Some(&me) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
                 self.initialize_partition(&raft, &tp, &replicas, md).await;
             }
-            Ok(Arc::new(PartitionGroup { tp: tp.clone(), group, raft, log }))
+            Ok(Arc::new(PartitionGroup { tp: tp.clone(), group, metrics: raft.metrics(), raft, log, lease_wanted: Default::default() }))
         }
         .await;
         match result {
@@ -515,6 +549,14 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let mut was_full = false;
         let mut catch_up_logged = Instant::now() - CAMPAIGN_LOG_EVERY;
         let mut isr = IsrTracker::default();
+        // Per led group, the commit index its last heartbeat carried.
+        let mut heartbeat_commit: HashMap<GroupId, Option<u64>> = HashMap::new();
+        let mut matched_by = Vec::new();
+        let mut lagging_list: Vec<(u64, Vec<NodeId>)> = Vec::new();
+        let (mut rescan, mut last_full_scan, mut last_view) = (true, Instant::now(), (0u64, Vec::new()));
+        let mut led_groups: Vec<Arc<PartitionGroup<E>>> = Vec::new();
+        let mut groups_version = self.partitions_version.load(Ordering::Relaxed);
+        let mut groups = self.partition_groups();
         let lag_max = Duration::from_millis(self.cfg.limits.replica_lag_time_max_ms);
         while !self.stopping.load(Ordering::Relaxed) {
             tick.tick().await;
@@ -535,51 +577,90 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 last_heartbeat = now;
             }
             let md = self.metadata();
-            let groups = self.partition_groups();
+            let version = self.partitions_version.load(Ordering::Relaxed);
+            let mut full_scan = std::mem::take(&mut rescan);
+            if version != groups_version {
+                groups = self.partition_groups();
+                groups_version = version;
+                full_scan = true;
+            }
+            // Every group is looked at only when something may need doing:
+            // a peer came or went or changed its claims, a group is suspect,
+            // or once a second regardless. Between, heartbeat ticks look at
+            // the groups led here and other ticks at nothing: a node with
+            // thousands of quiet followers does no work per follower.
+            let view = (self.peers.generation(), md.nodes.keys().filter(|n| **n != me && self.peers.is_alive(**n)).copied().collect::<Vec<_>>());
+            if view != last_view || !suspects.is_empty() || last_full_scan.elapsed() >= FULL_SCAN_EVERY {
+                full_scan = true;
+            }
+            last_view = view;
+            if !full_scan && !heartbeat_due {
+                continue;
+            }
+            if full_scan {
+                last_full_scan = Instant::now();
+            }
+            let scan = if full_scan { &groups } else { &led_groups };
+            let mut still_led = Vec::new();
             let mut leading = Vec::new();
             let mut newly_led = Vec::new();
             let mut campaigns = Vec::new();
+            let mut heartbeats = Vec::new();
             // Replicas of groups led here that are far behind (a node back
             // from a long outage): logged as progress every few seconds.
             let mut behind: Vec<(TopicPartition, NodeId, u64, u64)> = Vec::new();
-            for pg in &groups {
-                let (state, leader, term, initialized) = {
-                    let m = pg.raft.metrics();
-                    let m = m.borrow_watched();
-                    // An initialized group has at least its membership entry.
-                    let initialized = m.last_log_index.is_some();
-                    (m.state, m.current_leader, m.current_term, initialized)
-                };
+            for pg in scan {
                 if was_full {
                     continue;
                 }
-                if state == ServerState::Leader {
-                    {
-                        let m = pg.raft.metrics();
-                        let m = m.borrow_watched();
-                        let last = m.last_log_index.unwrap_or(0);
-                        let mut matched_by = Vec::new();
-                        for (node, matched) in m.replication.iter().flatten() {
-                            if *node == me {
-                                continue;
-                            }
-                            let at = matched.as_ref().map(|l| l.index);
-                            matched_by.push((*node, at));
-                            let at = at.unwrap_or(0);
-                            if self.peers.is_alive(*node) && last.saturating_sub(at) > CATCH_UP_LOG_ENTRIES {
-                                behind.push((pg.tp.clone(), *node, at, last));
-                            }
-                        }
-                        isr.observe(pg.group, m.last_log_index, &matched_by, now);
+                // Read under the metrics lock, which must not live across an await.
+                let (state, leader, term, initialized, last, committed) = {
+                    let m = pg.metrics.borrow_watched();
+                    if m.state == ServerState::Leader && heartbeat_due {
+                        matched_by.clear();
+                        matched_by.extend(m.replication.iter().flatten().filter(|(n, _)| **n != me).map(|(n, at)| (*n, at.as_ref().map(|l| l.index))));
                     }
+                    // An initialized group has at least its membership entry.
+                    (m.state, m.current_leader, m.current_term, m.last_log_index.is_some(), m.last_log_index, m.local_committed.as_ref().map(|l| l.index))
+                };
+                if state == ServerState::Leader {
+                    still_led.push(pg.clone());
+                }
+                if state == ServerState::Leader && !heartbeat_due {
+                    // Between heartbeat ticks a leader only renews its claim.
+                    leading.push((pg.group.0, term));
+                    suspects.clear(pg.group);
+                    continue;
+                }
+                if !full_scan && state != ServerState::Leader {
+                    // Led here until lately: every group gets a look next tick.
+                    rescan = true;
+                    continue;
+                }
+                if state == ServerState::Leader {
+                    for (node, at) in &matched_by {
+                        let (at, last) = (at.unwrap_or(0), last.unwrap_or(0));
+                        if self.peers.is_alive(*node) && last.saturating_sub(at) > CATCH_UP_LOG_ENTRIES {
+                            behind.push((pg.tp.clone(), *node, at, last));
+                        }
+                    }
+                    isr.observe(pg.group, last, &matched_by, now);
                     if !led.contains(&pg.group) {
                         newly_led.push((pg.tp.clone(), term));
                     }
                     leading.push((pg.group.0, term));
                     suspects.clear(pg.group);
+                    // Heartbeats only where they carry something: a lease
+                    // someone needs (a read or write of this partition), a
+                    // commit index the followers have not heard of yet, or a
+                    // coordinator's partition. An idle group costs nothing.
                     if heartbeat_due {
-                        let _ = pg.raft.trigger().heartbeat().await;
-                        self.metrics.raft_heartbeats.get_or_create(&self.metrics.node()).inc();
+                        let wanted = pg.lease_wanted.swap(false, Ordering::Relaxed);
+                        let unheard = heartbeat_commit.get(&pg.group) != Some(&committed);
+                        if wanted || unheard || &*pg.tp.topic == crate::offsets::OFFSETS_TOPIC {
+                            heartbeat_commit.insert(pg.group, committed);
+                            heartbeats.push(pg.clone());
+                        }
                     }
                     continue;
                 }
@@ -603,12 +684,15 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                     // The preferred replica initializes new groups; if nothing
                     // came from it, the next ones do, one election timeout apart.
                     let position = replicas.iter().position(|n| *n == me).unwrap_or(0);
-                    if suspect_for >= step / 2 + step * position as u32 && suspects.may_campaign(pg.group, now, step) {
+                    if suspect_for >= step / 2 + step * position as u32 && suspects.may_campaign(pg.group, now, step, step) {
                         self.initialize_partition(&pg.raft, &pg.tp, &replicas, &md).await;
                     }
                     continue;
                 }
-                if campaign_due(suspect_for, at_once, rank, grace, step) && suspects.may_campaign(pg.group, now, PING_INTERVAL / 2) {
+                if campaigns.len() < CAMPAIGNS_PER_TICK
+                    && campaign_due(suspect_for, at_once, rank, grace, step)
+                    && suspects.may_campaign(pg.group, now, PING_INTERVAL / 2, grace / 2)
+                {
                     campaigns.push((pg.clone(), leader, term));
                 }
             }
@@ -632,22 +716,38 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             for (pg, _, _) in &campaigns {
                 let _ = pg.raft.trigger().elect(true).await;
             }
+            for pg in &heartbeats {
+                let _ = pg.raft.trigger().heartbeat().await;
+            }
+            if !heartbeats.is_empty() {
+                self.metrics.raft_heartbeats.get_or_create(&self.metrics.node()).inc_by(heartbeats.len() as u64);
+            }
             self.metrics.raft_leader_elections.get_or_create(&self.metrics.node()).inc_by(newly_led.len() as u64);
             if let Some((tp, term)) = newly_led.first() {
                 info!(node_id = me, count = newly_led.len(), first = %tp, term, "now leading partitions");
             }
+            if led.len() != leading.len() {
+                rescan = true;
+            }
             led = leading.iter().map(|(g, _)| GroupId(*g)).collect();
-            suspects.retain(&groups.iter().map(|g| g.group).collect());
-            isr.retain(&led);
-            let lagging: HashMap<GroupId, Vec<NodeId>> =
-                led.iter().map(|g| (*g, isr.lagging(*g, now, lag_max))).filter(|(_, l)| !l.is_empty()).collect();
-            let mut lagging_list: Vec<(u64, Vec<NodeId>)> = lagging.iter().map(|(g, l)| (g.0, l.clone())).collect();
-            lagging_list.sort_unstable();
-            *self.lagging.write().unwrap() = lagging;
+            led_groups = still_led;
+            if heartbeat_due {
+                suspects.retain(&groups.iter().map(|g| g.group).collect());
+                heartbeat_commit.retain(|g, _| led.contains(g));
+            }
+            if heartbeat_due {
+                // Replication lag moves slowly: judged on heartbeat ticks only.
+                isr.retain(&led);
+                let lagging: HashMap<GroupId, Vec<NodeId>> =
+                    led.iter().map(|g| (*g, isr.lagging(*g, now, lag_max))).filter(|(_, l)| !l.is_empty()).collect();
+                lagging_list = lagging.iter().map(|(g, l)| (g.0, l.clone())).collect();
+                lagging_list.sort_unstable();
+                *self.lagging.write().unwrap() = lagging;
+            }
             leading.sort_unstable();
             let mut status = self.status.write().unwrap();
-            if status.leading.as_ref() != Some(&leading) || status.lagging.clone().unwrap_or_default() != lagging_list {
-                let lagging = (!lagging_list.is_empty()).then_some(lagging_list);
+            if status.leading.as_ref() != Some(&leading) || status.lagging.as_deref().unwrap_or_default() != lagging_list.as_slice() {
+                let lagging = (!lagging_list.is_empty()).then(|| lagging_list.clone());
                 *status = Arc::new(NodeStatus { node: me, version: status.version + 1, leading: Some(leading), lagging, have: None });
             }
         }

@@ -72,6 +72,8 @@ struct PeerState {
 #[derive(Default)]
 pub struct PeerTable {
     peers: RwLock<HashMap<NodeId, PeerState>>,
+    /// Bumped whenever a peer's list of leaderships changes.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl PeerTable {
@@ -88,9 +90,16 @@ impl PeerTable {
             p.leading = leading.iter().map(|(g, t)| (GroupId(*g), *t)).collect();
             p.lagging = status.lagging.iter().flatten().map(|(g, nodes)| (GroupId(*g), nodes.clone())).collect();
             p.version = Some(status.version);
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         // Otherwise the sender believed we hold its version; if we do not,
         // our next `have` tells it to send the list.
+    }
+
+    /// Changes whenever a peer's claims change (liveness changes with time:
+    /// ask `is_alive`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The version of `peer`'s status held here.
@@ -161,10 +170,16 @@ pub fn campaign_due(suspect_for: Duration, never_led: bool, rank: usize, grace: 
 pub struct Suspects {
     /// When the group became suspect, and which leader it then had.
     since: HashMap<GroupId, (Instant, Option<NodeId>)>,
-    last_campaign: HashMap<GroupId, Instant>,
+    /// The last campaign and how many came before it in this streak.
+    last_campaign: HashMap<GroupId, (Instant, u32)>,
 }
 
 impl Suspects {
+    /// No group is suspect.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_empty()
+    }
+
     /// Marks `group` healthy (forgets any suspicion).
     pub fn clear(&mut self, group: GroupId) {
         self.since.remove(&group);
@@ -181,12 +196,15 @@ impl Suspects {
         now.saturating_duration_since(entry.0)
     }
 
-    /// Whether a campaign may start now: at most one per `every` per group.
-    pub fn may_campaign(&mut self, group: GroupId, now: Instant, every: Duration) -> bool {
-        match self.last_campaign.get(&group) {
-            Some(t) if now.saturating_duration_since(*t) < every => false,
-            _ => {
-                self.last_campaign.insert(group, now);
+    /// Whether a campaign may start now. The first retry comes `every`
+    /// after the first try, each further one twice as late, up to `max`:
+    /// a failover is tried often while the old leader's lease runs out, and
+    /// thousands of leaderless groups do not vote in a storm.
+    pub fn may_campaign(&mut self, group: GroupId, now: Instant, every: Duration, max: Duration) -> bool {
+        match self.last_campaign.get(&group).copied() {
+            Some((t, n)) if now.saturating_duration_since(t) < every.saturating_mul(1 << n.min(16)).min(max) => false,
+            prev => {
+                self.last_campaign.insert(group, (now, prev.map_or(0, |(_, n)| n.saturating_add(1))));
                 true
             }
         }
@@ -202,6 +220,18 @@ impl Suspects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn campaigns_back_off_to_the_cap() {
+        let mut s = Suspects::default();
+        let (g, t0) = (GroupId(1), Instant::now());
+        let ms = |n| t0 + Duration::from_millis(n);
+        let (every, max) = (Duration::from_millis(50), Duration::from_millis(250));
+        let tries: Vec<u64> = (0..1200).step_by(10).filter(|&t| s.may_campaign(g, ms(t), every, max)).collect();
+        assert_eq!(tries, vec![0, 50, 150, 350, 600, 850, 1100]);
+        s.clear(g);
+        assert!(s.may_campaign(g, ms(1110), every, max), "a new streak starts over");
+    }
 
     #[test]
     fn campaign_order_follows_rank() {
@@ -238,9 +268,12 @@ mod tests {
         let now = Instant::now();
         let g = GroupId(4);
         assert_eq!(s.suspect(g, Some(1), now), Duration::ZERO);
-        assert!(s.may_campaign(g, now, Duration::from_millis(300)));
-        assert!(!s.may_campaign(g, now + Duration::from_millis(100), Duration::from_millis(300)));
-        assert!(s.may_campaign(g, now + Duration::from_millis(300), Duration::from_millis(300)));
+        let every = Duration::from_millis(300);
+        assert!(s.may_campaign(g, now, every, every));
+        assert!(!s.may_campaign(g, now + Duration::from_millis(100), every, every));
+        assert!(s.may_campaign(g, now + Duration::from_millis(300), every, every));
+        assert!(!s.may_campaign(g, now + Duration::from_millis(599), every, every), "capped at `max`, never sooner");
+        assert!(s.may_campaign(g, now + Duration::from_millis(600), every, every));
         assert_eq!(s.suspect(g, Some(1), now + Duration::from_millis(50)), Duration::from_millis(50));
         // A new leader starts a new suspicion.
         assert_eq!(s.suspect(g, Some(2), now + Duration::from_millis(55)), Duration::ZERO);

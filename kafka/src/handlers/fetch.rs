@@ -161,6 +161,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: FetchRequest, vers
     let min_bytes = req.min_bytes.max(1) as usize;
     let (mut g, topics) = Gather::new(ctx, &req, version);
     drop(req);
+    super::leaders_ready(ctx, g.parts.iter().map(|p| &p.tp), deadline).await;
     for i in 0..g.parts.len() {
         g.moved(i);
         g.read(ctx, i);

@@ -25,6 +25,10 @@ fn by_timestamp<S: PartitionStore>(ctx: &Context<S>, tp: &TopicPartition, timest
 
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
+    let tps: Vec<TopicPartition> =
+        req.topics.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.as_str(), p.partition_index))).collect();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+    super::leaders_ready(ctx, tps.iter(), deadline).await;
     for topic in req.topics {
         let mut t = ListOffsetsTopicResponse::default();
         t.name = topic.name.clone();

@@ -31,6 +31,22 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::server::{Caller, Context};
 
+/// The least a read waits for its partitions' leaders to be ready (an
+/// election ending here, an idle leader renewing its lease), even when the
+/// client asks for no wait at all.
+const READ_READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Waits, all partitions at once, until each one's leader here is ready
+/// to serve or cannot be (see `PartitionStore::leader_ready`).
+pub(crate) async fn leaders_ready<'a, S: PartitionStore>(
+    ctx: &Context<S>,
+    tps: impl Iterator<Item = &'a chronik::TopicPartition>,
+    deadline: tokio::time::Instant,
+) {
+    let deadline = deadline.max(tokio::time::Instant::now() + READ_READY_WAIT);
+    futures::future::join_all(tps.map(|tp| ctx.store.leader_ready(tp, deadline))).await;
+}
+
 pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind, version: i16, caller: Caller) -> ResponseKind {
     match req {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),

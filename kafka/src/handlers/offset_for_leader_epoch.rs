@@ -10,6 +10,8 @@ use crate::server::Context;
 /// older than any data gets -1/-1, as Kafka answers.
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let mut resp = OffsetForLeaderEpochResponse::default();
+    let tps: Vec<TopicPartition> = req.topics.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.topic.0.as_str(), p.partition))).collect();
+    super::leaders_ready(ctx, tps.iter(), tokio::time::Instant::now()).await;
     for t in req.topics {
         let mut rt = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
         for p in t.partitions {
