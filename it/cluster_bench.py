@@ -7,6 +7,9 @@
             the gap from the kill to the first acknowledged produce sent
             after it (necessarily on the new leader).
   idle      CPU (share of one core) and RSS of each node over a quiet window.
+  leaders   wait until Metadata (all topics) names a leader for every
+            partition; prints how long that took.
+  metadata  Metadata for all topics, a few times: latency and size.
 
 Each prints one JSON line on stdout.
 """
@@ -151,6 +154,35 @@ def idle(a):
                       for n in s1}))
 
 
+def leaders(a):
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    t0 = time.monotonic()
+    missing = None
+    while time.monotonic() - t0 < a.timeout:
+        try:
+            md = admin.list_topics(timeout=30)
+            missing = sum(1 for t in md.topics.values() for p in t.partitions.values() if p.leader < 0)
+            if missing == 0:
+                break
+        except Exception:
+            pass
+        time.sleep(1)
+    print(json.dumps({"all_led_s": round(time.monotonic() - t0, 1) if missing == 0 else None, "leaderless": missing}))
+
+
+def metadata(a):
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    admin.list_topics(timeout=30)
+    times, parts = [], 0
+    for _ in range(5):
+        t0 = time.monotonic()
+        md = admin.list_topics(timeout=30)
+        times.append(time.monotonic() - t0)
+        parts = sum(len(t.partitions) for t in md.topics.values())
+    times.sort()
+    print(json.dumps({"partitions": parts, "p50_ms": round(times[2] * 1000, 1), "max_ms": round(times[-1] * 1000, 1)}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -173,13 +205,17 @@ def main():
     i = sub.add_parser("idle")
     i.add_argument("--seconds", type=float, default=20)
     i.add_argument("--pid", action="append", default=[], help="node=pidfile")
+    for name in ("leaders", "metadata"):
+        x = sub.add_parser(name)
+        x.add_argument("--bootstrap", required=True)
+        x.add_argument("--timeout", type=float, default=600)
     a = ap.parse_args()
     if a.cmd == "idle":
         a.pids = dict(x.split("=", 1) for x in a.pid)
     if a.cmd == "create":
         create(a.bootstrap, a.topic, a.partitions)
         return
-    {"e2e": e2e, "failover": failover, "idle": idle}[a.cmd](a)
+    {"e2e": e2e, "failover": failover, "idle": idle, "leaders": leaders, "metadata": metadata}[a.cmd](a)
 
 
 if __name__ == "__main__":
