@@ -12,7 +12,7 @@ Shapes: one node, then three nodes (RF 3, min.insync.replicas=2; Kafka as
 three combined broker+controller KRaft nodes). Only the measured system's
 nodes run; each is started fresh per round.
 
-Each cluster first carries 35 s of load that is not measured (JIT warm-up).
+Each cluster first carries 65 s of load that is not measured (JIT warm-up).
 Figures per run: msg/s, produce p50/p99 (ms), CPU of the system's own
 processes per MB produced (ms of CPU, all nodes, from /proc), and for the
 max-rate runs bytes added on disk (all nodes) per byte replicated. Each line
@@ -255,7 +255,7 @@ def warm_up(cluster, tmp):
     first minute (a cold 3-node Kafka answers at 10K msg/s with p50 in the
     hundreds of ms, a warm one in single digits). Every system gets the same."""
     log(f"   warming up {cluster.name} ...")
-    for args, parts in ((["--messages", "300000", "--rate", "10000", "--skip-consume"], 6), (["--messages", "100000"], 6)):
+    for args, parts in ((["--messages", "600000", "--rate", "10000", "--skip-consume"], 6), (["--messages", "100000"], 6)):
         run(cluster.name, cluster, tmp, "warmup", args, parts, 1)
 
 
