@@ -195,13 +195,18 @@ def test_create_topics_with_a_manual_replica_assignment(cluster_factory):
     for bad in ([[1, 1]], [[1, 2], [3]], [[9]]):
         with pytest.raises(KafkaException, match="INVALID_REPLICA_ASSIGNMENT|assignment"):
             admin.create_topics([NewTopic("manual-bad", len(bad), replica_assignment=bad)])["manual-bad"].result(timeout=30)
-    c.nodes[2].stop()
-    # The survivors notice within the liveness window (400 ms); an assignment
-    # made before that would be accepted and wait for node 2 to come back.
-    assert wait_for("node 2 seen down", lambda: all(
-        not next(n for n in c.admin_get(i, "/v1/nodes") if n["id"] == 2)["alive"] for i in (1, 3)))
+    # A node other than the controller's leader goes down (a controller
+    # failover is another test's subject), and the survivors notice within
+    # the liveness window: before that, an assignment naming it would be
+    # accepted and wait for it to come back.
+    controller = c.admin_get(1, "/v1/cluster")["controller"]
+    dead = next(n for n in (2, 3, 1) if n != controller)
+    alive = [n for n in (1, 2, 3) if n != dead]
+    c.nodes[dead].stop()
+    assert wait_for(f"node {dead} seen down", lambda: all(
+        not next(n for n in c.admin_get(i, "/v1/nodes") if n["id"] == dead)["alive"] for i in alive))
     with pytest.raises(KafkaException, match="not alive"):
-        admin.create_topics([NewTopic("manual-dead", 1, replica_assignment=[[1, 2]])])["manual-dead"].result(timeout=30)
+        admin.create_topics([NewTopic("manual-dead", 1, replica_assignment=[[alive[0], dead]])])["manual-dead"].result(timeout=30)
 
 
 def produce_v5(node, topic, batch):
