@@ -8,20 +8,9 @@ set -euo pipefail
 KBENCH=${1:-../shared/tools/kbench.py}
 PARTITIONS=${PARTITIONS:-10000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TMP=$(mktemp -d /tmp/chronik-bench-scale.XXXXXX)
-export CLUSTER_DIR=$TMP/cluster CONFIG=$TMP/cluster.toml BIN=$ROOT/target/release/chronik-server
-cat >"$CONFIG" <<TOML
-[cluster]
-nodes = [
-  { id = 1, kafka_addr = "127.0.0.1:29092", raft_addr = "127.0.0.1:29192" },
-  { id = 2, kafka_addr = "127.0.0.1:29093", raft_addr = "127.0.0.1:29193" },
-  { id = 3, kafka_addr = "127.0.0.1:29094", raft_addr = "127.0.0.1:29194" },
-]
-TOML
-CLUSTER="bash $ROOT/deploy/local/cluster.sh"
+source "$ROOT/it/bench_local_cluster.sh" chronik-bench-scale
 CB="python3 $ROOT/it/cluster_bench.py"
 PIDS=(--pid "1=$CLUSTER_DIR/node1.pid" --pid "2=$CLUSTER_DIR/node2.pid" --pid "3=$CLUSTER_DIR/node3.pid")
-trap '$CLUSTER stop >/dev/null 2>&1 || true; [[ -n "${KEEP:-}" ]] || rm -rf "$TMP"' EXIT
 $CLUSTER start >/dev/null
 BOOT=$($CLUSTER bootstrap)
 echo "cluster up: $BOOT (logs in $CLUSTER_DIR)" >&2
