@@ -5,7 +5,11 @@ A history is a list of operations (dicts), as a workload records them:
 
   {"op": "send", "process": "p1", "partition": 0, "value": "v17",
    "invoke": 1.20, "complete": 1.25, "outcome": "ok" | "fail" | "unknown",
-   "offset": 42}                        # offset only when outcome is ok
+   "offset": 42}                        # offset only when outcome is ok; None
+                                        # when the client acknowledged without one
+                                        # (librdkafka's implicit ack: a later
+                                        # batch's success proves an earlier,
+                                        # unanswered one was stored)
   {"op": "poll", "process": "c1", "partition": 0,
    "invoke": 1.3, "complete": 1.4, "records": [[42, "v17"], [43, "v18"]]}
   {"op": "final", "partition": 0, "records": [[0, "v1"], ...]}
@@ -78,6 +82,7 @@ def check(history):
             flag("failed-read", f"{value!r} read at {sorted(where)} but its send failed", send, some_read)
 
     # 4: every acknowledged send is in the final read, at its offset.
+    implied = {}  # id(send) -> the offset read for an ack that carried none
     finals = [op for op in history if op["op"] == "final"]
     if finals:
         final_at = {}
@@ -90,6 +95,13 @@ def check(history):
             got = final_at.get(s["value"], [])
             if not got:
                 flag("lost", f"{s['value']!r} acknowledged at {s['partition']}/{s['offset']} but not read after healing", s)
+            elif s["offset"] is None:
+                # Acknowledged without an offset: where it was read stands in
+                # for it in the order check below.
+                if {p for p, _ in got} != {s["partition"]}:
+                    flag("wrong-offset", f"{s['value']!r} acknowledged on partition {s['partition']} but read at {got}", s)
+                else:
+                    implied[id(s)] = min(off for _, off in got)
             elif (s["partition"], s["offset"]) not in got:
                 flag("wrong-offset", f"{s['value']!r} acknowledged at {s['partition']}/{s['offset']} but read at {got}", s)
 
@@ -111,6 +123,10 @@ def check(history):
     # 6: real-time order of acknowledged sends within a partition.
     ok = defaultdict(list)
     for s in sends:
+        if s["outcome"] == "ok" and s["offset"] is None:
+            if id(s) not in implied:
+                continue  # not read: flagged above
+            s = dict(s, offset=implied[id(s)])
         if s["outcome"] == "ok":
             ok[s["partition"]].append(s)
     for part, ss in ok.items():

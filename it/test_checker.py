@@ -85,6 +85,18 @@ def test_concurrent_sends_may_land_in_either_order():
     assert check(h) == []
 
 
+def test_an_ack_without_offset_is_checked_where_it_was_read():
+    # librdkafka acknowledges an unanswered batch without an offset once a
+    # later batch of the same producer succeeds (its "implicit ack").
+    a = send("a", 0, None, 1.0, 1.5)
+    assert check([a, send("b", 0, 1, 1.1, 1.4), final([(0, "a"), (1, "b")])]) == []
+    assert kinds([a, send("b", 0, 1, 1.1, 1.4), final([(1, "b")])]) == ["lost"]
+    assert kinds([a, final([(0, "a")], partition=1)]) == ["wrong-offset"]
+    # Read where it was, it still takes part in the real-time order check.
+    late = send("c", 0, None, 2.0, 2.1)
+    assert kinds([send("b", 0, 1, 1.0, 1.1), late, final([(0, "c"), (1, "b")])]) == ["send-order"]
+
+
 def test_script_prints_anomalies_and_fails(tmp_path):
     path = tmp_path / "history.jsonl"
     bad = clean()[:-1] + [final([], partition=1)]
