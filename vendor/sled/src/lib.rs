@@ -419,6 +419,11 @@ pub(crate) enum Link {
     ParentMergeConfirm,
     /// A Node is marked for being merged into its left sibling
     ChildMergeCap,
+    /// CHRONIK PATCH: the node keeps the left part of `Node::split(at_end)`
+    /// and points at the right part, newly installed as the page named.
+    /// Upstream replaced the left part with a full copy of itself, so every
+    /// split rewrote half a node that was already on disk.
+    ChildSplit(PageId, bool),
 }
 
 /// A fast map that is not resistant to collision attacks. Works

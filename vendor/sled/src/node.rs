@@ -2,6 +2,10 @@ use std::{num::NonZeroU64, ops::Bound};
 
 use super::*;
 
+/// A leaf with fewer items is merged into its left sibling (CHRONIK PATCH:
+/// named, for `Node::split`).
+const LEAF_MERGE_BELOW: usize = 4;
+
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Node {
     pub(crate) prefix_len: u8,
@@ -103,6 +107,11 @@ impl Node {
             ChildMergeCap => {
                 self.merging = true;
             }
+            ChildSplit(rhs, at_end) => {
+                let (mut lhs, _) = std::mem::take(self).split(at_end);
+                lhs.next = Some(NonZeroU64::new(rhs).unwrap());
+                *self = lhs;
+            }
         }
     }
 
@@ -163,18 +172,42 @@ impl Node {
         true
     }
 
-    pub(crate) fn split(mut self) -> (Node, Node) {
+    /// CHRONIK PATCH: true if this is a leaf and `key` falls in its upper
+    /// half or after it: where a log's appends go, and the reads of what
+    /// was just appended.
+    pub(crate) fn near_end(&self, key: &[u8]) -> bool {
+        match self.data {
+            Data::Leaf(ref leaf) if leaf.keys.len() > 2 * LEAF_MERGE_BELOW => {
+                let median = &leaf.keys[leaf.keys.len() / 2];
+                prefix::decode(self.prefix(), median).as_ref() <= key
+            }
+            _ => false,
+        }
+    }
+
+    /// Splits in half, or, with `at_end` (CHRONIK PATCH), so that the
+    /// right node takes only the last few items: a leaf that only ever grows at
+    /// its end (a log) then leaves full nodes behind, each written once,
+    /// instead of half-full ones that keep being rewritten.
+    pub(crate) fn split(mut self, at_end: bool) -> (Node, Node) {
         fn split_inner<T>(
             keys: &mut Vec<IVec>,
             values: &mut Vec<T>,
             old_prefix: &[u8],
             old_hi: &[u8],
             suffix_truncation: bool,
+            at_end: bool,
         ) -> (IVec, u8, Vec<IVec>, Vec<T>)
         where
             T: Clone + Ord,
         {
-            let split_point = keys.len() / 2 + 1;
+            // At the end, the right node still gets as many items as
+            // keep it from being merged straight back (`should_merge`).
+            let split_point = if at_end && keys.len() > 2 * LEAF_MERGE_BELOW {
+                keys.len() - LEAF_MERGE_BELOW
+            } else {
+                keys.len() / 2 + 1
+            };
             let right_keys = keys.split_off(split_point);
             let right_values = values.split_off(split_point);
             let right_min = &right_keys[0];
@@ -252,6 +285,7 @@ impl Node {
                         prefixed_lo,
                         prefixed_hi,
                         false,
+                        false,
                     );
 
                 (
@@ -271,6 +305,7 @@ impl Node {
                         prefixed_lo,
                         prefixed_hi,
                         true,
+                        at_end,
                     );
 
                 (
@@ -617,7 +652,7 @@ impl Node {
         } else if self.data.is_index() {
             64
         } else {
-            4
+            LEAF_MERGE_BELOW
         };
 
         let size_checks = self.data.len() < threshold;

@@ -350,6 +350,7 @@ impl Serialize for Link {
             }
             Link::ParentMergeIntention(a) => 1 + a.serialized_size(),
             Link::ParentMergeConfirm | Link::ChildMergeCap => 1,
+            Link::ChildSplit(pid, _) => 1 + pid.serialized_size() + 1,
         }
     }
 
@@ -374,6 +375,11 @@ impl Serialize for Link {
             Link::ChildMergeCap => {
                 4_u8.serialize_into(buf);
             }
+            Link::ChildSplit(pid, at_end) => {
+                5_u8.serialize_into(buf);
+                pid.serialize_into(buf);
+                u8::from(*at_end).serialize_into(buf);
+            }
         }
     }
 
@@ -389,6 +395,14 @@ impl Serialize for Link {
             2 => Link::ParentMergeIntention(u64::deserialize(buf)?),
             3 => Link::ParentMergeConfirm,
             4 => Link::ChildMergeCap,
+            5 => {
+                let pid = u64::deserialize(buf)?;
+                match u8::deserialize(buf)? {
+                    0 => Link::ChildSplit(pid, false),
+                    1 => Link::ChildSplit(pid, true),
+                    _ => return Err(Error::corruption(None)),
+                }
+            }
             _ => return Err(Error::corruption(None)),
         })
     }

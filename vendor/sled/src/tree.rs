@@ -1452,22 +1452,24 @@ impl Tree {
         view: &View<'g>,
         parent_view: &Option<View<'g>>,
         root_pid: PageId,
+        at_end: bool,
         guard: &'g Guard,
     ) -> Result<()> {
         trace!("splitting node {}", view.pid);
         // split node
-        let (mut lhs, rhs) = view.deref().clone().split();
+        let (_, rhs) = view.deref().clone().split(at_end);
         let rhs_lo = rhs.lo.clone();
 
         // install right side
         let (rhs_pid, rhs_ptr) = self.context.pagecache.allocate(rhs, guard)?;
 
-        // replace node, pointing next to installed right
-        lhs.next = Some(NonZeroU64::new(rhs_pid).unwrap());
-        let replace = self.context.pagecache.replace(
+        // CHRONIK PATCH: cut the node down to its left part, pointing next
+        // to the installed right, with a link that names the split rather
+        // than with a full copy of the left part (`Link::ChildSplit`).
+        let replace = self.context.pagecache.link(
             view.pid,
             view.node_view.0,
-            lhs,
+            Link::ChildSplit(rhs_pid, at_end),
             guard,
         )?;
         M.tree_child_split_attempt();
@@ -1671,7 +1673,10 @@ impl Tree {
             }
 
             if view.should_split() {
-                self.split_node(&view, &parent_view, root_pid, guard)?;
+                // CHRONIK PATCH: a leaf reached for a key in its upper
+                // half or past it is split at its end (`Node::split`).
+                let at_end = !undershot && view.near_end(key.as_ref());
+                self.split_node(&view, &parent_view, root_pid, at_end, guard)?;
                 retry!();
             }
 

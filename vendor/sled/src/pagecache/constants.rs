@@ -24,7 +24,12 @@ pub(crate) const META_PID: PageId = 0;
 pub(crate) const COUNTER_PID: PageId = 1;
 pub(crate) const BATCH_MANIFEST_PID: PageId = PageId::max_value() - 666;
 
-pub(crate) const PAGE_CONSOLIDATION_THRESHOLD: usize = 10;
+// CHRONIK PATCH: upstream consolidated a page after 10 links. A leaf of a
+// log only ever gains items and is cut by a split link, so a consolidation
+// rewrites values already on disk for nothing: at 10, leaves of 16 large
+// values were rewritten before they split. 32 lets a leaf fill and split
+// (a base node, at most 16 links and the split link) without one.
+pub(crate) const PAGE_CONSOLIDATION_THRESHOLD: usize = 32;
 pub(crate) const SEGMENT_CLEANUP_THRESHOLD: usize = 50;
 
 // Allows for around 1 trillion items to be stored
