@@ -18,7 +18,8 @@ processes per MB produced (ms of CPU, all nodes, from /proc), and for the
 max-rate runs bytes added on disk (all nodes) per byte replicated. Each line
 is one run; the ratio lines compare means over rounds (chronik / kafka).
 
-Environment: ROUNDS (2), MESSAGES (200000), KAFKA_LIB (jars; fetched with
+Environment: ROUNDS (2), MESSAGES (200000), CHRONIK_BIN (the server binary;
+target/release by default), KAFKA_LIB (jars; fetched with
 it/kafka/pom.xml when missing), KEEP=1 keeps the temp dir.
 """
 import glob
@@ -39,7 +40,7 @@ KBENCH = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "shared"
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 MESSAGES = int(os.environ.get("MESSAGES", "200000"))
 KAFKA_LIB = os.environ.get("KAFKA_LIB", os.path.join(ROOT, "target", "apache-kafka-4.4.0", "lib"))
-BIN = os.path.join(ROOT, "target", "release", "chronik-server")
+BIN = os.environ.get("CHRONIK_BIN") or os.path.join(ROOT, "target", "release", "chronik-server")
 HZ = os.sysconf("SC_CLK_TCK")
 SIZE = 1024
 

@@ -1,9 +1,9 @@
 # Sourced by the cluster benches: a fresh 3-node cluster config on ports
 # 29092-29094 in a temp dir ($TMP), started with $CLUSTER start; the exit
 # trap stops it and removes the dir (KEEP=1 keeps it). Needs ROOT and a
-# mktemp prefix in $1.
+# mktemp prefix in $1. CHRONIK_BIN overrides the binary (for A/B runs).
 TMP=$(mktemp -d "/tmp/$1.XXXXXX")
-export CLUSTER_DIR=$TMP/cluster CONFIG=$TMP/cluster.toml BIN=$ROOT/target/release/chronik-server
+export CLUSTER_DIR=$TMP/cluster CONFIG=$TMP/cluster.toml BIN=${CHRONIK_BIN:-$ROOT/target/release/chronik-server}
 cat >"$CONFIG" <<TOML
 [cluster]
 nodes = [
