@@ -239,3 +239,33 @@ def test_log_append_time_is_stamped_by_the_broker(node):
     kind, ts = m.timestamp()
     c.close()
     assert kind == 2 and before <= ts <= after, (kind, ts)  # TIMESTAMP_LOG_APPEND_TIME
+
+
+def test_a_ready_response_is_not_held_behind_a_waiting_one(node):
+    """Responses on one connection go out in request order, and each as soon
+    as it is ready: an ApiVersions answer pipelined ahead of a long-polling
+    Fetch arrives at once, not when the Fetch is done. (The writer used to
+    flush only when nothing was queued behind a response: under a steady
+    stream of pipelined produces, librdkafka saw round trips of 0.3-4 s for
+    produces the broker had answered in 30 ms.)"""
+    create_topic(node.bootstrap, "held-back", partitions=1)
+    name = b"held-back"
+    wait_ms = 4000
+    # Fetch v4: replica_id max_wait min_bytes max_bytes isolation [topic [partition offset max_bytes]]
+    fetch = struct.pack(">iiiib", -1, wait_ms, 1, 1 << 20, 0) + struct.pack(">ih", 1, len(name)) + name
+    fetch += struct.pack(">iiqi", 1, 0, 0, 1 << 20)
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    try:
+        sent = time.monotonic()
+        s.sendall(frame(18, 0, 1) + frame(1, 4, 2, fetch))
+        (n,) = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))
+        first = s.recv(n, socket.MSG_WAITALL)
+        took = time.monotonic() - sent
+        assert struct.unpack(">i", first[:4])[0] == 1
+        assert took < wait_ms / 1000 / 2, f"the ApiVersions answer came after {took:.2f} s, with the Fetch"
+        (n,) = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))
+        second = s.recv(n, socket.MSG_WAITALL)
+        assert struct.unpack(">i", second[:4])[0] == 2
+        assert time.monotonic() - sent >= wait_ms / 1000 * 0.9, "the Fetch did not long-poll: the test proves nothing"
+    finally:
+        s.close()
