@@ -206,3 +206,37 @@ def test_topic_changes_on_a_non_controller_node_are_forwarded(cluster_factory):
     assert (corr, count, err) == (8, 1, 0)
     for i in c.nodes:
         wait_for(f"node {i} to drop the topic", lambda i=i: not any(t["name"] == "forwarded" for t in c.admin_get(i, "/v1/topics")))
+
+
+def test_a_dead_controller_is_not_named_to_clients(cluster_factory):
+    """Once the controller group's leader is known down, Metadata and
+    DescribeCluster name a live node as controller, even before the group has
+    elected another (slow elections here make that window seconds long).
+    librdkafka's admin client sends to the named controller and waits on a
+    dead one for its whole request timeout; any live node forwards."""
+    c = cluster_factory(3)
+    with open(c.config) as f:
+        body = f.read()
+    with open(c.config, "w") as f:
+        f.write("election_timeout_min_ms = 4000\nelection_timeout_max_ms = 5000\n" + body)
+    c.start()
+    dead = c.admin_get(1, "/v1/cluster")["controller"]
+    c.nodes[dead].stop(signal.SIGKILL)
+    survivors = [i for i in c.nodes if i != dead]
+
+    def known_down(i):
+        return not next(n for n in c.admin_get(i, "/v1/cluster")["nodes"] if n["id"] == dead)["alive"]
+
+    for i in survivors:
+        wait_for(f"node {i} to see node {dead} down", lambda i=i: known_down(i), timeout=10)
+    for i in survivors:
+        md = AdminClient({"bootstrap.servers": c.nodes[i].bootstrap}).list_topics(timeout=5)
+        assert md.controller_id in survivors, f"node {i} names controller {md.controller_id}; node {dead} is dead"
+    still_electing = [i for i in survivors if c.admin_get(i, "/v1/cluster")["controller"] == dead]
+    assert still_electing, "the controller group elected before the check: the window it guards was not exercised"
+
+    admin = AdminClient({"bootstrap.servers": c.live_bootstrap()})
+    admin.create_topics([NewTopic("after-controller-failover", 1, 2)])["after-controller-failover"].result(timeout=30)
+    for i in survivors:
+        wait_for(f"node {i} to see the topic",
+                 lambda i=i: any(t["name"] == "after-controller-failover" for t in c.admin_get(i, "/v1/topics")))

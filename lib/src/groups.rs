@@ -341,8 +341,11 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// Writes a metadata change through the controller group, forwarding it to
     /// the controller leader when that is another node.
     pub async fn propose(&self, cmd: ControllerCommand) -> Result<(), StoreError> {
-        // An election of the controller may be under way: try again briefly.
-        let deadline = Instant::now() + PROPOSE_RETRY_WAIT;
+        // An election of the controller may be under way: try again for a
+        // few election timeouts (clients such as librdkafka's admin client
+        // do not retry NOT_CONTROLLER themselves).
+        let wait = PROPOSE_RETRY_WAIT.max(Duration::from_millis(3 * self.cfg.election_timeout_max_ms));
+        let deadline = Instant::now() + wait;
         loop {
             match self.propose_once(cmd.clone()).await {
                 Err(StoreError::NotController(_)) if Instant::now() < deadline => {
@@ -357,6 +360,10 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let me = self.node_id();
         match self.propose_local(cmd.clone()).await {
             Err(StoreError::NotController(Some(leader))) if leader != me => {
+                if !self.peers.is_alive(leader) {
+                    // Its followers have not elected another yet.
+                    return Err(StoreError::NotController(None));
+                }
                 let Some(addr) = self.node_addr(leader) else {
                     return Err(StoreError::NotController(Some(leader)));
                 };

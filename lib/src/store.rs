@@ -127,9 +127,26 @@ pub struct TopicView {
 #[derive(Debug, Clone)]
 pub struct ClusterView {
     pub cluster_id: String,
+    /// The controller group's leader as this node last heard it (None until
+    /// the controller has registered the nodes).
     pub controller: Option<NodeId>,
     pub nodes: Vec<NodeView>,
     pub topics: Vec<TopicView>,
+}
+
+impl ClusterView {
+    /// The node a client should send controller requests to (Metadata and
+    /// DescribeCluster's controller id), as answered by node `me`.
+    ///
+    /// Every node forwards metadata changes to the controller leader (as
+    /// KRaft brokers do, KIP-590), so any live node will do: the leader when
+    /// it is alive, else `me`. A leader that is known down is never named,
+    /// even before the controller group has elected another: librdkafka's
+    /// admin client would wait on the dead node for its whole request
+    /// timeout. `me` answers NOT_CONTROLLER (retriable) if it cannot forward.
+    pub fn controller_for_clients(&self, me: NodeId) -> NodeId {
+        self.controller.filter(|c| self.nodes.iter().any(|n| n.id == *c && n.alive)).unwrap_or(me)
+    }
 }
 
 /// One partition replica hosted on this node, as the node itself sees it.

@@ -6,9 +6,10 @@ use crate::server::Context;
 
 pub fn handle<S: PartitionStore>(ctx: &Context<S>, version: i16) -> DescribeClusterResponse {
     let view = ctx.store.cluster_view(Some(&[]));
+    let controller = view.controller_for_clients(ctx.store.node_id());
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(super::str(view.cluster_id))
-        .with_controller_id(BrokerId(view.controller.unwrap_or(ctx.store.node_id()) as i32));
+        .with_controller_id(BrokerId(controller as i32));
     if version >= 1 {
         resp.endpoint_type = 1; // brokers
     }

@@ -51,12 +51,9 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
         resp.cluster_id = Some(super::str(view.cluster_id.clone()));
     }
     if version >= 1 {
-        // Any node takes CreateTopics/DeleteTopics and forwards them to the
-        // controller leader (as KRaft brokers do, KIP-590). While that leader
-        // is not known, name this node rather than -1: librdkafka's admin
-        // client waits for a controller without asking again, and this node
-        // answers NOT_CONTROLLER (retriable) if it still cannot forward.
-        resp.controller_id = BrokerId(view.controller.unwrap_or(ctx.store.node_id()) as i32);
+        // Never -1 nor a dead node: librdkafka's admin client waits for the
+        // named controller without asking again.
+        resp.controller_id = BrokerId(view.controller_for_clients(ctx.store.node_id()) as i32);
     }
     resp.brokers = view
         .nodes
