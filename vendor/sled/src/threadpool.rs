@@ -68,7 +68,11 @@ impl Queue {
         // with the notify below.
         drop(queue);
 
-        self.cv.notify_all();
+        // CHRONIK PATCH: wake one waiting worker, not all of them. Every
+        // worker is an equal consumer of the queue, so one wakeup per task
+        // is enough; notify_all woke the 7 idle workers for every IO buffer
+        // write (see vendor/README.md for the figures).
+        self.cv.notify_one();
 
         len
     }
