@@ -96,7 +96,8 @@ fn status_version_base() -> u64 {
 /// How long one metadata change may wait to be committed.
 const CONTROLLER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a metadata change keeps trying while the controller has no leader.
+/// The least time a metadata change keeps trying while the controller has no
+/// live leader (three election timeouts when that is longer).
 const PROPOSE_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a reading of the free disk space is trusted.
