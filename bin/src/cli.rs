@@ -69,6 +69,16 @@ enum TopicAction {
         configs: Vec<(String, String)>,
     },
     Delete { name: String },
+    /// Move a partition's log start (Kafka's DeleteRecords): records below
+    /// the offset are no longer served.
+    DeleteRecords {
+        name: String,
+        #[arg(long)]
+        partition: i32,
+        /// The new log start; -1 for the high watermark (everything).
+        #[arg(long, allow_negative_numbers = true)]
+        offset: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -192,6 +202,14 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("deleted topic {name}");
             }
             json!({"deleted": name})
+        }
+        Command::Topic { action: TopicAction::DeleteRecords { name, partition, offset } } => {
+            let url = format!("{base}/v1/topics/{name}/partitions/{partition}/delete-records");
+            let r = call(&client, reqwest::Method::POST, url, Some(json!({"offset": offset}))).await?;
+            if !cli.json {
+                println!("{name}-{partition} now starts at offset {}", cell(&r["log_start_offset"]));
+            }
+            r
         }
         Command::Groups => {
             let groups = get("/v1/groups".into()).await?;

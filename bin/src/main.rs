@@ -112,6 +112,21 @@ struct Flags {
     /// Memory for the storage engine's page cache (default 256 MiB).
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// How long topics keep records unless their retention.ms says otherwise
+    /// (default 604800000, 7 days, as Kafka's log.retention.ms; -1 forever).
+    #[arg(long)]
+    log_retention_ms: Option<i64>,
+    /// log_retention_ms in hours (Kafka's log.retention.hours), if that is not set.
+    #[arg(long)]
+    log_retention_hours: Option<i64>,
+    /// Bytes a partition keeps unless its topic's retention.bytes says
+    /// otherwise (default -1, unbounded, as Kafka's log.retention.bytes).
+    #[arg(long)]
+    log_retention_bytes: Option<i64>,
+    /// How often leaders apply retention (default 300000, as Kafka's
+    /// log.retention.check.interval.ms).
+    #[arg(long)]
+    log_retention_check_interval_ms: Option<u64>,
 }
 
 impl Flags {
@@ -132,7 +147,8 @@ impl Flags {
         macro_rules! set { ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* } }
         set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes, cache_bytes,
             message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
-            max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms);
+            max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms,
+            log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms);
         Ok(file.resolve()?)
     }
 }
@@ -184,6 +200,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
 
     let engine = Arc::new(SledEngine::open(&cfg.data_dir, node, cfg.cache_bytes).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
     let limits = cfg.limits.clone();
+    let retention = cfg.retention;
     let group_settings = chronik_kafka::GroupSettings {
         initial_rebalance_delay: std::time::Duration::from_millis(cfg.group_initial_rebalance_delay_ms),
         min_session_timeout_ms: cfg.group_min_session_timeout_ms,
@@ -241,7 +258,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     });
 
     let kafka_addr = kafka_listener.local_addr()?;
-    let kafka_cfg = chronik_kafka::ServerConfig { limits, groups: group_settings };
+    let kafka_cfg = chronik_kafka::ServerConfig { limits, groups: group_settings, retention };
     tokio::spawn(chronik_kafka::serve(kafka_listener, groups.clone(), metrics.clone(), kafka_cfg));
     chronik_kafka::server::log_startup(&kafka_addr);
     info!(node_id = node, "chronik is ready");

@@ -28,6 +28,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// Versions we actually decode (Produce below 3 is advertised but refused).
@@ -59,6 +60,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::OffsetForLeaderEpoch => "offset_for_leader_epoch",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::DeleteRecords => "delete_records",
         _ => "other",
     }
 }

@@ -144,6 +144,7 @@ mod tests {
             ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
             ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
             ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+            ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
             _ => return Err(()),
         })
     }

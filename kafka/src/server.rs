@@ -30,6 +30,8 @@ use crate::handlers;
 pub struct ServerConfig {
     pub limits: Limits,
     pub groups: GroupSettings,
+    /// The broker's retention defaults, as DescribeConfigs reports them.
+    pub retention: chronik::log::retention::RetentionDefaults,
 }
 
 pub struct Context<S> {

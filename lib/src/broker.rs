@@ -59,7 +59,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     }
 
     /// The replica of `tp` if this node may serve it as leader.
-    fn serving_leader(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
+    pub(crate) fn serving_leader(&self, tp: &TopicPartition) -> Result<Arc<PartitionGroup<E>>, StoreError> {
         let pg = self.replica(tp)?;
         let l = self.leadership_of(&pg);
         if l.leads && l.quorum_age.is_none_or(|age| age >= self.lease() / 2) {
@@ -440,6 +440,10 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         }
         let batches = pg.log.read(offset, max_bytes)?;
         Ok(ReadResult { high_watermark: hwm, log_start_offset: log_start, batches })
+    }
+
+    async fn delete_records(&self, tp: &TopicPartition, offset: Offset) -> Result<Offset, StoreError> {
+        self.delete_records_of(tp, offset).await
     }
 
     fn offsets(&self, tp: &TopicPartition) -> Result<(Offset, Offset), StoreError> {

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::log::retention::RetentionDefaults;
 use crate::types::{NodeAddr, NodeId};
 
 pub const KAFKA_PORT_DEFAULT: u16 = 9092;
@@ -128,6 +129,10 @@ pub struct FileConfig {
     pub max_connections_per_ip: Option<usize>,
     pub replication_append_bytes_max: Option<usize>,
     pub replica_lag_time_max_ms: Option<u64>,
+    pub log_retention_ms: Option<i64>,
+    pub log_retention_hours: Option<i64>,
+    pub log_retention_bytes: Option<i64>,
+    pub log_retention_check_interval_ms: Option<u64>,
     #[serde(default)]
     pub cluster: ClusterSection,
 }
@@ -164,6 +169,9 @@ pub struct NodeConfig {
     pub min_free_disk_bytes: u64,
     /// Memory the storage engine may use to cache pages (sled's cache).
     pub cache_bytes: u64,
+    /// Topics' retention unless they set their own (Kafka's log.retention.*),
+    /// and how often a leader applies it.
+    pub retention: RetentionDefaults,
 }
 
 /// See [`NodeConfig::cache_bytes`]: 256 MiB.
@@ -275,7 +283,21 @@ impl FileConfig {
             replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(d.replica_lag_time_max_ms),
         };
         limits.check()?;
+        let rd = RetentionDefaults::default();
+        let retention = RetentionDefaults {
+            ms: match (self.log_retention_ms, self.log_retention_hours) {
+                (Some(ms), _) => ms,
+                (None, Some(h)) => h.saturating_mul(3_600_000),
+                (None, None) => rd.ms,
+            },
+            bytes: self.log_retention_bytes.unwrap_or(rd.bytes),
+            check_interval_ms: self.log_retention_check_interval_ms.unwrap_or(rd.check_interval_ms),
+        };
+        if retention.ms < -1 || retention.bytes < -1 || retention.check_interval_ms == 0 {
+            return Err(ConfigError::Invalid("log_retention_ms and log_retention_bytes must be -1 (unbounded) or more, log_retention_check_interval_ms above 0".into()));
+        }
         Ok(NodeConfig {
+            retention,
             node_id,
             limits,
             offsets_topic_partitions,

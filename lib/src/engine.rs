@@ -40,6 +40,11 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// See [`crate::PartitionStore::read`]; only batches below the high watermark.
     fn read(&self, offset: Offset, max_bytes: usize) -> Result<Vec<Bytes>, StoreError>;
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+    /// Bytes of the batches from the log start to the high watermark.
+    fn retained_bytes(&self) -> u64;
+    /// The log start offset `rule` allows at `now_ms` (see
+    /// [`crate::log::retention::trim_point`]), or None if nothing may go.
+    fn trim_point(&self, rule: &crate::log::retention::Retention, now_ms: i64) -> Result<Option<Offset>, StoreError>;
     /// Up to `limit` batches below the high watermark, from the one holding `from` on.
     fn batch_locations(&self, from: Offset, limit: usize) -> Result<Vec<BatchLocation>, StoreError>;
 

@@ -137,7 +137,7 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     /// Followers out of sync in the groups this node leads (see `crate::isr`);
     /// refreshed by the timing loop.
     lagging: RwLock<HashMap<GroupId, Vec<NodeId>>>,
-    stopping: AtomicBool,
+    pub(crate) stopping: AtomicBool,
     /// This node's unused producer ids (see `allocate_producer_id`).
     pub(crate) producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     /// Serializes the creation of the offsets topic on this node.
@@ -229,6 +229,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().register_nodes_loop());
         tokio::spawn(mgr.clone().reconcile_loop());
         tokio::spawn(mgr.clone().timing_loop());
+        tokio::spawn(mgr.clone().retention_loop());
         for peer in mgr.cfg.nodes.keys().copied().filter(|p| *p != node) {
             tokio::spawn(mgr.clone().ping_loop(peer));
         }

@@ -49,6 +49,13 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// Why a log start moved: "retention" or "delete_records".
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrimLabels {
+    pub node_id: String,
+    pub reason: &'static str,
+}
+
 /// Consumer groups are few and named by their users: one series each.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConsumerGroupLabels {
@@ -84,6 +91,8 @@ pub struct Metrics {
     pub consumer_group_lag: Family<ConsumerGroupLabels, Gauge>,
     pub limit_hits: Family<LimitLabels, Counter>,
     pub coordinator_groups: Family<NodeLabels, Gauge>,
+    pub log_trims: Family<TrimLabels, Counter>,
+    pub log_trimmed_records: Family<TrimLabels, Counter>,
 }
 
 impl Metrics {
@@ -116,6 +125,8 @@ impl Metrics {
             consumer_group_lag: Family::default(),
             limit_hits: Family::default(),
             coordinator_groups: Family::default(),
+            log_trims: Family::default(),
+            log_trimmed_records: Family::default(),
         }
     }
 
@@ -130,6 +141,13 @@ impl Metrics {
     /// Counts one bite of the bound `limit` (a `config::Limits` name).
     pub fn limit_hit(&self, limit: &'static str) {
         self.limit_hits.get_or_create(&LimitLabels { node_id: self.node_id.clone(), limit }).inc();
+    }
+
+    /// Counts a log start moved by `records` offsets on a partition led here.
+    pub fn log_trimmed(&self, reason: &'static str, records: i64) {
+        let labels = TrimLabels { node_id: self.node_id.clone(), reason };
+        self.log_trims.get_or_create(&labels).inc();
+        self.log_trimmed_records.get_or_create(&labels).inc_by(records.max(0) as u64);
     }
 
     pub fn api(&self, api: &'static str) -> ApiLabels {
@@ -162,6 +180,8 @@ impl Metrics {
         r.register("chronik_partitions_leaderless", "Partitions with no leader, as this node sees the cluster", self.partitions_leaderless.clone());
         r.register("chronik_limit_hits", "Times a named bound refused, capped or held back a request, by bound", self.limit_hits.clone());
         r.register("chronik_coordinator_groups", "Consumer groups the coordinator holds in memory (live ones; idle groups are dropped and reloaded on use)", self.coordinator_groups.clone());
+        r.register("chronik_log_trims", "Log start moves of partitions led here, by reason (retention, delete_records)", self.log_trims.clone());
+        r.register("chronik_log_trimmed_records", "Offsets the log start of partitions led here moved past, by reason", self.log_trimmed_records.clone());
         r.register("chronik_consumer_group_lag", "Records behind the high watermark, summed over a group's committed partitions hosted here", self.consumer_group_lag.clone());
     }
 }

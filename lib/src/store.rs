@@ -241,6 +241,11 @@ pub trait PartitionStore: Send + Sync + 'static {
     /// (but always one whole batch if any is available).
     fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadResult, StoreError>;
 
+    /// DeleteRecords: moves the log start of `tp` (led here) to `offset`
+    /// (-1: the high watermark) on every replica, through its Raft group.
+    /// Returns the log start after it (the low watermark).
+    fn delete_records(&self, tp: &TopicPartition, offset: Offset) -> impl Future<Output = Result<Offset, StoreError>> + Send;
+
     /// (log start offset, high watermark).
     fn offsets(&self, tp: &TopicPartition) -> Result<(Offset, Offset), StoreError>;
 

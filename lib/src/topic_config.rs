@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use crate::config::Limits;
+use crate::log::retention::RetentionDefaults;
 use crate::log::batch::{BatchPolicy, TimestampRule};
 
 /// Kafka's config types, as DescribeConfigs v3+ reports them.
@@ -70,7 +71,7 @@ use ConfigType as T;
 use Enforcement::*;
 
 const NO_SEGMENTS: &str = "Chronik keeps records in its Raft log, not in segment files";
-const RETENTION: &str = "retention is not implemented yet: nothing is deleted";
+const SEGMENTS: &str = "retention deletes whole record batches, not segments; segments for purging the Raft log are to come";
 const COMPACTION: &str = "compaction is not implemented yet";
 const NO_REMOTE: &str = "tiered storage is not supported";
 const FSYNC: &str = "every acknowledged write is already fsynced";
@@ -103,12 +104,12 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("remote.log.copy.disable", T::Boolean, "false", Boolean, NotApplicable(NO_REMOTE)),
     def("remote.log.delete.on.disable", T::Boolean, "false", Boolean, NotApplicable(NO_REMOTE)),
     def("remote.storage.enable", T::Boolean, "false", Boolean, NotApplicable(NO_REMOTE)),
-    def("retention.bytes", T::Long, "-1", AtLeast(i64::MIN), NotYet(RETENTION)),
-    def("retention.ms", T::Long, "604800000", AtLeast(-1), NotYet(RETENTION)),
-    def("segment.bytes", T::Int, "1073741824", AtLeast(1 << 20), NotYet(RETENTION)),
+    def("retention.bytes", T::Long, "-1", AtLeast(i64::MIN), Enforced),
+    def("retention.ms", T::Long, "604800000", AtLeast(-1), Enforced),
+    def("segment.bytes", T::Int, "1073741824", AtLeast(1 << 20), NotYet(SEGMENTS)),
     def("segment.index.bytes", T::Int, "10485760", AtLeast(4), NotApplicable(NO_SEGMENTS)),
-    def("segment.jitter.ms", T::Long, "0", AtLeast(0), NotYet(RETENTION)),
-    def("segment.ms", T::Long, "604800000", AtLeast(1), NotYet(RETENTION)),
+    def("segment.jitter.ms", T::Long, "0", AtLeast(0), NotYet(SEGMENTS)),
+    def("segment.ms", T::Long, "604800000", AtLeast(1), NotYet(SEGMENTS)),
     def("unclean.leader.election.enable", T::Boolean, "false", Boolean, NotApplicable("a Raft group never elects a replica that lacks committed records")),
 ];
 
@@ -117,9 +118,11 @@ pub fn lookup(name: &str) -> Option<&'static TopicConfigDef> {
 }
 
 /// The default of `def` on this node.
-pub fn default_value(def: &TopicConfigDef, limits: &Limits) -> String {
+pub fn default_value(def: &TopicConfigDef, limits: &Limits, retention: &RetentionDefaults) -> String {
     match def.name {
         "max.message.bytes" => limits.message_max_bytes.to_string(),
+        "retention.ms" => retention.ms.to_string(),
+        "retention.bytes" => retention.bytes.to_string(),
         _ => def.default.to_string(),
     }
 }

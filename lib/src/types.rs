@@ -81,6 +81,12 @@ pub enum Command {
     Controller(ControllerCommand),
     /// A change to consumer groups (offsets partitions only).
     Group(GroupCommand),
+    /// Moves the partition's log start offset up to `log_start_offset`
+    /// (DeleteRecords, retention): batches wholly below it are no longer
+    /// indexed or served. Offsets never move; a batch holding the new log
+    /// start stays whole. Applied by every replica at the same place in the
+    /// log, so all agree on the log start.
+    Trim { log_start_offset: Offset },
 }
 
 impl fmt::Display for Command {
@@ -89,6 +95,7 @@ impl fmt::Display for Command {
             Command::Append { batch, .. } => write!(f, "append({} bytes)", batch.len()),
             Command::Controller(c) => write!(f, "controller({c:?})"),
             Command::Group(c) => write!(f, "group({})", c.group()),
+            Command::Trim { log_start_offset } => write!(f, "trim(log start {log_start_offset})"),
         }
     }
 }
@@ -105,6 +112,8 @@ pub enum CommandResult {
     /// The batch breaks its idempotent producer's sequence or epoch: not stored.
     ProducerRefused(ProducerRefusal),
     Controller(Result<(), ControllerError>),
+    /// The partition's log start offset after a trim.
+    Trimmed { log_start_offset: Offset },
     /// The command does not belong to this kind of group.
     Rejected(String),
 }

@@ -93,6 +93,7 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/topics", get(topics::<S>).post(create_topic::<S>))
         .route("/v1/topics/{name}", get(describe_topic::<S>).delete(delete_topic::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/leader", axum::routing::post(transfer_leader::<S>))
+        .route("/v1/topics/{name}/partitions/{partition}/delete-records", axum::routing::post(delete_records::<S>))
         .route("/v1/nodes", get(nodes::<S>))
         .route("/v1/nodes/{id}", get(node::<S>))
         .route("/v1/groups", get(groups::<S>))
@@ -257,7 +258,7 @@ fn store_error(e: &StoreError) -> Response {
     let status = match e {
         StoreError::Controller(ControllerError::TopicExists(_)) => StatusCode::CONFLICT,
         StoreError::Controller(ControllerError::UnknownTopic(_)) | StoreError::UnknownTopicOrPartition(_) => StatusCode::NOT_FOUND,
-        StoreError::Controller(_) | StoreError::InvalidConfig { .. } => StatusCode::BAD_REQUEST,
+        StoreError::Controller(_) | StoreError::InvalidConfig { .. } | StoreError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
         StoreError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::SERVICE_UNAVAILABLE,
@@ -420,19 +421,63 @@ async fn transfer_leader<S: PartitionStore>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let (tp, want) = match partition_request::<NewLeader>(&name, &partition, &body, "{\"node\": id}") {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let result = s.store.transfer_leadership(&tp, want.node).await.map(|()| json!({"topic": name, "partition": tp.partition, "leader": want.node}));
+    at_leader(&s, &tp, "leader", &headers, body, result).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteRecords {
+    offset: chronik::Offset,
+}
+
+/// POST /v1/topics/{name}/partitions/{partition}/delete-records {"offset":
+/// n}: move the partition's log start to n (-1: the high watermark), as
+/// Kafka's DeleteRecords does.
+async fn delete_records<S: PartitionStore>(
+    State(s): State<Arc<AdminState<S>>>,
+    Path((name, partition)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (tp, want) = match partition_request::<DeleteRecords>(&name, &partition, &body, "{\"offset\": n}") {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let result = s.store.delete_records(&tp, want.offset).await.map(|low| json!({"topic": name, "partition": tp.partition, "log_start_offset": low}));
+    at_leader(&s, &tp, "delete-records", &headers, body, result).await
+}
+
+/// The partition and JSON body of a POST to one partition.
+fn partition_request<B: serde::de::DeserializeOwned>(name: &str, partition: &str, body: &[u8], shape: &str) -> Result<(TopicPartition, B), Response> {
     let Ok(partition) = partition.parse::<i32>() else {
-        return error(StatusCode::BAD_REQUEST, &format!("partition {partition:?} is not a number"));
+        return Err(error(StatusCode::BAD_REQUEST, &format!("partition {partition:?} is not a number")));
     };
-    let want: NewLeader = match serde_json::from_slice(&body) {
-        Ok(w) => w,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON, expected {{\"node\": id}}: {e}")),
-    };
-    let tp = TopicPartition::new(name.as_str(), partition);
-    match s.store.transfer_leadership(&tp, want.node).await {
-        Ok(()) => Json(json!({"topic": name, "partition": partition, "leader": want.node})).into_response(),
-        Err(StoreError::NotLeader(_, Some(leader))) if !forwarded(&headers) && leader != s.store.node_id() => {
-            let path = format!("/v1/topics/{}/partitions/{partition}/leader", percent_encode(&name));
-            forward(&s, leader, Method::POST, &path, body).await
+    match serde_json::from_slice(body) {
+        Ok(b) => Ok((TopicPartition::new(name, partition), b)),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, &format!("invalid JSON, expected {shape}: {e}"))),
+    }
+}
+
+/// The answer of an operation only the partition's leader can do: passed to
+/// the leader (once) when this node does not lead it.
+async fn at_leader<S: PartitionStore>(
+    s: &AdminState<S>,
+    tp: &TopicPartition,
+    action: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    result: Result<serde_json::Value, StoreError>,
+) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(StoreError::NotLeader(_, Some(leader))) if !forwarded(headers) && leader != s.store.node_id() => {
+            let path = format!("/v1/topics/{}/partitions/{}/{action}", percent_encode(&tp.topic), tp.partition);
+            forward(s, leader, Method::POST, &path, body).await
         }
         Err(StoreError::NotLeader(_, leader)) => error(
             StatusCode::MISDIRECTED_REQUEST,

@@ -211,6 +211,11 @@ impl Writes<'_> {
         self.main.insert(key, tagged(value));
     }
 
+    /// Removes a key that only ever held small values (see [`Self::insert_small`]).
+    pub fn remove_small(&mut self, key: &[u8]) {
+        self.main.remove(key);
+    }
+
     pub fn remove(&mut self, key: &[u8]) -> io::Result<()> {
         self.forget(key)?;
         self.main.remove(key);

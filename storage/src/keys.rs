@@ -16,6 +16,8 @@ pub const EPOCH: u8 = b'E';
 pub const OFFSET: u8 = b'O';
 /// Offsets partition: g ++ b'G' ++ group -> the group's last generation.
 pub const GROUP: u8 = b'G';
+/// Partition: bytes of the batches its index holds (retention.bytes), u64 BE.
+pub const SIZE: u8 = b'z';
 /// The tags of a partition's small state, carried whole in its snapshots.
 pub const SNAPSHOT_TAGS: [u8; 4] = [PRODUCER, EPOCH, OFFSET, GROUP];
 

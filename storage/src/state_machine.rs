@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use chronik::engine::{BatchLocation, LocalAppend, PartitionLog};
 use chronik::metadata::ClusterMetadata;
 use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
 use chronik::log::producers::{self, ProducerState, StoredBatch, Verdict};
+use chronik::log::retention::{self, BatchSpan, Retention};
 use chronik::{Command, CommandResult, Entry, GroupId, LogId, Offset, SnapshotData, SnapshotMeta, StoreError, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -82,6 +83,8 @@ pub struct PartitionReader {
     group: GroupId,
     hwm: watch::Sender<Offset>,
     log_start: AtomicI64,
+    /// Bytes of the indexed batches (persisted at g ++ b'z').
+    retained: AtomicU64,
     local_acks: Arc<LocalAcks>,
     /// Leader epoch -> first offset written in it.
     epochs: RwLock<BTreeMap<i32, Offset>>,
@@ -244,10 +247,34 @@ impl PartitionLog for PartitionReader {
         Ok(out)
     }
 
+    fn retained_bytes(&self) -> u64 {
+        self.retained.load(Ordering::Acquire)
+    }
+
+    fn trim_point(&self, rule: &Retention, now_ms: i64) -> Result<Option<Offset>, StoreError> {
+        let (from, hwm) = (self.first_index_key(self.log_start_offset())?, self.high_watermark());
+        // Read lazily: the rule stops at the first batch that may stay.
+        let mut failed = None;
+        let spans = self.inner.sm.tree.range(from..keys::index(self.group, hwm).to_vec()).map_while(|kv| {
+            match kv.map_err(|e| self.inner.storage_err(e)).and_then(|(_, v)| self.index_value(&v)) {
+                Ok(iv) => Some(BatchSpan { last_offset: iv.last_offset, max_timestamp: iv.max_timestamp, bytes: iv.bytes as u64 }),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }
+        });
+        let point = retention::trim_point(spans, self.retained_bytes(), rule, now_ms);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(point.filter(|p| *p > self.log_start_offset())),
+        }
+    }
+
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError> {
         // FIXME: a linear scan; a time index belongs with retention.
         let hwm = self.high_watermark();
-        for kv in self.inner.sm.tree.range(keys::index(self.group, 0)..keys::index(self.group, hwm)) {
+        for kv in self.inner.sm.tree.range(self.first_index_key(self.log_start_offset())?..keys::index(self.group, hwm).to_vec()) {
             let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
             let iv = self.index_value(&v)?;
             if iv.max_timestamp >= timestamp {
@@ -270,6 +297,9 @@ pub struct SledStateMachine {
     kind: Kind,
     /// Partition: idempotent producers (persisted at g ++ b'P' ++ id).
     producers: HashMap<i64, ProducerState>,
+    /// Index entries written by the apply under way, not yet in the tree
+    /// (a trim later in the same apply must see them).
+    staged_index: Vec<(Offset, IndexValue)>,
 }
 
 impl SledStateMachine {
@@ -286,7 +316,7 @@ impl SledStateMachine {
         let md = Arc::new(state.metadata.clone().unwrap_or_default());
         info!(node_id = inner.node, topics = md.topics.len(), applied = ?state.last_applied, "controller state loaded");
         let (tx, rx) = watch::channel(md);
-        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new() }, rx))
+        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new(), staged_index: Vec::new() }, rx))
     }
 
     /// The persisted (last applied index, next offset) of a partition group.
@@ -301,17 +331,40 @@ impl SledStateMachine {
         local_acks: Arc<LocalAcks>,
     ) -> Result<(Self, Arc<dyn PartitionLog>), StoreError> {
         let state = Self::load(&inner, group)?;
+        let retained = Self::load_retained_bytes(&inner, group)?;
         let reader = Arc::new(PartitionReader {
             inner: inner.clone(),
             group,
             hwm: watch::Sender::new(state.next_offset),
             log_start: AtomicI64::new(state.log_start_offset),
+            retained: AtomicU64::new(retained),
             local_acks,
             epochs: RwLock::new(BTreeMap::new()),
         });
-        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new() };
+        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new(), staged_index: Vec::new() };
         sm.load_keyed_state().map_err(|e| sm.inner.storage_err(e))?;
         Ok((sm, reader))
+    }
+
+    /// The bytes of a partition's indexed batches: stored since retention
+    /// came; counted from the index for a partition written before.
+    fn load_retained_bytes(inner: &Inner, group: GroupId) -> Result<u64, StoreError> {
+        if let Some(v) = inner.sm.get(&keys::tag(group, keys::SIZE)).map_err(|e| inner.storage_err(e))? {
+            return v.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| inner.storage_err(format!("group {group} has a malformed size")));
+        }
+        Self::count_retained_bytes(inner, group)
+    }
+
+    fn count_retained_bytes(inner: &Inner, group: GroupId) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for kv in inner.sm.tree.scan_prefix(keys::tag(group, keys::INDEX)) {
+            let (_, v) = kv.map_err(|e| inner.storage_err(e))?;
+            match Chunked::inline(&v) {
+                Ok(v) if v.len() == 28 => total += IndexValue::decode(v).bytes as u64,
+                _ => return Err(inner.storage_err(format!("group {group} has a malformed batch index entry"))),
+            }
+        }
+        Ok(total)
     }
 
     /// Reads producers and epochs from disk into memory.
@@ -401,6 +454,10 @@ impl SledStateMachine {
                     bytes: b.len() as u32,
                 };
                 w.insert_small(&keys::index(self.group, base), &iv.encode());
+                self.staged_index.push((base, iv));
+                if let Kind::Partition(r) = &self.kind {
+                    r.retained.fetch_add(iv.bytes as u64, Ordering::AcqRel);
+                }
                 self.state.next_offset = iv.last_offset + 1;
                 if idempotent {
                     let p = self.producers.entry(h.producer_id).or_default();
@@ -415,11 +472,54 @@ impl SledStateMachine {
                 CommandResult::Appended { base_offset: base }
             }
             (EntryPayload::Normal(Command::Group(c)), Kind::Partition(_)) => self.apply_group(c, w),
+            (EntryPayload::Normal(Command::Trim { log_start_offset }), Kind::Partition(r)) => {
+                let r = r.clone();
+                match crate::off_runtime(|| self.trim(&r, *log_start_offset, w)) {
+                    Ok(()) => CommandResult::Trimmed { log_start_offset: self.state.log_start_offset },
+                    Err(e) => CommandResult::Rejected(format!("trim of group {} to {log_start_offset}: {e}", self.group)),
+                }
+            }
             (EntryPayload::Normal(Command::Controller(c)), Kind::Controller(_)) => {
                 CommandResult::Controller(self.state.metadata.get_or_insert_with(Default::default).apply(c))
             }
             (EntryPayload::Normal(c), _) => CommandResult::Rejected(format!("{c} does not belong to group {}", self.group)),
         }
+    }
+
+    /// Moves the log start up to `to` (never past the high watermark, never
+    /// back) and drops the index entries of the batches wholly below it. The
+    /// batches' log entries stay until the Raft log is purged.
+    fn trim(&mut self, reader: &PartitionReader, to: Offset, w: &mut Writes) -> io::Result<()> {
+        let to = to.min(self.state.next_offset);
+        let from = self.state.log_start_offset;
+        if to <= from {
+            return Ok(());
+        }
+        let (mut batches, mut bytes) = (0u64, 0u64);
+        let mut gone = |k: &[u8], iv: &IndexValue, w: &mut Writes| {
+            if iv.last_offset < to {
+                w.remove_small(k);
+                batches += 1;
+                bytes += iv.bytes as u64;
+            }
+        };
+        // Committed entries, then those of this apply: one atomic batch.
+        for kv in self.inner.sm.tree.range(keys::index(self.group, 0)..keys::index(self.group, to)) {
+            let (k, v) = kv.map_err(io_err)?;
+            gone(&k, &reader.index_value(&v).map_err(io_err)?, w);
+        }
+        for (base, iv) in self.staged_index.iter().filter(|(base, _)| *base < to) {
+            gone(&keys::index(self.group, *base), iv, w);
+        }
+        self.state.log_start_offset = to;
+        // Readers see the new start before the index entries go, so a read
+        // below it is refused rather than answered from a later batch.
+        reader.log_start.fetch_max(to, Ordering::AcqRel);
+        // Only this state machine writes the count.
+        let left = reader.retained_bytes().saturating_sub(bytes);
+        reader.retained.store(left, Ordering::Release);
+        info!(node_id = self.inner.node, group = %self.group, from, to, batches, bytes, retained_bytes = left, "log start moved");
+        Ok(())
     }
 
     /// Records the first offset of a new leader epoch.
@@ -465,6 +565,9 @@ impl SledStateMachine {
     }
 
     fn persist_state(&self, w: &mut Writes) -> io::Result<()> {
+        if let Kind::Partition(r) = &self.kind {
+            w.insert_small(&keys::tag(self.group, keys::SIZE), &r.retained_bytes().to_be_bytes());
+        }
         // The controller's state holds all cluster metadata: of any size.
         w.insert(&keys::tag(self.group, keys::STATE), &encode(&self.state)?)
     }
@@ -482,6 +585,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
     where Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend {
         let inner = self.inner.clone();
         let mut w = inner.sm.writes();
+        self.staged_index.clear();
         let mut replies = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             // Offsets are assigned in log order: an entry skipped here would
@@ -532,6 +636,9 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         }
         for (tag, suffix, value) in records {
             w.insert(&keys::tagged(self.group, tag, &suffix), &value)?;
+        }
+        if let Kind::Partition(r) = &self.kind {
+            r.retained.store(Self::count_retained_bytes(&self.inner, self.group).map_err(io_err)?, Ordering::Release);
         }
         self.persist_state(&mut w)?;
         w.insert(&keys::tag(self.group, keys::SNAPSHOT), &encode(&(meta, data))?)?;

@@ -188,6 +188,55 @@ async fn idempotent_batches_are_stored_once_across_reopen() {
     assert_eq!(reader.epoch_end_offset(9), Some((3, 8)));
 }
 
+/// A trim moves the log start on apply, drops only whole batches below it,
+/// never moves back or past the high watermark, and survives a reopen; the
+/// retained size follows, and retention's trim point reads the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trims_move_the_log_start_and_keep_offsets() {
+    use chronik::log::retention::Retention;
+    let dir = tempfile::tempdir().unwrap();
+    let g = GroupId(9);
+    let base = |b: &Bytes| i64::from_be_bytes(b[0..8].try_into().unwrap());
+    let (one, size) = (batch(3, 0).len() as u64, 4 * batch(3, 0).len() as u64);
+    {
+        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+        let (mut opened, reader) = engine.open_partition(g).unwrap();
+        // Batches at offsets 0, 3, 6, 9, with timestamps 100..400.
+        let cmds = (1..=4).map(|i| append(batch(3, i * 100))).collect();
+        apply_all(&engine, &mut opened, 1, 1, cmds).await;
+        assert_eq!((reader.log_start_offset(), reader.high_watermark(), reader.retained_bytes()), (0, 12, size));
+        let rule = Retention { ms: Some(1000), bytes: None };
+        assert_eq!(reader.trim_point(&rule, 1250).unwrap(), Some(6), "batches with newest record before 250 go");
+        assert_eq!(reader.trim_point(&Retention { ms: None, bytes: Some(2 * one) }, 0).unwrap(), Some(6));
+        // Offset 4 is inside the second batch: it stays, whole.
+        apply_all(&engine, &mut opened, 1, 5, vec![Command::Trim { log_start_offset: 4 }]).await;
+        assert_eq!(reader.log_start_offset(), 4);
+        assert_eq!(reader.retained_bytes(), size - one);
+        assert_eq!(reader.read(4, usize::MAX).unwrap().iter().map(base).collect::<Vec<_>>(), vec![3, 6, 9]);
+        assert_eq!(reader.trim_point(&rule, 1250).unwrap(), Some(6), "from the log start on");
+        // Backwards and beyond the end: clamped.
+        apply_all(&engine, &mut opened, 1, 6, vec![Command::Trim { log_start_offset: 1 }]).await;
+        assert_eq!(reader.log_start_offset(), 4);
+        apply_all(&engine, &mut opened, 1, 7, vec![Command::Trim { log_start_offset: 7 }, append(batch(2, 500))]).await;
+        assert_eq!((reader.log_start_offset(), reader.high_watermark()), (7, 14), "offsets go on where they were");
+        assert_eq!(reader.read(7, usize::MAX).unwrap().iter().map(base).collect::<Vec<_>>(), vec![6, 9, 12]);
+    }
+    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let (mut opened, reader) = engine.open_partition(g).unwrap();
+    assert_eq!((reader.log_start_offset(), reader.high_watermark()), (7, 14), "persisted");
+    assert_eq!(reader.retained_bytes(), 2 * one + batch(2, 0).len() as u64);
+    apply_all(&engine, &mut opened, 2, 9, vec![Command::Trim { log_start_offset: 99 }]).await;
+    assert_eq!((reader.log_start_offset(), reader.retained_bytes()), (14, 0), "never past the high watermark");
+    assert!(reader.read(14, usize::MAX).unwrap().is_empty());
+    assert_eq!(reader.batch_at_timestamp(0).unwrap(), None, "nothing below the log start is found by time");
+    // A trim applied together with the appends it trims sees them.
+    apply_all(&engine, &mut opened, 2, 10, vec![append(batch(2, 700)), append(batch(2, 800)), Command::Trim { log_start_offset: 16 }]).await;
+    assert_eq!((reader.log_start_offset(), reader.high_watermark()), (16, 18));
+    assert_eq!(reader.retained_bytes(), batch(2, 0).len() as u64);
+    assert_eq!(reader.read(16, usize::MAX).unwrap().iter().map(base).collect::<Vec<_>>(), vec![16]);
+    assert_eq!(reader.batch_locations(0, 10).unwrap().len(), 1, "the index holds the retained batch alone");
+}
+
 /// Committed offsets and group records of an offsets partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commands_commit_store_and_delete() {

@@ -37,7 +37,7 @@ pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeConfigsRequest, 
                         for def in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
                             let c = match t.configs.get(def.name) {
                                 Some(v) => entry(version, def.name, v, SOURCE_DYNAMIC_TOPIC, def.kind),
-                                None => entry(version, def.name, &topic_config::default_value(def, &ctx.cfg.limits), SOURCE_DEFAULT, def.kind),
+                                None => entry(version, def.name, &topic_config::default_value(def, &ctx.cfg.limits, &ctx.cfg.retention), SOURCE_DEFAULT, def.kind),
                             };
                             out.configs.push(c);
                         }

@@ -14,9 +14,11 @@ const EARLIEST: i64 = -2;
 fn by_timestamp<S: PartitionStore>(ctx: &Context<S>, tp: &TopicPartition, timestamp: i64) -> Result<Option<(i64, i64)>, StoreError> {
     let Some(batch) = ctx.store.batch_at_timestamp(tp, timestamp)? else { return Ok(None) };
     let mut buf = batch.clone();
-    let base = i64::from_be_bytes(batch[0..8].try_into().unwrap());
+    // The first batch may hold records below the log start: never those.
+    let (log_start, _) = ctx.store.offsets(tp)?;
+    let base = i64::from_be_bytes(batch[0..8].try_into().unwrap()).max(log_start);
     if let Ok(set) = RecordBatchDecoder::decode(&mut buf) {
-        if let Some(r) = set.records.iter().find(|r| r.timestamp >= timestamp) {
+        if let Some(r) = set.records.iter().find(|r| r.timestamp >= timestamp && r.offset >= log_start) {
             return Ok(Some((r.offset, r.timestamp)));
         }
     }

@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -68,6 +69,7 @@ pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind,
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(&ctx, r).await),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(&ctx, r).await),
         RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&ctx, r).await),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(&ctx, r).await),
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster::handle(&ctx, version)),
         other => unreachable!("{other:?} passed the version table but has no handler"),
     }
@@ -97,6 +99,7 @@ pub fn error_codes(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::DescribeGroups(r) => r.groups.iter().map(|g| g.error_code).collect(),
         ResponseKind::DeleteGroups(r) => r.results.iter().map(|g| g.error_code).collect(),
         ResponseKind::InitProducerId(r) => vec![r.error_code],
+        ResponseKind::DeleteRecords(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         ResponseKind::OffsetForLeaderEpoch(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         _ => vec![],
     };

@@ -1,0 +1,133 @@
+//! Time and size retention: how far a partition's log start may move.
+//!
+//! Kafka deletes whole segments, oldest first, while the segment's newest
+//! record is older than `retention.ms` or the log without it still holds at
+//! least `retention.bytes`, and stops at the first segment that may stay.
+//! Chronik applies the same rule to record batches, its unit of storage: the
+//! log start moves to the end of the last batch that may go. Every replica
+//! then applies the resulting `Command::Trim` at the same place in its log.
+
+use std::collections::BTreeMap;
+
+use crate::types::Offset;
+
+/// What a topic keeps (None: no bound of that kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Batches whose newest timestamp is older than this go (retention.ms).
+    pub ms: Option<i64>,
+    /// Oldest batches go while the rest still holds this much (retention.bytes).
+    pub bytes: Option<u64>,
+}
+
+/// Broker-wide defaults (Kafka's log.retention.ms and log.retention.bytes;
+/// -1 means unbounded) and how often leaders look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionDefaults {
+    pub ms: i64,
+    pub bytes: i64,
+    pub check_interval_ms: u64,
+}
+
+impl Default for RetentionDefaults {
+    fn default() -> Self {
+        // Kafka's: 7 days, unbounded size, a look every 5 minutes.
+        Self { ms: 7 * 24 * 3_600_000, bytes: -1, check_interval_ms: 300_000 }
+    }
+}
+
+impl Retention {
+    /// A topic's retention from its configs over the broker defaults. A
+    /// topic whose cleanup.policy lacks `delete` keeps everything.
+    pub fn of_topic(configs: &BTreeMap<String, String>, defaults: &RetentionDefaults) -> Self {
+        let deletes = configs.get("cleanup.policy").is_none_or(|p| p.split(',').any(|x| x.trim().eq_ignore_ascii_case("delete")));
+        if !deletes {
+            return Self::default();
+        }
+        let num = |key: &str, default: i64| configs.get(key).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default);
+        Self {
+            ms: Some(num("retention.ms", defaults.ms)).filter(|v| *v >= 0),
+            bytes: u64::try_from(num("retention.bytes", defaults.bytes)).ok(),
+        }
+    }
+
+    pub fn keeps_everything(&self) -> bool {
+        self.ms.is_none() && self.bytes.is_none()
+    }
+}
+
+/// One retained batch, oldest first, as the partition's index holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpan {
+    pub last_offset: Offset,
+    pub max_timestamp: i64,
+    pub bytes: u64,
+}
+
+/// The log start offset `rule` allows at `now_ms` for a log that holds
+/// `retained_bytes` in `batches` (oldest first), or None if nothing may go.
+pub fn trim_point(batches: impl IntoIterator<Item = BatchSpan>, retained_bytes: u64, rule: &Retention, now_ms: i64) -> Option<Offset> {
+    let cutoff = rule.ms.map(|ms| now_ms.saturating_sub(ms));
+    let mut size = retained_bytes;
+    let mut point = None;
+    for b in batches {
+        let expired = cutoff.is_some_and(|c| b.max_timestamp < c);
+        let over = rule.bytes.is_some_and(|r| size.saturating_sub(b.bytes) >= r && size >= b.bytes);
+        if !(expired || over) {
+            break;
+        }
+        size = size.saturating_sub(b.bytes);
+        point = Some(b.last_offset + 1);
+    }
+    point
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(ts: &[i64]) -> Vec<BatchSpan> {
+        // Batches of 10 records and 100 bytes each.
+        ts.iter().enumerate().map(|(i, &t)| BatchSpan { last_offset: i as i64 * 10 + 9, max_timestamp: t, bytes: 100 }).collect()
+    }
+
+    #[test]
+    fn time_retention_stops_at_the_first_batch_that_may_stay() {
+        let rule = Retention { ms: Some(1000), bytes: None };
+        // now 5000: cutoff 4000. The third batch is new, the fourth old again.
+        let b = spans(&[1000, 3999, 4000, 100]);
+        assert_eq!(trim_point(b.clone(), 400, &rule, 5000), Some(20));
+        assert_eq!(trim_point(b, 400, &rule, 2000), None, "a batch exactly at the cutoff stays");
+        // Everything expired: the log start reaches the end.
+        assert_eq!(trim_point(spans(&[1, 2]), 200, &rule, 1_000_000), Some(20));
+    }
+
+    #[test]
+    fn size_retention_keeps_at_least_the_bound() {
+        let rule = Retention { ms: None, bytes: Some(250) };
+        let b = spans(&[0, 0, 0, 0, 0]);
+        // 500 bytes: dropping two leaves 300 >= 250, a third would leave 200.
+        assert_eq!(trim_point(b.clone(), 500, &rule, 0), Some(20));
+        assert_eq!(trim_point(b.clone(), 250, &rule, 0), None);
+        assert_eq!(trim_point(b, 500, &Retention { ms: None, bytes: Some(0) }, 0), Some(50));
+    }
+
+    #[test]
+    fn either_bound_deletes() {
+        let rule = Retention { ms: Some(1000), bytes: Some(300) };
+        // Size lets the first go, time the second; the third is new and
+        // the 300 bytes left are within size.
+        let b = spans(&[5000, 1000, 5000, 5000, 5000]);
+        assert_eq!(trim_point(b, 500, &rule, 5500), Some(20));
+    }
+
+    #[test]
+    fn topic_configs_override_the_broker_and_compaction_keeps_everything() {
+        let d = RetentionDefaults { ms: 60_000, bytes: -1, check_interval_ms: 1 };
+        let c = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        assert_eq!(Retention::of_topic(&c(&[]), &d), Retention { ms: Some(60_000), bytes: None });
+        assert_eq!(Retention::of_topic(&c(&[("retention.ms", "-1"), ("retention.bytes", "10")]), &d), Retention { ms: None, bytes: Some(10) });
+        assert!(Retention::of_topic(&c(&[("cleanup.policy", "compact")]), &d).keeps_everything());
+        assert_eq!(Retention::of_topic(&c(&[("cleanup.policy", "compact,delete")]), &d).ms, Some(60_000));
+    }
+}
