@@ -188,6 +188,55 @@ def test_replicas_agree_on_the_log_start_across_a_failover(cluster_factory):
     assert not errors and got == list(range(25, 60))
 
 
+def replica_of(c, node_id, topic, partition=0):
+    return next(x for x in c.admin_get(node_id, "/v1/replicas") if x["topic"] == topic and x["partition"] == partition)
+
+
+def test_a_follower_stopped_across_a_purge_catches_up_by_snapshot(cluster_factory):
+    """Retention frees whole segments of the Raft log; a follower that missed
+    them installs the leader's snapshot (no records) and then receives what is
+    still retained by appends, ending byte-identical to the leader."""
+    c = cluster_factory(3, extra_args=["--log-retention-check-interval-ms", "300"]).start()
+    create(c.bootstrap, "purged", rf=3, config={"retention.bytes": "20000", "segment.ms": "1000"})
+    produce_batches(c.bootstrap, "purged", 2, 10)
+    leader = wait_for("a leader", lambda: c.leaders("purged").get(0))
+    follower = next(i for i in c.nodes if i != leader)
+    c.nodes[follower].stop()
+    # About 1.2 KB a batch: 60 batches hold 3-4x retention.bytes, and with a
+    # pause between rounds segments close by age.
+    for _ in range(6):
+        produce_batches(c.live_bootstrap(), "purged", 10, 10)
+        time.sleep(1.1)
+
+    def purged():
+        r = replica_of(c, leader, "purged")
+        return r if r["purged_index"] is not None and r["log_start_offset"] > 0 else None
+    before = wait_for("the leader to purge its Raft log", purged, timeout=30)
+    assert before["high_watermark"] == 620
+    assert before["purged_index"] <= before["snapshot_index"]
+    assert before["last_log_index"] - before["purged_index"] < 40, f"most of the log is gone: {before}"
+
+    c.nodes[follower].start()
+
+    def caught_up():
+        f, l = replica_of(c, follower, "purged"), replica_of(c, leader, "purged")
+        same = (f["high_watermark"], f["log_start_offset"]) == (l["high_watermark"], l["log_start_offset"]) == (620, l["log_start_offset"])
+        return (f, l) if same else None
+    f, l = wait_for("the follower to catch up", caught_up, timeout=60)
+    assert "installing received snapshot" in c.nodes[follower].log(), "caught up by snapshot, not by replaying the purged log"
+    digests = {i: c.admin_get(i, "/v1/replicas/purged/0/digest") for i in (leader, follower)}
+    assert len({(d["high_watermark"], d["batches"], d["crc32c"]) for d in digests.values()}) == 1, digests
+    # A consumer from the earliest offset reads the whole retained range.
+    start = l["log_start_offset"]
+    got, errors = read_from(c.bootstrap, "purged", start, 620 - start)
+    assert not errors and got == list(range(start, 620))
+    # Reads below the log start are out of range.
+    _, errors = read_from(c.bootstrap, "purged", 0, 1, reset="error")
+    assert errors, "offset 0 is below the log start"
+    metrics = urllib.request.urlopen(f"{c.nodes[leader].admin}/metrics", timeout=10).read().decode()
+    assert f'chronik_log_snapshots_total{{node_id="{leader}"}}' in metrics
+
+
 def kafka_tools_classpath():
     """Apache Kafka 4.4.0's jars from Maven Central (it/kafka/pom.xml), fetched once."""
     if not glob.glob(os.path.join(KAFKA_LIB, "kafka-tools-4.4.0.jar")):

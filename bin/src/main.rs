@@ -127,6 +127,23 @@ struct Flags {
     /// log.retention.check.interval.ms).
     #[arg(long)]
     log_retention_check_interval_ms: Option<u64>,
+    /// Bytes after which a partition's replica closes a segment of its Raft
+    /// log, which retention then frees whole (default 1073741824, as Kafka's
+    /// log.segment.bytes; at least 1048576).
+    #[arg(long)]
+    log_segment_bytes: Option<u64>,
+    /// Age after which a segment with records is closed (default 604800000,
+    /// 7 days, as Kafka's log.roll.ms).
+    #[arg(long)]
+    log_roll_ms: Option<i64>,
+    /// log_roll_ms in hours (Kafka's log.roll.hours), if that is not set.
+    #[arg(long)]
+    log_roll_hours: Option<i64>,
+    /// Segment bytes of __consumer_offsets, whose partitions are snapshotted
+    /// and purged after each (default 104857600, as Kafka's
+    /// offsets.topic.segment.bytes).
+    #[arg(long)]
+    offsets_topic_segment_bytes: Option<u64>,
 }
 
 impl Flags {
@@ -148,7 +165,8 @@ impl Flags {
         set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes, cache_bytes,
             message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
             max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms,
-            log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms);
+            log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms,
+            log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes);
         Ok(file.resolve()?)
     }
 }

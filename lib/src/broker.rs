@@ -465,6 +465,10 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .iter()
             .map(|pg| {
                 let l = self.leadership_of(&pg);
+                let (purged_index, snapshot_index) = {
+                    let m = pg.metrics.borrow_watched();
+                    (m.purged.map(|p| p.index), m.snapshot.map(|s| s.index))
+                };
                 ReplicaView {
                     topic: pg.tp.topic.to_string(),
                     partition: pg.tp.partition,
@@ -477,6 +481,9 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                     last_log_index: l.last_log_index,
                     committed_index: l.committed_index,
                     applied_index: l.applied_index,
+                    purged_index,
+                    snapshot_index,
+                    retained_bytes: pg.log.retained_bytes(),
                 }
             })
             .collect();

@@ -133,6 +133,10 @@ pub struct FileConfig {
     pub log_retention_hours: Option<i64>,
     pub log_retention_bytes: Option<i64>,
     pub log_retention_check_interval_ms: Option<u64>,
+    pub log_segment_bytes: Option<u64>,
+    pub log_roll_ms: Option<i64>,
+    pub log_roll_hours: Option<i64>,
+    pub offsets_topic_segment_bytes: Option<u64>,
     #[serde(default)]
     pub cluster: ClusterSection,
 }
@@ -292,9 +296,20 @@ impl FileConfig {
             },
             bytes: self.log_retention_bytes.unwrap_or(rd.bytes),
             check_interval_ms: self.log_retention_check_interval_ms.unwrap_or(rd.check_interval_ms),
+            segment_bytes: self.log_segment_bytes.unwrap_or(rd.segment_bytes),
+            segment_ms: match (self.log_roll_ms, self.log_roll_hours) {
+                (Some(ms), _) => ms,
+                (None, Some(h)) => h.saturating_mul(3_600_000),
+                (None, None) => rd.segment_ms,
+            },
+            offsets_segment_bytes: self.offsets_topic_segment_bytes.unwrap_or(rd.offsets_segment_bytes),
         };
         if retention.ms < -1 || retention.bytes < -1 || retention.check_interval_ms == 0 {
             return Err(ConfigError::Invalid("log_retention_ms and log_retention_bytes must be -1 (unbounded) or more, log_retention_check_interval_ms above 0".into()));
+        }
+        let segment_bytes_ok = |b: u64| (1 << 20..=i32::MAX as u64).contains(&b);
+        if !segment_bytes_ok(retention.segment_bytes) || !segment_bytes_ok(retention.offsets_segment_bytes) || retention.segment_ms < 1 {
+            return Err(ConfigError::Invalid("log_segment_bytes and offsets_topic_segment_bytes must be from 1048576 to 2147483647 (Kafka's bounds), log_roll_ms at least 1".into()));
         }
         Ok(NodeConfig {
             retention,

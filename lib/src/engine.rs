@@ -45,6 +45,12 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// The log start offset `rule` allows at `now_ms` (see
     /// [`crate::log::retention::trim_point`]), or None if nothing may go.
     fn trim_point(&self, rule: &crate::log::retention::Retention, now_ms: i64) -> Result<Option<Offset>, StoreError>;
+    /// How this replica closes the segments of its Raft log (per topic;
+    /// see [`crate::log::retention::SegmentRule`]).
+    fn set_segment_rule(&self, rule: crate::log::retention::SegmentRule);
+    /// A checkpoint newer than the current snapshot lies wholly below the
+    /// log start: a snapshot built now lets the Raft log up to it go.
+    fn snapshot_due(&self) -> bool;
     /// Up to `limit` batches below the high watermark, from the one holding `from` on.
     fn batch_locations(&self, from: Offset, limit: usize) -> Result<Vec<BatchLocation>, StoreError>;
 

@@ -179,11 +179,13 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 .map_err(|e| StoreError::Storage { node, detail: e.to_string() })?,
         );
         // The partition log *is* the partition's data: Openraft must never
-        // snapshot-and-purge it behind our back; retention does that.
+        // snapshot-and-purge it behind our back. Snapshots are asked for
+        // (crate::segments) once retention has passed a checkpoint, and
+        // the log is then purged up to it, keeping nothing more.
         // Partition groups have no ticks of their own: the node's timing loop
         // (crate::liveness) drives their heartbeats and elections.
         let partition_raft_config = Arc::new(
-            Config { snapshot_policy: SnapshotPolicy::Never, enable_tick: false, ..base }
+            Config { snapshot_policy: SnapshotPolicy::Never, enable_tick: false, max_in_snapshot_log_to_keep: 0, ..base }
                 .validate()
                 .map_err(|e| StoreError::Storage { node, detail: e.to_string() })?,
         );
@@ -220,7 +222,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         // Every counter exists from the start, at 0 (a standalone node never
         // receives a vote, but dashboards and alerts should find the series).
         let m = &mgr.metrics;
-        for c in [&m.raft_leader_elections, &m.raft_append_entries, &m.raft_heartbeats] {
+        for c in [&m.raft_leader_elections, &m.raft_append_entries, &m.raft_heartbeats, &m.log_snapshots] {
             let _ = c.get_or_create(&m.node());
         }
         for kind in ["pre_vote", "vote"] {
@@ -230,6 +232,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().reconcile_loop());
         tokio::spawn(mgr.clone().timing_loop());
         tokio::spawn(mgr.clone().retention_loop());
+        tokio::spawn(mgr.clone().segment_loop());
         for peer in mgr.cfg.nodes.keys().copied().filter(|p| *p != node) {
             tokio::spawn(mgr.clone().ping_loop(peer));
         }
@@ -490,6 +493,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let me = self.node_id();
         let result: Result<_, String> = async {
             let (opened, log) = self.engine.open_partition(group).map_err(|e| e.to_string())?;
+            if let Some(rule) = self.segment_rule_of(&tp, md) {
+                log.set_segment_rule(rule);
+            }
             let raft = Raft::new(me, self.partition_raft_config.clone(), self.transport.factory(group), opened.log, opened.sm)
                 .await
                 .map_err(|e| e.to_string())?;

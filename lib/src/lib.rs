@@ -15,6 +15,7 @@ pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod offsets;
+pub mod segments;
 pub mod serde_b64;
 pub mod store;
 pub mod topic_config;

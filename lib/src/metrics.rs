@@ -93,6 +93,7 @@ pub struct Metrics {
     pub coordinator_groups: Family<NodeLabels, Gauge>,
     pub log_trims: Family<TrimLabels, Counter>,
     pub log_trimmed_records: Family<TrimLabels, Counter>,
+    pub log_snapshots: Family<NodeLabels, Counter>,
 }
 
 impl Metrics {
@@ -127,6 +128,7 @@ impl Metrics {
             coordinator_groups: Family::default(),
             log_trims: Family::default(),
             log_trimmed_records: Family::default(),
+            log_snapshots: Family::default(),
         }
     }
 
@@ -148,6 +150,11 @@ impl Metrics {
         let labels = TrimLabels { node_id: self.node_id.clone(), reason };
         self.log_trims.get_or_create(&labels).inc();
         self.log_trimmed_records.get_or_create(&labels).inc_by(records.max(0) as u64);
+    }
+
+    /// Counts a snapshot asked for so that a replica's Raft log is purged.
+    pub fn log_snapshot(&self) {
+        self.log_snapshots.get_or_create(&self.node()).inc();
     }
 
     pub fn api(&self, api: &'static str) -> ApiLabels {
@@ -182,6 +189,7 @@ impl Metrics {
         r.register("chronik_coordinator_groups", "Consumer groups the coordinator holds in memory (live ones; idle groups are dropped and reloaded on use)", self.coordinator_groups.clone());
         r.register("chronik_log_trims", "Log start moves of partitions led here, by reason (retention, delete_records)", self.log_trims.clone());
         r.register("chronik_log_trimmed_records", "Offsets the log start of partitions led here moved past, by reason", self.log_trimmed_records.clone());
+        r.register("chronik_log_snapshots", "Snapshots taken at a checkpoint below the log start, so that a replica's Raft log is purged up to it", self.log_snapshots.clone());
         r.register("chronik_consumer_group_lag", "Records behind the high watermark, summed over a group's committed partitions hosted here", self.consumer_group_lag.clone());
     }
 }

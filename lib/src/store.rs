@@ -167,6 +167,11 @@ pub struct ReplicaView {
     pub last_log_index: Option<u64>,
     pub committed_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// The last Raft log index purged here, and the current snapshot's.
+    pub purged_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    /// Bytes of the record batches from the log start to the high watermark.
+    pub retained_bytes: u64,
 }
 
 /// A fingerprint of a replica's committed records, to compare replicas.

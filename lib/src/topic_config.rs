@@ -71,7 +71,7 @@ use ConfigType as T;
 use Enforcement::*;
 
 const NO_SEGMENTS: &str = "Chronik keeps records in its Raft log, not in segment files";
-const SEGMENTS: &str = "retention deletes whole record batches, not segments; segments for purging the Raft log are to come";
+const JITTER: &str = "segments roll exactly at segment.ms on each replica";
 const COMPACTION: &str = "compaction is not implemented yet";
 const NO_REMOTE: &str = "tiered storage is not supported";
 const FSYNC: &str = "every acknowledged write is already fsynced";
@@ -106,10 +106,10 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("remote.storage.enable", T::Boolean, "false", Boolean, NotApplicable(NO_REMOTE)),
     def("retention.bytes", T::Long, "-1", AtLeast(i64::MIN), Enforced),
     def("retention.ms", T::Long, "604800000", AtLeast(-1), Enforced),
-    def("segment.bytes", T::Int, "1073741824", AtLeast(1 << 20), NotYet(SEGMENTS)),
+    def("segment.bytes", T::Int, "1073741824", AtLeast(1 << 20), Enforced),
     def("segment.index.bytes", T::Int, "10485760", AtLeast(4), NotApplicable(NO_SEGMENTS)),
-    def("segment.jitter.ms", T::Long, "0", AtLeast(0), NotYet(SEGMENTS)),
-    def("segment.ms", T::Long, "604800000", AtLeast(1), NotYet(SEGMENTS)),
+    def("segment.jitter.ms", T::Long, "0", AtLeast(0), NotYet(JITTER)),
+    def("segment.ms", T::Long, "604800000", AtLeast(1), Enforced),
     def("unclean.leader.election.enable", T::Boolean, "false", Boolean, NotApplicable("a Raft group never elects a replica that lacks committed records")),
 ];
 
@@ -123,6 +123,8 @@ pub fn default_value(def: &TopicConfigDef, limits: &Limits, retention: &Retentio
         "max.message.bytes" => limits.message_max_bytes.to_string(),
         "retention.ms" => retention.ms.to_string(),
         "retention.bytes" => retention.bytes.to_string(),
+        "segment.bytes" => retention.segment_bytes.to_string(),
+        "segment.ms" => retention.segment_ms.to_string(),
         _ => def.default.to_string(),
     }
 }

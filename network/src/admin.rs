@@ -181,6 +181,9 @@ async fn replicas<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Res
             "last_log_index": r.last_log_index,
             "committed_index": r.committed_index,
             "applied_index": r.applied_index,
+            "purged_index": r.purged_index,
+            "snapshot_index": r.snapshot_index,
+            "retained_bytes": r.retained_bytes,
         }))
         .collect::<Vec<_>>()))
     .into_response()

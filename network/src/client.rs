@@ -346,22 +346,38 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let data = snapshot.snapshot.into_inner();
+        let data = bytes::Bytes::from(snapshot.snapshot.into_inner());
+        let (group, peer) = (self.group, self.peer.id);
+        let unreachable = |e: String| StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(format!("snapshot of group {group} to node {peer}: {e}"))));
         if data.len() > SNAPSHOT_BYTES_MAX {
-            let e = std::io::Error::other(format!("snapshot of group {} is {} bytes, over the bound", self.group, data.len()));
-            return Err(StreamingError::Unreachable(Unreachable::new(&e)));
+            self.transport.inner.metrics.limit_hit("snapshot_bytes_max");
+            return Err(unreachable(format!("{} bytes, over the bound of {SNAPSHOT_BYTES_MAX}", data.len())));
         }
-        tracing::info!(group = %self.group, peer = self.peer.id, bytes = data.len(), "sending snapshot");
-        let rpc = SnapshotRpc { to: self.peer.id, vote, meta: snapshot.meta, data: data.into() };
-        let url = format!("{}/raft/{}/snapshot", self.peer.base, self.group.0);
-        let send = self.transport.post::<_, Result<SnapshotResponse<TypeConfig>, String>>(url, &rpc, option.hard_ttl());
+        let chunks = data.len().div_ceil(SNAPSHOT_CHUNK_BYTES).max(1);
+        tracing::info!(group = %group, peer, bytes = data.len(), chunks, last = ?snapshot.meta.last_log_id, "sending snapshot");
+        let url = format!("{}/raft/{}/snapshot", self.peer.base, group.0);
+        let send = async {
+            let mut offset = 0usize;
+            loop {
+                let end = (offset + SNAPSHOT_CHUNK_BYTES).min(data.len());
+                let chunk = SnapshotChunk {
+                    to: peer,
+                    vote: vote.clone(),
+                    meta: snapshot.meta.clone(),
+                    offset: offset as u64,
+                    total: data.len() as u64,
+                    data: data.slice(offset..end),
+                };
+                match self.transport.post::<_, SnapshotChunkReply>(url.clone(), &chunk, option.hard_ttl()).await {
+                    Ok(Ok(Some(resp))) if end == data.len() => return Ok(resp),
+                    Ok(Ok(None)) if end < data.len() => offset = end,
+                    Ok(Ok(_)) => return Err(unreachable(format!("the receiver lost track at byte {offset} of {}", data.len()))),
+                    Ok(Err(e)) | Err(e) => return Err(unreachable(e)),
+                }
+            }
+        };
         tokio::select! {
-            r = send => match r {
-                Ok(Ok(resp)) => Ok(resp),
-                Ok(Err(e)) | Err(e) => Err(StreamingError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
-                    "snapshot of group {} to node {}: {e}", self.group, self.peer.id
-                ))))),
-            },
+            r = send => r,
             closed = cancel => Err(StreamingError::Closed(closed)),
         }
     }

@@ -45,15 +45,23 @@ pub struct BatchResponse {
     pub items: Vec<Result<RaftReply, String>>,
 }
 
-/// The snapshot request body (sent on its own, never batched).
+/// One piece of a snapshot (sent on its own, never batched). The pieces of
+/// one snapshot go in order, each after the previous one was taken; the
+/// receiver installs it when the last has come.
 #[derive(Serialize, Deserialize)]
-pub struct SnapshotRpc {
+pub struct SnapshotChunk {
     pub to: NodeId,
     pub vote: VoteOf<TypeConfig>,
     pub meta: SnapshotMeta,
+    /// Where this piece starts in the snapshot, and the snapshot's length.
+    pub offset: u64,
+    pub total: u64,
     #[serde(with = "chronik::serde_b64")]
     pub data: bytes::Bytes,
 }
+
+/// The answer to a chunk: None until the last, then the install's.
+pub type SnapshotChunkReply = Result<Option<openraft::raft::SnapshotResponse<TypeConfig>>, String>;
 
 #[derive(Serialize, Deserialize)]
 pub struct ControllerForward {
@@ -61,8 +69,16 @@ pub struct ControllerForward {
     pub cmd: chronik::metadata::ControllerCommand,
 }
 
-/// Largest snapshot sent in one request.
+/// Largest snapshot sent or received; also the most a node holds of
+/// snapshots being received, all groups together.
 pub const SNAPSHOT_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Bytes of snapshot in one request.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest request body the cluster port reads (base64 JSON of the largest
+/// batch or snapshot chunk).
+pub const REQUEST_BODY_BYTES_MAX: usize = (if BATCH_BYTES_MAX > SNAPSHOT_CHUNK_BYTES { BATCH_BYTES_MAX } else { SNAPSHOT_CHUNK_BYTES }) * 4 / 3 + 64 * 1024;
 
 /// Bound on one batch request body (entries are sent as base64 JSON).
 pub const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;

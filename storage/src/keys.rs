@@ -18,6 +18,9 @@ pub const OFFSET: u8 = b'O';
 pub const GROUP: u8 = b'G';
 /// Partition: bytes of the batches its index holds (retention.bytes), u64 BE.
 pub const SIZE: u8 = b'z';
+/// Partition: a checkpoint, g ++ b'k' ++ log index ++ next offset at it ->
+/// bincode(SnapshotMeta, snapshot body).
+pub const CHECKPOINT: u8 = b'k';
 /// The tags of a partition's small state, carried whole in its snapshots.
 pub const SNAPSHOT_TAGS: [u8; 4] = [PRODUCER, EPOCH, OFFSET, GROUP];
 
@@ -51,6 +54,21 @@ pub fn index(g: GroupId, offset: i64) -> [u8; 17] {
     k[..9].copy_from_slice(&tag(g, INDEX));
     k[9..].copy_from_slice(&(offset.max(0) as u64).to_be_bytes());
     k
+}
+
+pub fn checkpoint(g: GroupId, index: u64, next_offset: i64) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[..9].copy_from_slice(&tag(g, CHECKPOINT));
+    k[9..17].copy_from_slice(&index.to_be_bytes());
+    k[17..].copy_from_slice(&(next_offset.max(0) as u64).to_be_bytes());
+    k
+}
+
+/// (log index, next offset) of a checkpoint key.
+pub fn parse_checkpoint(k: &[u8]) -> Option<(u64, i64)> {
+    let index = u64::from_be_bytes(k.get(9..17)?.try_into().ok()?);
+    let next = u64::from_be_bytes(k.get(17..25)?.try_into().ok()?) as i64;
+    Some((index, next))
 }
 
 pub fn index_offset(k: &[u8]) -> i64 {

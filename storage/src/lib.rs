@@ -7,7 +7,8 @@
 //!   its record data; nothing else stores the payload.
 //! - `meta`:   g ++ b'v' vote, g ++ b'c' committed, g ++ b'p' last purged
 //! - `sm`:     g ++ b's' state machine state, g ++ b'n' current snapshot,
-//!   g ++ b'i' ++ base offset -> batch index (log index, last offset, max timestamp)
+//!   g ++ b'i' ++ base offset -> batch index (log index, last offset, max timestamp),
+//!   g ++ b'k' ++ log index ++ next offset -> a checkpoint (see `snapshots`)
 //! - `groups`: g -> () for every partition group with state here
 //! - `chunks`: the pieces of large `log` and `sm` values, which would
 //!   otherwise make sled write pages it does not fsync (see `chunked`)
@@ -17,6 +18,7 @@ mod flush;
 mod keys;
 mod local_ack;
 mod log_store;
+mod snapshots;
 mod state_machine;
 
 pub use flush::Flusher;
@@ -51,6 +53,10 @@ pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
     }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Inner {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use chronik::log::batch;
@@ -15,7 +15,7 @@ use chronik::engine::{BatchLocation, LocalAppend, PartitionLog};
 use chronik::metadata::ClusterMetadata;
 use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
 use chronik::log::producers::{self, ProducerState, StoredBatch, Verdict};
-use chronik::log::retention::{self, BatchSpan, Retention};
+use chronik::log::retention::{self, BatchSpan, Retention, SegmentRule};
 use chronik::{Command, CommandResult, Entry, GroupId, LogId, Offset, SnapshotData, SnapshotMeta, StoreError, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -27,18 +27,19 @@ use tracing::info;
 use crate::chunked::{Chunked, Writes};
 use crate::local_ack::LocalAcks;
 use crate::log_store::{decode, encode, io_err};
+use crate::snapshots::{self, Segments};
 use crate::{keys, Inner};
 
 /// What a state machine persists (at g ++ b's', and as its snapshot).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct SmState {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
+pub(crate) struct SmState {
+    pub(crate) last_applied: Option<LogId>,
+    pub(crate) membership: StoredMembership,
     /// Partition: the next offset to assign (the high watermark once applied).
-    next_offset: Offset,
-    log_start_offset: Offset,
+    pub(crate) next_offset: Offset,
+    pub(crate) log_start_offset: Offset,
     /// Controller only.
-    metadata: Option<ClusterMetadata>,
+    pub(crate) metadata: Option<ClusterMetadata>,
 }
 
 /// Where a batch lives: fixed 28 bytes at g ++ b'i' ++ base offset.
@@ -72,9 +73,9 @@ impl IndexValue {
 /// A snapshot: the applied state plus the partition's small keyed state
 /// (producers, epochs, consumer groups), as (tag, key suffix, value).
 #[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    state: SmState,
-    records: Vec<(u8, Vec<u8>, Vec<u8>)>,
+pub(crate) struct SnapshotBody {
+    pub(crate) state: SmState,
+    pub(crate) records: Vec<(u8, Vec<u8>, Vec<u8>)>,
 }
 
 /// Read side of a partition, shared with the Kafka front door.
@@ -84,7 +85,13 @@ pub struct PartitionReader {
     hwm: watch::Sender<Offset>,
     log_start: AtomicI64,
     /// Bytes of the indexed batches (persisted at g ++ b'z').
-    retained: AtomicU64,
+    pub(crate) retained: AtomicU64,
+    /// How this replica closes segments (set by the node from topic configs).
+    pub(crate) segment: Mutex<SegmentRule>,
+    /// Log index of the current snapshot, and of the newest checkpoint below
+    /// the log start (`snapshots::NONE` if none).
+    pub(crate) snapshot_index: AtomicI64,
+    pub(crate) purge_candidate: AtomicI64,
     local_acks: Arc<LocalAcks>,
     /// Leader epoch -> first offset written in it.
     epochs: RwLock<BTreeMap<i32, Offset>>,
@@ -175,7 +182,13 @@ impl PartitionLog for PartitionReader {
             if !out.is_empty() && total + iv.bytes as usize > max_bytes {
                 break;
             }
-            out.push(self.batch_bytes(keys::index_offset(&k), &iv)?);
+            match self.batch_bytes(keys::index_offset(&k), &iv) {
+                Ok(b) => out.push(b),
+                // Trimmed and purged since its index entry was read: it is
+                // below the log start now, and so not for this reader.
+                Err(_) if iv.last_offset < self.log_start_offset() => continue,
+                Err(e) => return Err(e),
+            }
             total += iv.bytes as usize;
             if total >= max_bytes {
                 break;
@@ -251,6 +264,14 @@ impl PartitionLog for PartitionReader {
         self.retained.load(Ordering::Acquire)
     }
 
+    fn set_segment_rule(&self, rule: SegmentRule) {
+        *self.segment.lock().unwrap() = rule;
+    }
+
+    fn snapshot_due(&self) -> bool {
+        self.purge_candidate.load(Ordering::Acquire) > self.snapshot_index.load(Ordering::Acquire)
+    }
+
     fn trim_point(&self, rule: &Retention, now_ms: i64) -> Result<Option<Offset>, StoreError> {
         let (from, hwm) = (self.first_index_key(self.log_start_offset())?, self.high_watermark());
         // Read lazily: the rule stops at the first batch that may stay.
@@ -285,21 +306,23 @@ impl PartitionLog for PartitionReader {
     }
 }
 
-enum Kind {
+pub(crate) enum Kind {
     Controller(watch::Sender<Arc<ClusterMetadata>>),
     Partition(Arc<PartitionReader>),
 }
 
 pub struct SledStateMachine {
-    inner: Arc<Inner>,
-    group: GroupId,
-    state: SmState,
-    kind: Kind,
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) group: GroupId,
+    pub(crate) state: SmState,
+    pub(crate) kind: Kind,
     /// Partition: idempotent producers (persisted at g ++ b'P' ++ id).
     producers: HashMap<i64, ProducerState>,
     /// Index entries written by the apply under way, not yet in the tree
     /// (a trim later in the same apply must see them).
     staged_index: Vec<(Offset, IndexValue)>,
+    /// Partition: the open segment and the closed ones' checkpoints.
+    pub(crate) segments: Segments,
 }
 
 impl SledStateMachine {
@@ -316,7 +339,8 @@ impl SledStateMachine {
         let md = Arc::new(state.metadata.clone().unwrap_or_default());
         info!(node_id = inner.node, topics = md.topics.len(), applied = ?state.last_applied, "controller state loaded");
         let (tx, rx) = watch::channel(md);
-        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new(), staged_index: Vec::new() }, rx))
+        let segments = Segments::load(&inner, group).map_err(|e| inner.storage_err(e))?;
+        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new(), staged_index: Vec::new(), segments }, rx))
     }
 
     /// The persisted (last applied index, next offset) of a partition group.
@@ -332,17 +356,26 @@ impl SledStateMachine {
     ) -> Result<(Self, Arc<dyn PartitionLog>), StoreError> {
         let state = Self::load(&inner, group)?;
         let retained = Self::load_retained_bytes(&inner, group)?;
+        let segments = Segments::load(&inner, group).map_err(|e| inner.storage_err(e))?;
         let reader = Arc::new(PartitionReader {
             inner: inner.clone(),
             group,
             hwm: watch::Sender::new(state.next_offset),
             log_start: AtomicI64::new(state.log_start_offset),
             retained: AtomicU64::new(retained),
+            segment: Mutex::new(SegmentRule::default()),
+            snapshot_index: AtomicI64::new(snapshots::NONE),
+            purge_candidate: AtomicI64::new(snapshots::NONE),
             local_acks,
             epochs: RwLock::new(BTreeMap::new()),
         });
-        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new(), staged_index: Vec::new() };
+        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new(), staged_index: Vec::new(), segments };
         sm.load_keyed_state().map_err(|e| sm.inner.storage_err(e))?;
+        let snapshot = sm.stored_snapshot().map_err(|e| sm.inner.storage_err(e))?;
+        let index = snapshot.and_then(|(m, _)| m.last_log_id).map(|l| l.index as i64).unwrap_or(snapshots::NONE);
+        reader.snapshot_index.store(index, Ordering::Release);
+        // Recomputes the purge candidate (closing no segment: nothing applied).
+        sm.after_apply(0).map_err(|e| sm.inner.storage_err(e))?;
         Ok((sm, reader))
     }
 
@@ -368,7 +401,7 @@ impl SledStateMachine {
     }
 
     /// Reads producers and epochs from disk into memory.
-    fn load_keyed_state(&mut self) -> io::Result<()> {
+    pub(crate) fn load_keyed_state(&mut self) -> io::Result<()> {
         let Kind::Partition(reader) = &self.kind else { return Ok(()) };
         self.producers.clear();
         for kv in scan_values(&self.inner.sm, &keys::tag(self.group, keys::PRODUCER)) {
@@ -387,7 +420,7 @@ impl SledStateMachine {
     }
 
     /// The partition's small keyed state, for a snapshot.
-    fn keyed_records(inner: &Inner, group: GroupId) -> io::Result<Vec<(u8, Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn keyed_records(inner: &Inner, group: GroupId) -> io::Result<Vec<(u8, Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
         for tag in keys::SNAPSHOT_TAGS {
             for kv in scan_values(&inner.sm, &keys::tag(group, tag)) {
@@ -398,7 +431,7 @@ impl SledStateMachine {
         Ok(out)
     }
 
-    fn publish(&self) {
+    pub(crate) fn publish(&self) {
         match &self.kind {
             Kind::Controller(tx) => {
                 let md = self.state.metadata.clone().unwrap_or_default();
@@ -512,6 +545,7 @@ impl SledStateMachine {
             gone(&keys::index(self.group, *base), iv, w);
         }
         self.state.log_start_offset = to;
+        self.segments.trimmed = true;
         // Readers see the new start before the index entries go, so a read
         // below it is refused rather than answered from a later batch.
         reader.log_start.fetch_max(to, Ordering::AcqRel);
@@ -564,7 +598,7 @@ impl SledStateMachine {
         }
     }
 
-    fn persist_state(&self, w: &mut Writes) -> io::Result<()> {
+    pub(crate) fn persist_state(&self, w: &mut Writes) -> io::Result<()> {
         if let Kind::Partition(r) = &self.kind {
             w.insert_small(&keys::tag(self.group, keys::SIZE), &r.retained_bytes().to_be_bytes());
         }
@@ -587,6 +621,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         let mut w = inner.sm.writes();
         self.staged_index.clear();
         let mut replies = Vec::new();
+        let mut applied_bytes = 0u64;
         while let Some((entry, responder)) = entries.try_next().await? {
             // Offsets are assigned in log order: an entry skipped here would
             // shift every later offset on this replica alone. Raft applies
@@ -595,6 +630,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
                 tracing::error!(node_id = self.inner.node, group = %self.group, last_applied = last.index, got = entry.log_id.index, "entries applied out of order");
             }
             let result = self.apply_one(&entry, &mut w);
+            applied_bytes += snapshots::weight(&entry);
             self.state.last_applied = Some(entry.log_id);
             if let Some(r) = responder {
                 replies.push((r, result));
@@ -608,77 +644,39 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         for (r, result) in replies {
             r.send(result);
         }
-        Ok(())
+        self.after_apply(applied_bytes)
+    }
+
+    async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<Self::SnapshotBuilder> {
+        match self.snapshot_to_build(force) {
+            Ok(built) => built.map(|b| SledSnapshotBuilder { built: Ok(b) }),
+            Err(e) => Some(SledSnapshotBuilder { built: Err(e) }),
+        }
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SledSnapshotBuilder { inner: self.inner.clone(), group: self.group, state: self.state.clone() }
+        self.try_create_snapshot_builder(true).await.expect("a forced builder")
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
-        let data = snapshot.into_inner();
-        // Snapshots written before keyed state existed hold the state alone.
-        let SnapshotBody { mut state, records } = decode(&data)
-            .or_else(|_| decode::<SmState>(&data).map(|state| SnapshotBody { state, records: vec![] }))?;
-        state.last_applied = meta.last_log_id;
-        state.membership = meta.last_membership.clone();
-        // FIXME(cluster): a partition snapshot carries offsets, not record data;
-        // before a follower can be caught up by snapshot, it must carry the
-        // batches it lacks (see ARCHITECTURE.md, "Snapshots").
-        info!(node_id = self.inner.node, group = %self.group, last = ?meta.last_log_id, bytes = data.len(), "installing snapshot");
-        self.state = state;
-        let inner = self.inner.clone();
-        let mut w = inner.sm.writes();
-        for tag in keys::SNAPSHOT_TAGS {
-            for k in self.inner.sm.tree.scan_prefix(keys::tag(self.group, tag)).keys() {
-                w.remove(&k.map_err(io_err)?)?;
-            }
-        }
-        for (tag, suffix, value) in records {
-            w.insert(&keys::tagged(self.group, tag, &suffix), &value)?;
-        }
-        if let Kind::Partition(r) = &self.kind {
-            r.retained.store(Self::count_retained_bytes(&self.inner, self.group).map_err(io_err)?, Ordering::Release);
-        }
-        self.persist_state(&mut w)?;
-        w.insert(&keys::tag(self.group, keys::SNAPSHOT), &encode(&(meta, data))?)?;
-        crate::off_runtime(|| w.commit())?;
-        self.load_keyed_state()?;
-        self.publish();
-        Ok(())
+        self.install(meta, snapshot.into_inner())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>>, io::Error> {
-        match self.inner.sm.get(&keys::tag(self.group, keys::SNAPSHOT))? {
-            Some(v) => {
-                let (meta, data): (SnapshotMeta, Vec<u8>) = decode(&v)?;
-                Ok(Some(openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot: std::io::Cursor::new(data) }))
-            }
-            None => Ok(None),
-        }
+        Ok(self.stored_snapshot()?.map(|(meta, data)| openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot: std::io::Cursor::new(data) }))
     }
 }
 
+/// A snapshot chosen (and stored) when the builder was made; see `snapshots`.
 pub struct SledSnapshotBuilder {
-    inner: Arc<Inner>,
-    group: GroupId,
-    state: SmState,
+    built: io::Result<(SnapshotMeta, Vec<u8>)>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<openraft::alias::SnapshotOf<TypeConfig, SnapshotData>, io::Error> {
-        // The keyed state is read as it is now, which may be ahead of
-        // `state`; that is harmless only because partition groups never
-        // snapshot today (the controller has no keyed state).
-        let records = SledStateMachine::keyed_records(&self.inner, self.group)?;
-        let data = encode(&SnapshotBody { state: self.state.clone(), records })?;
-        let meta = SnapshotMeta { last_log_id: self.state.last_applied, last_membership: self.state.membership.clone() };
-        let mut w = self.inner.sm.writes();
-        w.insert(&keys::tag(self.group, keys::SNAPSHOT), &encode(&(&meta, &data))?)?;
-        w.commit()?;
-        info!(node_id = self.inner.node, group = %self.group, last = ?meta.last_log_id, bytes = data.len(), "built snapshot");
+        let (meta, data) = std::mem::replace(&mut self.built, Err(io::Error::other("snapshot already taken")))?;
         Ok(openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot: std::io::Cursor::new(data) })
     }
 }

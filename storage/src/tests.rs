@@ -7,6 +7,21 @@ use openraft::StorageError;
 
 use super::*;
 
+/// Opens the database in `dir`. Reopened right after an engine was dropped,
+/// sled's IO threads may still hold its file lock for a moment.
+fn open_engine(dir: &std::path::Path) -> SledEngine {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledEngine::open(dir, 1, chronik::config::CACHE_BYTES_DEFAULT) {
+            Ok(e) => return e,
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => panic!("opening {}: {e}", dir.display()),
+        }
+    }
+}
+
 /// Each build gets a fresh database; the temp dirs live as long as the test.
 struct Builder {
     group: GroupId,
@@ -16,7 +31,7 @@ struct Builder {
 impl StoreBuilder<TypeConfig, SledLog, SledStateMachine, ()> for Builder {
     async fn build(&self) -> Result<((), SledLog, SledStateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().unwrap();
-        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+        let engine = open_engine(dir.path());
         self.dirs.lock().unwrap().push(dir);
         let opened = if self.group == CONTROLLER_GROUP {
             engine.open_controller().unwrap().0
@@ -90,7 +105,7 @@ async fn offsets_are_assigned_on_apply_and_survive_reopen() {
     let g = GroupId(3);
     let sizes = [3, 1, 5];
     {
-        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+        let engine = open_engine(dir.path());
         let (mut opened, reader) = engine.open_partition(g).unwrap();
         let entries: Vec<chronik::Entry> = sizes
             .iter()
@@ -116,7 +131,7 @@ async fn offsets_are_assigned_on_apply_and_survive_reopen() {
         assert_eq!(i64::from_be_bytes(ts[0..8].try_into().unwrap()), 3);
         let _ = opened.log.get_log_state().await.unwrap();
     }
-    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let engine = open_engine(dir.path());
     let (mut opened, reader) = engine.open_partition(g).unwrap();
     assert_eq!(reader.high_watermark(), 9, "applied state is persisted");
     assert_eq!(opened.sm.applied_state().await.unwrap().0.map(|l| l.index()), Some(3));
@@ -156,7 +171,7 @@ async fn idempotent_batches_are_stored_once_across_reopen() {
     let g = GroupId(5);
     let base = |b: &Bytes| i64::from_be_bytes(b[0..8].try_into().unwrap());
     {
-        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+        let engine = open_engine(dir.path());
         let (mut opened, reader) = engine.open_partition(g).unwrap();
         let cmds = vec![
             append(idempotent_batch(2, 1, 42, 0, 0)),
@@ -170,7 +185,7 @@ async fn idempotent_batches_are_stored_once_across_reopen() {
         assert_eq!(reader.read(0, usize::MAX).unwrap().iter().map(base).collect::<Vec<_>>(), vec![0, 2, 5]);
         assert_eq!(reader.epoch_end_offset(1), Some((1, 6)));
     }
-    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let engine = open_engine(dir.path());
     let (mut opened, reader) = engine.open_partition(g).unwrap();
     let cmds = vec![
         append(idempotent_batch(3, 6, 42, 0, 2)), // retry after the restart
@@ -199,7 +214,7 @@ async fn trims_move_the_log_start_and_keep_offsets() {
     let base = |b: &Bytes| i64::from_be_bytes(b[0..8].try_into().unwrap());
     let (one, size) = (batch(3, 0).len() as u64, 4 * batch(3, 0).len() as u64);
     {
-        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+        let engine = open_engine(dir.path());
         let (mut opened, reader) = engine.open_partition(g).unwrap();
         // Batches at offsets 0, 3, 6, 9, with timestamps 100..400.
         let cmds = (1..=4).map(|i| append(batch(3, i * 100))).collect();
@@ -221,7 +236,7 @@ async fn trims_move_the_log_start_and_keep_offsets() {
         assert_eq!((reader.log_start_offset(), reader.high_watermark()), (7, 14), "offsets go on where they were");
         assert_eq!(reader.read(7, usize::MAX).unwrap().iter().map(base).collect::<Vec<_>>(), vec![6, 9, 12]);
     }
-    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let engine = open_engine(dir.path());
     let (mut opened, reader) = engine.open_partition(g).unwrap();
     assert_eq!((reader.log_start_offset(), reader.high_watermark()), (7, 14), "persisted");
     assert_eq!(reader.retained_bytes(), 2 * one + batch(2, 0).len() as u64);
@@ -237,13 +252,75 @@ async fn trims_move_the_log_start_and_keep_offsets() {
     assert_eq!(reader.batch_locations(0, 10).unwrap().len(), 1, "the index holds the retained batch alone");
 }
 
+/// A closed segment's checkpoint becomes the snapshot once the log start
+/// has passed it; a follower installing it holds no records, replays the
+/// entries after it, and ends byte-identical to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_below_the_log_start_become_snapshots_that_followers_replay_from() {
+    use chronik::log::retention::SegmentRule;
+    use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
+    let (dir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let g = GroupId(11);
+    let pid = 77;
+    let leader = open_engine(dir.path());
+    let (mut lo, lr) = leader.open_partition(g).unwrap();
+    // Every apply that appends closes a segment.
+    lr.set_segment_rule(SegmentRule { bytes: 1, ms: i64::MAX });
+    // Entries 1-3: offsets 0..9, an idempotent producer among them.
+    apply_all(&leader, &mut lo, 1, 1, vec![append(batch(3, 100)), append(idempotent_batch(3, 100, pid, 0, 0)), append(batch(3, 100))]).await;
+    // Entry 4: offsets 9..12, the same producer.
+    apply_all(&leader, &mut lo, 1, 4, vec![append(idempotent_batch(3, 200, pid, 0, 3))]).await;
+    assert!(!lr.snapshot_due(), "nothing is below the log start yet");
+    assert!(lo.sm.try_create_snapshot_builder(false).await.is_none(), "no snapshot may be built");
+    // Entry 5: the log start passes the first checkpoint (at 3, next offset 9) only.
+    apply_all(&leader, &mut lo, 1, 5, vec![Command::Trim { log_start_offset: 10 }]).await;
+    assert!(lr.snapshot_due());
+    let snap = lo.sm.try_create_snapshot_builder(false).await.expect("a due snapshot").build_snapshot().await.unwrap();
+    assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(3), "the checkpoint below the log start, not the state now");
+    assert!(!lr.snapshot_due());
+    assert!(lo.sm.try_create_snapshot_builder(false).await.is_none(), "the checkpoint at 4 holds offset 9..12, still retained");
+    assert_eq!(lo.sm.get_current_snapshot().await.unwrap().map(|s| s.meta), Some(snap.meta.clone()));
+    lo.log.purge(snap.meta.last_log_id.unwrap()).await.unwrap();
+    let wanted: Vec<Bytes> = lr.read(10, usize::MAX).unwrap();
+    assert_eq!(wanted.len(), 1, "the retained batch is read after the purge");
+
+    // A follower that lacked all of it.
+    let follower = SledEngine::open(fdir.path(), 2, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let (mut fo, fr) = follower.open_partition(g).unwrap();
+    apply_all(&follower, &mut fo, 1, 1, vec![append(batch(1, 1))]).await; // its own, soon replaced
+    fo.sm.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+    assert_eq!((fr.log_start_offset(), fr.high_watermark(), fr.retained_bytes()), (9, 9, 0), "no records, and none claimed");
+    assert!(fr.read(0, usize::MAX).unwrap().is_empty());
+    // Entries 4 and 5 arrive by append, as from the leader's log.
+    apply_all(&follower, &mut fo, 1, 4, vec![append(idempotent_batch(3, 200, pid, 0, 3))]).await;
+    apply_all(&follower, &mut fo, 1, 5, vec![Command::Trim { log_start_offset: 10 }]).await;
+    assert_eq!((fr.log_start_offset(), fr.high_watermark(), fr.retained_bytes()), (lr.log_start_offset(), lr.high_watermark(), lr.retained_bytes()));
+    assert_eq!(fr.read(10, usize::MAX).unwrap(), wanted, "byte-identical for what is retained");
+    assert_eq!(fr.epoch_end_offset(1), lr.epoch_end_offset(1));
+    // The producer state came with the snapshot: a retry of seq 3..5 is a duplicate on both.
+    for (engine, opened, r) in [(&leader, &mut lo, &lr), (&follower, &mut fo, &fr)] {
+        apply_all(engine, opened, 1, 6, vec![append(idempotent_batch(3, 300, pid, 0, 3))]).await;
+        assert_eq!(r.high_watermark(), 12, "the retry is not stored again");
+    }
+    // Retention empties the log: a checkpoint at once, and a snapshot of all of it.
+    apply_all(&leader, &mut lo, 1, 7, vec![Command::Trim { log_start_offset: 12 }]).await;
+    assert!(lr.snapshot_due());
+    let all = lo.sm.try_create_snapshot_builder(false).await.unwrap().build_snapshot().await.unwrap();
+    assert_eq!(all.meta.last_log_id.map(|l| l.index), Some(7));
+    // Reopened, the snapshot and checkpoints are found again.
+    drop((lo, lr));
+    let (mut lo, lr) = leader.open_partition(g).unwrap();
+    assert!(!lr.snapshot_due());
+    assert_eq!(lo.sm.get_current_snapshot().await.unwrap().map(|s| s.meta.last_log_id.map(|l| l.index)), Some(Some(7)));
+}
+
 /// Committed offsets and group records of an offsets partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commands_commit_store_and_delete() {
     use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
     let dir = tempfile::tempdir().unwrap();
     let g = GroupId(9);
-    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let engine = open_engine(dir.path());
     let (mut opened, reader) = engine.open_partition(g).unwrap();
     let off = |o: i64| CommittedOffset { offset: o, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 0 };
     let commit = |group: &str, o: i64| {
@@ -317,7 +394,7 @@ async fn large_batches_are_chunked_not_blobbed() {
     let chunks_of = |len: usize| len.div_ceil(chunked::INLINE_MAX);
     let entry_len = |i: usize| chronik::log::batch::patched(big_batch(sizes[i], i as u8), 0, 1).len() + 64;
     {
-        let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+        let engine = open_engine(dir.path());
         let (mut opened, reader) = engine.open_partition(g).unwrap();
         let cmds = sizes.iter().enumerate().map(|(i, n)| append(big_batch(*n, i as u8))).collect();
         apply_all(&engine, &mut opened, 1, 1, cmds).await;
@@ -341,7 +418,7 @@ async fn large_batches_are_chunked_not_blobbed() {
     }
     let blobs = std::fs::read_dir(dir.path().join("blobs")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(blobs, 0, "sled wrote blob files");
-    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let engine = open_engine(dir.path());
     let (_, reader) = engine.open_partition(g).unwrap();
     for i in 12..20 {
         assert_eq!(reader.read(i as i64, 1).unwrap()[0][16..], big_batch(sizes[i], i as u8)[16..], "batch {i} after reopen");
@@ -353,7 +430,7 @@ async fn large_batches_are_chunked_not_blobbed() {
 #[test]
 fn chunked_values_replace_and_remove_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let engine = open_engine(dir.path());
     let sm = &engine.inner.sm;
     let chunks = || engine.inner.db.open_tree("chunks").unwrap().len();
     let big = |b: u8, n: usize| vec![b; n];
@@ -391,7 +468,7 @@ async fn a_log_with_a_hole_is_refused() {
     use openraft::testing::log_id;
 
     let dir = tempfile::tempdir().unwrap();
-    let engine = SledEngine::open(dir.path(), 1, chronik::config::CACHE_BYTES_DEFAULT).unwrap();
+    let engine = open_engine(dir.path());
     let g = GroupId(13);
     let (mut opened, _) = engine.open_partition(g).unwrap();
     let entries: Vec<chronik::Entry> =

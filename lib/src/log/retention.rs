@@ -21,18 +21,68 @@ pub struct Retention {
 }
 
 /// Broker-wide defaults (Kafka's log.retention.ms and log.retention.bytes;
-/// -1 means unbounded) and how often leaders look.
+/// -1 means unbounded), how often leaders look, and how segments roll
+/// (log.segment.bytes, log.roll.ms, offsets.topic.segment.bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionDefaults {
     pub ms: i64,
     pub bytes: i64,
     pub check_interval_ms: u64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub offsets_segment_bytes: u64,
 }
 
 impl Default for RetentionDefaults {
     fn default() -> Self {
-        // Kafka's: 7 days, unbounded size, a look every 5 minutes.
-        Self { ms: 7 * 24 * 3_600_000, bytes: -1, check_interval_ms: 300_000 }
+        // Kafka's: 7 days, unbounded size, a look every 5 minutes; segments
+        // of 1 GiB or 7 days, 100 MiB for the offsets topic.
+        Self {
+            ms: 7 * 24 * 3_600_000,
+            bytes: -1,
+            check_interval_ms: 300_000,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3_600_000,
+            offsets_segment_bytes: 100 << 20,
+        }
+    }
+}
+
+/// When a replica closes a segment of its Raft log: after `bytes` of
+/// appended records or `ms` since the last roll, whichever comes first.
+///
+/// A segment here is the stretch of Raft log between two checkpoints of the
+/// partition's state (see ARCHITECTURE.md, "Segments"). Retention moves the
+/// log start batch by batch, but the Raft log (and so the disk) is freed a
+/// whole segment at a time, once the log start has passed its end: like
+/// Kafka, which never deletes part of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentRule {
+    pub bytes: u64,
+    pub ms: i64,
+}
+
+impl Default for SegmentRule {
+    fn default() -> Self {
+        let d = RetentionDefaults::default();
+        Self { bytes: d.segment_bytes, ms: d.segment_ms }
+    }
+}
+
+impl SegmentRule {
+    /// A topic's segment.bytes and segment.ms over the broker defaults.
+    pub fn of_topic(configs: &BTreeMap<String, String>, defaults: &RetentionDefaults) -> Self {
+        let num = |key: &str| configs.get(key).and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v > 0);
+        Self {
+            bytes: num("segment.bytes").map(|v| v as u64).unwrap_or(defaults.segment_bytes),
+            ms: num("segment.ms").unwrap_or(defaults.segment_ms),
+        }
+    }
+
+    /// Whether a segment holding `bytes`, opened `age_ms` ago, is closed.
+    /// An empty segment never is.
+    pub fn rolls(&self, bytes: u64, age_ms: i64) -> bool {
+        bytes > 0 && (bytes >= self.bytes || age_ms >= self.ms)
     }
 }
 
@@ -123,11 +173,23 @@ mod tests {
 
     #[test]
     fn topic_configs_override_the_broker_and_compaction_keeps_everything() {
-        let d = RetentionDefaults { ms: 60_000, bytes: -1, check_interval_ms: 1 };
+        let d = RetentionDefaults { ms: 60_000, bytes: -1, check_interval_ms: 1, ..Default::default() };
         let c = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
         assert_eq!(Retention::of_topic(&c(&[]), &d), Retention { ms: Some(60_000), bytes: None });
         assert_eq!(Retention::of_topic(&c(&[("retention.ms", "-1"), ("retention.bytes", "10")]), &d), Retention { ms: None, bytes: Some(10) });
         assert!(Retention::of_topic(&c(&[("cleanup.policy", "compact")]), &d).keeps_everything());
         assert_eq!(Retention::of_topic(&c(&[("cleanup.policy", "compact,delete")]), &d).ms, Some(60_000));
+    }
+
+    #[test]
+    fn segments_roll_by_size_or_age_and_never_empty() {
+        let d = RetentionDefaults { segment_bytes: 1000, segment_ms: 60_000, ..Default::default() };
+        let c: BTreeMap<String, String> = [("segment.ms".to_string(), "10".to_string())].into();
+        assert_eq!(SegmentRule::of_topic(&BTreeMap::new(), &d), SegmentRule { bytes: 1000, ms: 60_000 });
+        let rule = SegmentRule::of_topic(&c, &d);
+        assert_eq!(rule, SegmentRule { bytes: 1000, ms: 10 });
+        assert!(!rule.rolls(0, 1_000_000), "an empty segment stays open");
+        assert!(rule.rolls(1, 10) && rule.rolls(1000, 0));
+        assert!(!rule.rolls(999, 9));
     }
 }

@@ -1,0 +1,60 @@
+//! The Raft log purge of every replica on this node.
+//!
+//! Each replica closes segments of its own log by its topic's
+//! `segment.bytes`/`segment.ms` and checkpoints its state there (see the
+//! storage crate's `snapshots`). Every `SEGMENT_CHECK` this loop hands each
+//! replica its topic's rule and, where a checkpoint now lies wholly below
+//! the log start, asks openraft for a snapshot: it takes that checkpoint and
+//! purges the log up to it, freeing the records retention let go. Leaders
+//! and followers alike: a replica's log and snapshot are its own.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::engine::{StorageEngine, Transport};
+use crate::groups::GroupManager;
+use crate::log::retention::SegmentRule;
+use crate::metadata::ClusterMetadata;
+use crate::offsets::OFFSETS_TOPIC;
+use crate::types::TopicPartition;
+
+/// How often every replica's segment rule and snapshot are looked at.
+const SEGMENT_CHECK: Duration = Duration::from_secs(2);
+
+impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
+    pub(crate) async fn segment_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(SEGMENT_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.stopping.load(Ordering::Relaxed) {
+            tick.tick().await;
+            self.check_segments().await;
+        }
+    }
+
+    /// The segment rule of `tp`'s topic (None: a topic no longer known).
+    pub(crate) fn segment_rule_of(&self, tp: &TopicPartition, md: &ClusterMetadata) -> Option<SegmentRule> {
+        let defaults = &self.cfg.retention;
+        if &*tp.topic == OFFSETS_TOPIC {
+            return Some(SegmentRule { bytes: defaults.offsets_segment_bytes, ms: defaults.segment_ms });
+        }
+        md.topics.get(&*tp.topic).map(|topic| SegmentRule::of_topic(&topic.configs, defaults))
+    }
+
+    /// One look at every replica here.
+    pub async fn check_segments(&self) {
+        let md = self.metadata();
+        for pg in self.partition_groups() {
+            let Some(rule) = self.segment_rule_of(&pg.tp, &md) else { continue };
+            pg.log.set_segment_rule(rule);
+            if pg.log.snapshot_due() {
+                match pg.raft.trigger().snapshot().await {
+                    Ok(()) => self.metrics.log_snapshot(),
+                    Err(e) => warn!(node_id = self.node_id(), partition = %pg.tp, error = %e, "could not ask for a snapshot to purge the Raft log"),
+                }
+            }
+        }
+    }
+}
