@@ -1035,8 +1035,16 @@ impl PageCache {
         let mut node: Node = old.as_node().clone();
         node.apply(&new);
 
+        // CHRONIK PATCH: a removal also consolidates the page when its
+        // chain on disk holds far more than the node now does. Upstream
+        // consolidates only after 32 fragments, so a leaf whose keys are all
+        // removed (a purged range, never written again) keeps its old base
+        // and fragments live forever and its segments are never reclaimed.
+        let chain_bytes: u64 = old.cache_infos.iter().map(|c| c.log_size).sum();
+        let removal_frees = matches!(new, Link::Del(_)) && chain_bytes > 2 * node.rss() + 4096;
+
         // see if we should short-circuit replace
-        if old.cache_infos.len() >= PAGE_CONSOLIDATION_THRESHOLD {
+        if old.cache_infos.len() >= PAGE_CONSOLIDATION_THRESHOLD || removal_frees {
             let short_circuit = self.replace(pid, old, node, guard)?;
             return Ok(short_circuit.map_err(|a| a.map(|b| (b.0, new))));
         }
