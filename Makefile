@@ -10,7 +10,7 @@ PYTEST     ?= python3 -m pytest
 # (it/setup.sh makes it); every python3 below is that one.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster bench-scale bench-compare chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-stop cluster-clean
+.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster bench-scale bench-compare soak chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -66,6 +66,12 @@ bench-scale: build
 ## one node and three, Kafka by default and with flush.messages=1, ratios.
 bench-compare: build
 	python3 it/bench_compare.py $(KBENCH)
+
+## A bounded disk: a topic with a small retention.bytes receives 10x that;
+## prints disk use over time and the space amplification, checks that no
+## offset is reused and that a consumer keeping up misses nothing.
+soak: build
+	python3 it/soak.py
 
 ## Fault injection against a real 3-node cluster on 127.0.0.11-13 (root and
 ## iptables): every scenario once, a table of operations, acknowledged,
