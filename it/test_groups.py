@@ -213,3 +213,26 @@ def test_a_static_member_that_comes_back_takes_its_place_without_waiting(node_fa
     assert again.memberid() != old_member
     assert "static member rejoined" in n.log()
     again.close()
+
+
+def test_a_recreated_topic_starts_with_no_committed_offsets(node):
+    """A deleted topic's committed offsets go with it (Kafka's
+    onPartitionsDeleted): a new topic of the same name must not make its
+    consumers skip records."""
+    b = node.bootstrap
+    create_topic(b, "reborn")
+    produce(b, "reborn", [(None, b"m%d" % i) for i in range(10)])
+    c = Consumer({"bootstrap.servers": b, "group.id": "g-reborn", "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("reborn", 0, 7)], asynchronous=False)
+    assert c.committed([TopicPartition("reborn", 0)], timeout=10)[0].offset == 7
+    admin = AdminClient({"bootstrap.servers": b})
+    admin.delete_topics(["reborn"])["reborn"].result(timeout=30)
+    wait_for("the topic to go", lambda: "reborn" not in admin.list_topics(timeout=10).topics)
+    admin.create_topics([NewTopic("reborn", 1, 1)])["reborn"].result(timeout=30)
+    wait_for("the old commit to be forgotten",
+             lambda: c.committed([TopicPartition("reborn", 0)], timeout=10)[0].offset < 0, timeout=20)
+    assert "committed offsets of a deleted topic forgotten" in node.log()
+    # The new topic's own commits work as ever.
+    c.commit(offsets=[TopicPartition("reborn", 0, 1)], asynchronous=False)
+    assert c.committed([TopicPartition("reborn", 0)], timeout=10)[0].offset == 1
+    c.close()

@@ -65,6 +65,9 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// Offsets partitions: a consumer group's last completed generation.
     fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError>;
 
+    /// Offsets partitions: the topics any group has committed offsets of.
+    fn committed_topics(&self) -> Result<std::collections::BTreeSet<String>, StoreError>;
+
     /// Offsets partitions: every group with a record or committed offsets.
     fn group_names(&self) -> Result<Vec<String>, StoreError>;
 

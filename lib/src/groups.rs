@@ -124,7 +124,7 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     transport: T,
     partition_raft_config: Arc<Config>,
     pub controller: Raft<E::Sm>,
-    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    pub(crate) metadata: watch::Receiver<Arc<ClusterMetadata>>,
     partitions: RwLock<HashMap<GroupId, Arc<PartitionGroup<E>>>>,
     /// Bumped whenever a group starts or stops here (the timing loop keeps
     /// its list of groups until then).
@@ -233,6 +233,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().timing_loop());
         tokio::spawn(mgr.clone().retention_loop());
         tokio::spawn(mgr.clone().segment_loop());
+        tokio::spawn(mgr.clone().topic_cleanup_loop());
         for peer in mgr.cfg.nodes.keys().copied().filter(|p| *p != node) {
             tokio::spawn(mgr.clone().ping_loop(peer));
         }

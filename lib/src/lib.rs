@@ -18,6 +18,7 @@ pub mod offsets;
 pub mod segments;
 pub mod serde_b64;
 pub mod store;
+pub mod topic_cleanup;
 pub mod topic_config;
 pub mod trim;
 pub mod types;

@@ -61,12 +61,18 @@ pub enum GroupCommand {
     Store { group: String, record: GroupRecord },
     /// Removes the group and its committed offsets.
     Delete { group: String },
+    /// Removes every group's committed offsets of a deleted topic (of one
+    /// offsets partition: proposed to each). Last, so that entries written
+    /// before it existed decode unchanged.
+    ForgetTopic { topic: String },
 }
 
 impl GroupCommand {
+    /// The group it is for ("" for a command about every group of a partition).
     pub fn group(&self) -> &str {
         match self {
             GroupCommand::Commit { group, .. } | GroupCommand::Store { group, .. } | GroupCommand::Delete { group } => group,
+            GroupCommand::ForgetTopic { .. } => "",
         }
     }
 }

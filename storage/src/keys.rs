@@ -103,6 +103,15 @@ pub fn offset(g: GroupId, group: &str, topic: &str, partition: i32) -> Vec<u8> {
     k
 }
 
+/// (group, topic, partition) from any offset key of partition `g`.
+pub fn parse_any_offset(g: GroupId, k: &[u8]) -> Option<(String, String, i32)> {
+    let rest = k.get(tag(g, OFFSET).len()..)?;
+    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let group = std::str::from_utf8(rest.get(4..4 + len)?).ok()?.to_string();
+    let (topic, partition) = parse_offset(g, &group, k)?;
+    Some((group, topic, partition))
+}
+
 /// (topic, partition) from an offset key of `group`.
 pub fn parse_offset(g: GroupId, group: &str, k: &[u8]) -> Option<(String, i32)> {
     let rest = k.get(offsets_of(g, group).len()..)?;

@@ -215,6 +215,16 @@ impl PartitionLog for PartitionReader {
         }
     }
 
+    fn committed_topics(&self) -> Result<BTreeSet<String>, StoreError> {
+        let mut topics = BTreeSet::new();
+        for k in self.keys(&keys::tag(self.group, keys::OFFSET)) {
+            if let Some((_, topic, _)) = keys::parse_any_offset(self.group, &k?) {
+                topics.insert(topic);
+            }
+        }
+        Ok(topics)
+    }
+
     fn group_names(&self) -> Result<Vec<String>, StoreError> {
         // Groups with a record, and groups with only committed offsets (a
         // consumer that commits without joining).
@@ -588,6 +598,22 @@ impl SledStateMachine {
                     for k in self.inner.sm.tree.scan_prefix(keys::offsets_of(g, group)).keys() {
                         w.remove(&k.map_err(io_err)?)?;
                     }
+                }
+                GroupCommand::ForgetTopic { topic } => {
+                    w.commit_so_far()?;
+                    // Every group's offsets are read: off the async workers.
+                    let forgotten = crate::off_runtime(|| -> io::Result<u64> {
+                        let mut n = 0;
+                        for k in self.inner.sm.tree.scan_prefix(keys::tag(g, keys::OFFSET)).keys() {
+                            let k = k.map_err(io_err)?;
+                            if keys::parse_any_offset(g, &k).is_some_and(|(_, t, _)| t == *topic) {
+                                w.remove(&k)?;
+                                n += 1;
+                            }
+                        }
+                        Ok(n)
+                    })?;
+                    info!(node_id = self.inner.node, group = %g, topic, forgotten, "committed offsets of a deleted topic forgotten");
                 }
             }
             Ok(())

@@ -344,6 +344,17 @@ async fn group_commands_commit_store_and_delete() {
     assert_eq!(reader.group_names().unwrap(), vec!["a".to_string(), "ab".to_string()]);
     assert!(reader.committed_offsets("gone").unwrap().is_empty());
     assert_eq!(reader.high_watermark(), 0, "group commands are not records");
+
+    // A deleted topic's offsets go from every group; other topics' stay.
+    let other = Command::Group(GroupCommand::Commit { group: "ab".into(), offsets: vec![("u".into(), 0, off(5)), ("tt".into(), 0, off(6))] });
+    apply_all(&engine, &mut opened, 1, 7, vec![other]).await;
+    assert_eq!(reader.committed_topics().unwrap().into_iter().collect::<Vec<_>>(), vec!["t", "tt", "u"]);
+    apply_all(&engine, &mut opened, 1, 8, vec![Command::Group(GroupCommand::ForgetTopic { topic: "t".into() })]).await;
+    assert!(reader.committed_offsets("a").unwrap().is_empty());
+    let mut ab: Vec<(String, i32)> = reader.committed_offsets("ab").unwrap().into_iter().map(|(t, p, _)| (t, p)).collect();
+    ab.sort();
+    assert_eq!(ab, vec![("tt".to_string(), 0), ("u".to_string(), 0)]);
+    assert_eq!(reader.group_record("a").unwrap(), Some(GroupRecord { protocol_type: "consumer".into(), generation: 4, ..Default::default() }), "the group itself stays");
 }
 
 /// A batch of one record whose value is `len` bytes of `fill`.
