@@ -114,7 +114,7 @@ def main():
         last_print = 0
         max_disk = 0
         starts = {q: 0 for q in range(args.partitions)}
-        print(f"{'s':>5}{'produced MB':>13}{'consumed':>10}{'log start':>22}{'high watermark':>22}{'disk MB':>9}")
+        print(f"{'s':>5}{'produced MB':>13}{'consumed':>10}{'log start':>22}{'high watermark':>22}{'purged index':>18}{'disk MB':>9}")
         for o in range(per_partition):
             for q in range(args.partitions):
                 while True:
@@ -136,7 +136,8 @@ def main():
                 max_disk = max(max_disk, disk)
                 ls = "/".join(str(r[q]["log_start_offset"]) for q in sorted(r))
                 hw = "/".join(str(r[q]["high_watermark"]) for q in sorted(r))
-                print(f"{time.time() - start:>5.0f}{(o + 1) * size * args.partitions / 1e6:>13.0f}{tail.count:>10}{ls:>22}{hw:>22}{disk / 1e6:>9.1f}", flush=True)
+                pi = "/".join(str(r[q]["purged_index"]) for q in sorted(r))
+                print(f"{time.time() - start:>5.0f}{(o + 1) * size * args.partitions / 1e6:>13.0f}{tail.count:>10}{ls:>22}{hw:>22}{pi:>18}{disk / 1e6:>9.1f}", flush=True)
         assert p.flush(60) == 0
         produced = per_partition * args.partitions
         deadline = time.time() + 60
