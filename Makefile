@@ -67,9 +67,9 @@ bench-scale: build
 bench-compare: build
 	python3 it/bench_compare.py $(KBENCH)
 
-## A bounded disk: a topic with a small retention.bytes receives 10x that;
-## prints disk use over time and the space amplification, checks that no
-## offset is reused and that a consumer keeping up misses nothing.
+## Disk use under retention: a topic with a small retention.bytes receives
+## 10x that; prints disk use over time and the space amplification, checks
+## that no offset is reused and that a consumer keeping up misses nothing.
 soak: build
 	python3 it/soak.py
 

@@ -1,4 +1,4 @@
-"""make soak: a bounded disk under a steady 1 KB workload.
+"""make soak: disk use under retention and a steady 1 KB workload.
 
 A fresh single node; a topic whose partitions keep `--retention-mb` each
 (retention.bytes, segments of 1 MiB) receives `--times` that amount. Prints,
@@ -171,7 +171,9 @@ def main():
         print(f"\nproduced {produced * size / 1e6:.0f} MB ({args.times}x retention.bytes of {args.retention_mb} MiB on {args.partitions} partitions)")
         print(f"disk at the end {disk / 1e6:.1f} MB, at most {max_disk / 1e6:.1f} MB")
         print(f"retained {retained / 1e6:.1f} MB (record batches from the log start to the high watermark)")
-        print(f"space amplification: {disk / retained:.2f} x retained, {disk / (retention * args.partitions):.2f} x retention.bytes")
+        amp = disk / retained
+        print(f"space amplification: {amp:.2f} x retained, {disk / (retention * args.partitions):.2f} x retention.bytes"
+              f" (target 1.2: {'met' if amp <= 1.2 else 'not met'})")
         print(f"tailing consumer: {tail.count} records, {len(tail.errors)} errors; consumer from earliest began at {first}")
         if problems:
             print("FAILED:\n  " + "\n  ".join(map(str, problems)))
