@@ -144,6 +144,10 @@ struct Flags {
     /// offsets.topic.segment.bytes).
     #[arg(long)]
     offsets_topic_segment_bytes: Option<u64>,
+    /// How long a partition remembers an idempotent producer after its last
+    /// batch (default 86400000, one day, as Kafka's producer.id.expiration.ms).
+    #[arg(long)]
+    producer_id_expiration_ms: Option<i64>,
 }
 
 impl Flags {
@@ -166,7 +170,7 @@ impl Flags {
             message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
             max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms,
             log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms,
-            log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes);
+            log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms);
         Ok(file.resolve()?)
     }
 }

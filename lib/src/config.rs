@@ -137,6 +137,7 @@ pub struct FileConfig {
     pub log_roll_ms: Option<i64>,
     pub log_roll_hours: Option<i64>,
     pub offsets_topic_segment_bytes: Option<u64>,
+    pub producer_id_expiration_ms: Option<i64>,
     #[serde(default)]
     pub cluster: ClusterSection,
 }
@@ -303,7 +304,11 @@ impl FileConfig {
                 (None, None) => rd.segment_ms,
             },
             offsets_segment_bytes: self.offsets_topic_segment_bytes.unwrap_or(rd.offsets_segment_bytes),
+            producer_expiration_ms: self.producer_id_expiration_ms.unwrap_or(rd.producer_expiration_ms),
         };
+        if retention.producer_expiration_ms < 1 {
+            return Err(ConfigError::Invalid("producer_id_expiration_ms must be at least 1".into()));
+        }
         if retention.ms < -1 || retention.bytes < -1 || retention.check_interval_ms == 0 {
             return Err(ConfigError::Invalid("log_retention_ms and log_retention_bytes must be -1 (unbounded) or more, log_retention_check_interval_ms above 0".into()));
         }

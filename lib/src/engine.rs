@@ -65,6 +65,9 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// Offsets partitions: a consumer group's last completed generation.
     fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError>;
 
+    /// The oldest last-batch timestamp of the idempotent producers kept.
+    fn oldest_producer_timestamp(&self) -> Result<Option<i64>, StoreError>;
+
     /// Offsets partitions: the topics any group has committed offsets of.
     fn committed_topics(&self) -> Result<std::collections::BTreeSet<String>, StoreError>;
 

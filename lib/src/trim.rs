@@ -73,6 +73,21 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         }
     }
 
+    /// Proposes forgetting the idempotent producers of `pg` whose last batch
+    /// is older than producer.id.expiration.ms, if there are any.
+    async fn expire_producers(&self, pg: &PartitionGroup<E>, now: i64) {
+        let cutoff = now.saturating_sub(self.cfg.retention.producer_expiration_ms);
+        match pg.log.oldest_producer_timestamp() {
+            Ok(Some(oldest)) if oldest < cutoff => {
+                if let Err(e) = pg.raft.client_write_ff(Command::ExpireProducers { last_before_ms: cutoff }, None).await {
+                    warn!(node_id = self.node_id(), partition = %pg.tp, error = %e, "could not propose expiring idempotent producers");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(node_id = self.node_id(), partition = %pg.tp, error = %e, "could not read the idempotent producers"),
+        }
+    }
+
     pub(crate) async fn retention_loop(self: Arc<Self>) {
         let every = Duration::from_millis(self.cfg.retention.check_interval_ms);
         let mut tick = tokio::time::interval(every);
@@ -93,6 +108,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             if &*pg.tp.topic == OFFSETS_TOPIC || !self.leadership_of(&pg).serving {
                 continue;
             }
+            self.expire_producers(&pg, now).await;
             let Some(topic) = md.topics.get(&*pg.tp.topic) else { continue };
             let rule = Retention::of_topic(&topic.configs, &self.cfg.retention);
             if rule.keeps_everything() {

@@ -87,6 +87,11 @@ pub enum Command {
     /// start stays whole. Applied by every replica at the same place in the
     /// log, so all agree on the log start.
     Trim { log_start_offset: Offset },
+    /// Forgets the idempotent producers whose last batch is timestamped
+    /// before this (producer.id.expiration.ms, by the batches' timestamps as
+    /// Kafka does). Replicated, so every replica forgets the same producers
+    /// at the same place and judges later batches alike.
+    ExpireProducers { last_before_ms: i64 },
 }
 
 impl fmt::Display for Command {
@@ -96,6 +101,7 @@ impl fmt::Display for Command {
             Command::Controller(c) => write!(f, "controller({c:?})"),
             Command::Group(c) => write!(f, "group({})", c.group()),
             Command::Trim { log_start_offset } => write!(f, "trim(log start {log_start_offset})"),
+            Command::ExpireProducers { last_before_ms } => write!(f, "expire producers (last batch before {last_before_ms})"),
         }
     }
 }

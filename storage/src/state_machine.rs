@@ -215,6 +215,16 @@ impl PartitionLog for PartitionReader {
         }
     }
 
+    fn oldest_producer_timestamp(&self) -> Result<Option<i64>, StoreError> {
+        let mut oldest: Option<i64> = None;
+        for kv in self.scan(&keys::tag(self.group, keys::PRODUCER)) {
+            let (_, v) = kv?;
+            let p: ProducerState = decode(&v).map_err(|e| self.inner.storage_err(e))?;
+            oldest = Some(oldest.map_or(p.last_timestamp_ms, |o| o.min(p.last_timestamp_ms)));
+        }
+        Ok(oldest)
+    }
+
     fn committed_topics(&self) -> Result<BTreeSet<String>, StoreError> {
         let mut topics = BTreeSet::new();
         for k in self.keys(&keys::tag(self.group, keys::OFFSET)) {
@@ -521,6 +531,17 @@ impl SledStateMachine {
                     Ok(()) => CommandResult::Trimmed { log_start_offset: self.state.log_start_offset },
                     Err(e) => CommandResult::Rejected(format!("trim of group {} to {log_start_offset}: {e}", self.group)),
                 }
+            }
+            (EntryPayload::Normal(Command::ExpireProducers { last_before_ms }), Kind::Partition(_)) => {
+                let expired: Vec<i64> = self.producers.iter().filter(|(_, p)| p.last_timestamp_ms < *last_before_ms).map(|(pid, _)| *pid).collect();
+                for pid in &expired {
+                    self.producers.remove(pid);
+                    w.remove_small(&keys::tagged(self.group, keys::PRODUCER, &pid.to_be_bytes()));
+                }
+                if !expired.is_empty() {
+                    info!(node_id = self.inner.node, group = %self.group, expired = expired.len(), left = self.producers.len(), last_before_ms, "idempotent producers expired");
+                }
+                CommandResult::None
             }
             (EntryPayload::Normal(Command::Controller(c)), Kind::Controller(_)) => {
                 CommandResult::Controller(self.state.metadata.get_or_insert_with(Default::default).apply(c))

@@ -314,6 +314,27 @@ async fn checkpoints_below_the_log_start_become_snapshots_that_followers_replay_
     assert_eq!(lo.sm.get_current_snapshot().await.unwrap().map(|s| s.meta.last_log_id.map(|l| l.index)), Some(Some(7)));
 }
 
+/// Expired producers are forgotten on every replica alike: a batch of theirs
+/// that would have been a duplicate is a new producer's first batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_producers_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GroupId(12);
+    let engine = open_engine(dir.path());
+    let (mut opened, reader) = engine.open_partition(g).unwrap();
+    apply_all(&engine, &mut opened, 1, 1, vec![append(idempotent_batch(2, 100, 1, 0, 0)), append(idempotent_batch(2, 500, 2, 0, 0))]).await;
+    assert_eq!(reader.oldest_producer_timestamp().unwrap(), Some(100));
+    apply_all(&engine, &mut opened, 1, 3, vec![Command::ExpireProducers { last_before_ms: 300 }]).await;
+    assert_eq!(reader.oldest_producer_timestamp().unwrap(), Some(500), "producer 1 is gone, 2 stays");
+    // Producer 2's retry is still a duplicate; producer 1's is stored anew.
+    apply_all(&engine, &mut opened, 1, 4, vec![append(idempotent_batch(2, 500, 2, 0, 0)), append(idempotent_batch(2, 100, 1, 0, 0))]).await;
+    assert_eq!(reader.high_watermark(), 6);
+    // Forgotten across a reopen too.
+    drop((opened, reader));
+    let (_, reader) = engine.open_partition(g).unwrap();
+    assert_eq!(reader.oldest_producer_timestamp().unwrap(), Some(100), "producer 1 came back with its new batch");
+}
+
 /// Committed offsets and group records of an offsets partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commands_commit_store_and_delete() {

@@ -31,6 +31,9 @@ pub struct RetentionDefaults {
     pub segment_bytes: u64,
     pub segment_ms: i64,
     pub offsets_segment_bytes: u64,
+    /// Idempotent producers are forgotten this long after their last batch
+    /// (producer.id.expiration.ms).
+    pub producer_expiration_ms: i64,
 }
 
 impl Default for RetentionDefaults {
@@ -44,6 +47,7 @@ impl Default for RetentionDefaults {
             segment_bytes: 1 << 30,
             segment_ms: 7 * 24 * 3_600_000,
             offsets_segment_bytes: 100 << 20,
+            producer_expiration_ms: 86_400_000,
         }
     }
 }
