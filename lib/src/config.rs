@@ -289,20 +289,14 @@ impl FileConfig {
         };
         limits.check()?;
         let rd = RetentionDefaults::default();
+        // Kafka's pairs of `*.ms` and `*.hours` settings: ms wins.
+        let ms_or_hours = |ms: Option<i64>, hours: Option<i64>, default: i64| ms.or(hours.map(|h| h.saturating_mul(3_600_000))).unwrap_or(default);
         let retention = RetentionDefaults {
-            ms: match (self.log_retention_ms, self.log_retention_hours) {
-                (Some(ms), _) => ms,
-                (None, Some(h)) => h.saturating_mul(3_600_000),
-                (None, None) => rd.ms,
-            },
+            ms: ms_or_hours(self.log_retention_ms, self.log_retention_hours, rd.ms),
             bytes: self.log_retention_bytes.unwrap_or(rd.bytes),
             check_interval_ms: self.log_retention_check_interval_ms.unwrap_or(rd.check_interval_ms),
             segment_bytes: self.log_segment_bytes.unwrap_or(rd.segment_bytes),
-            segment_ms: match (self.log_roll_ms, self.log_roll_hours) {
-                (Some(ms), _) => ms,
-                (None, Some(h)) => h.saturating_mul(3_600_000),
-                (None, None) => rd.segment_ms,
-            },
+            segment_ms: ms_or_hours(self.log_roll_ms, self.log_roll_hours, rd.segment_ms),
             offsets_segment_bytes: self.offsets_topic_segment_bytes.unwrap_or(rd.offsets_segment_bytes),
             producer_expiration_ms: self.producer_id_expiration_ms.unwrap_or(rd.producer_expiration_ms),
         };
@@ -398,6 +392,19 @@ mod tests {
         assert!(matches!(f.resolve(), Err(ConfigError::Invalid(_))));
         let f: FileConfig = toml::from_str("max_connections = 0").unwrap();
         assert!(matches!(f.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn segment_and_producer_settings_resolve_and_are_bounded() {
+        let f: FileConfig = toml::from_str("log_roll_hours = 2\nlog_segment_bytes = 2097152\nproducer_id_expiration_ms = 5000").unwrap();
+        let r = f.resolve().unwrap().retention;
+        assert_eq!((r.segment_ms, r.segment_bytes, r.producer_expiration_ms), (7_200_000, 2 << 20, 5000));
+        assert_eq!(r.offsets_segment_bytes, 100 << 20);
+        let f: FileConfig = toml::from_str("log_roll_ms = 10\nlog_roll_hours = 2").unwrap();
+        assert_eq!(f.resolve().unwrap().retention.segment_ms, 10, "ms wins over hours, as in Kafka");
+        for bad in ["log_segment_bytes = 1000", "offsets_topic_segment_bytes = 3000000000", "log_roll_ms = 0", "producer_id_expiration_ms = 0"] {
+            assert!(toml::from_str::<FileConfig>(bad).unwrap().resolve().is_err(), "{bad} accepted");
+        }
     }
 
     #[test]
