@@ -128,7 +128,7 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     partitions: RwLock<HashMap<GroupId, Arc<PartitionGroup<E>>>>,
     /// Bumped whenever a group starts or stops here (the timing loop keeps
     /// its list of groups until then).
-    partitions_version: std::sync::atomic::AtomicU64,
+    pub(crate) partitions_version: std::sync::atomic::AtomicU64,
     reconcile: tokio::sync::Mutex<()>,
     /// Liveness and leader claims of the peers.
     pub peers: PeerTable,

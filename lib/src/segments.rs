@@ -28,9 +28,16 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     pub(crate) async fn segment_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(SEGMENT_CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rules_of: Option<Arc<ClusterMetadata>> = None;
+        let mut partitions_seen = 0;
         while !self.stopping.load(Ordering::Relaxed) {
             tick.tick().await;
-            self.check_segments().await;
+            // Rules change only with the metadata or the replicas here.
+            let md = self.metadata();
+            let version = self.partitions_version.load(Ordering::Relaxed);
+            let refresh = !rules_of.as_ref().is_some_and(|m| Arc::ptr_eq(m, &md)) || version != partitions_seen;
+            self.check_segments(refresh).await;
+            (rules_of, partitions_seen) = (Some(md), version);
         }
     }
 
@@ -43,12 +50,15 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         md.topics.get(&*tp.topic).map(|topic| SegmentRule::of_topic(&topic.configs, defaults))
     }
 
-    /// One look at every replica here.
-    pub async fn check_segments(&self) {
+    /// One look at every replica here; `refresh_rules` hands each its
+    /// topic's segment rule again.
+    pub async fn check_segments(&self, refresh_rules: bool) {
         let md = self.metadata();
         for pg in self.partition_groups() {
-            let Some(rule) = self.segment_rule_of(&pg.tp, &md) else { continue };
-            pg.log.set_segment_rule(rule);
+            if refresh_rules {
+                let Some(rule) = self.segment_rule_of(&pg.tp, &md) else { continue };
+                pg.log.set_segment_rule(rule);
+            }
             if pg.log.snapshot_due() {
                 match pg.raft.trigger().snapshot().await {
                     Ok(()) => self.metrics.log_snapshot(),
