@@ -46,6 +46,20 @@ def replicas(admin):
         return {x["partition"]: x for x in json.load(r) if x["topic"] == "soak"}
 
 
+def segments(admin):
+    """sled's log segments by state and its live bytes, from /metrics."""
+    out = {}
+    with urllib.request.urlopen(f"{admin}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("chronik_storage_segments{"):
+                out[line.split('state="')[1].split('"')[0]] = int(float(line.split()[-1]))
+            elif line.startswith("chronik_storage_relocation_queue_pages{"):
+                out["queued"] = int(float(line.split()[-1]))
+            elif line.startswith("chronik_storage_live_bytes{"):
+                out["live"] = int(float(line.split()[-1]))
+    return out
+
+
 class Tail(threading.Thread):
     """Consumes every partition as it is written; records what it saw."""
 
@@ -80,6 +94,7 @@ def main():
     ap.add_argument("--retention-mb", type=int, default=16)
     ap.add_argument("--times", type=int, default=10)
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--idle", type=int, default=9, help="seconds to watch the disk after the last record")
     ap.add_argument("--port", type=int, default=int(os.environ.get("PORT", "19392")))
     args = ap.parse_args()
     retention = args.retention_mb << 20
@@ -114,7 +129,7 @@ def main():
         last_print = 0
         max_disk = 0
         starts = {q: 0 for q in range(args.partitions)}
-        print(f"{'s':>5}{'produced MB':>13}{'consumed':>10}{'log start':>22}{'high watermark':>22}{'purged index':>18}{'disk MB':>9}")
+        print(f"{'s':>5}{'produced MB':>13}{'consumed':>10}{'log start':>22}{'high watermark':>22}{'purged index':>18}{'disk MB':>9}{'live MB':>9}  segments free/active/inactive/draining, pages queued")
         for o in range(per_partition):
             for q in range(args.partitions):
                 while True:
@@ -137,7 +152,9 @@ def main():
                 ls = "/".join(str(r[q]["log_start_offset"]) for q in sorted(r))
                 hw = "/".join(str(r[q]["high_watermark"]) for q in sorted(r))
                 pi = "/".join(str(r[q]["purged_index"]) for q in sorted(r))
-                print(f"{time.time() - start:>5.0f}{(o + 1) * size * args.partitions / 1e6:>13.0f}{tail.count:>10}{ls:>22}{hw:>22}{pi:>18}{disk / 1e6:>9.1f}", flush=True)
+                sg = segments(admin)
+                print(f"{time.time() - start:>5.0f}{(o + 1) * size * args.partitions / 1e6:>13.0f}{tail.count:>10}{ls:>22}{hw:>22}{pi:>18}{disk / 1e6:>9.1f}"
+                      f"{sg.get('live', 0) / 1e6:>9.1f}  {sg.get('free', 0)}/{sg.get('active', 0)}/{sg.get('inactive', 0)}/{sg.get('draining', 0)}, {sg.get('queued', 0)}", flush=True)
         assert p.flush(60) == 0
         produced = per_partition * args.partitions
         deadline = time.time() + 60
@@ -145,8 +162,12 @@ def main():
             time.sleep(0.2)
         tail.stop = True
         tail.join(10)
-        # Let retention and the purge catch up, then look at the disk.
-        time.sleep(6)
+        # Let retention, the purge and sled's cleaner catch up, then look at the disk.
+        for _ in range(args.idle // 3):
+            time.sleep(3)
+            sg = segments(admin)
+            print(f"idle: disk {du(data) / 1e6:.1f} MB, live {sg.get('live', 0) / 1e6:.1f} MB, segments free/active/inactive/draining "
+                  f"{sg.get('free', 0)}/{sg.get('active', 0)}/{sg.get('inactive', 0)}/{sg.get('draining', 0)}, pages queued {sg.get('queued', 0)}", flush=True)
         r = replicas(admin)
         disk = du(data)
         max_disk = max(max_disk, disk)
@@ -170,6 +191,9 @@ def main():
             problems.append(f"the tailing consumer got {tail.count} of {produced}")
         print(f"\nproduced {produced * size / 1e6:.0f} MB ({args.times}x retention.bytes of {args.retention_mb} MiB on {args.partitions} partitions)")
         print(f"disk at the end {disk / 1e6:.1f} MB, at most {max_disk / 1e6:.1f} MB")
+        files = sorted(((os.stat(os.path.join(d, f)).st_blocks * 512, os.path.relpath(os.path.join(d, f), data))
+                        for d, _, fs in os.walk(data) for f in fs), reverse=True)
+        print("largest files: " + ", ".join(f"{name} {n / 1e6:.1f} MB" for n, name in files[:4]))
         print(f"retained {retained / 1e6:.1f} MB (record batches from the log start to the high watermark)")
         amp = disk / retained
         print(f"space amplification: {amp:.2f} x retained, {disk / (retention * args.partitions):.2f} x retention.bytes"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use chronik::config::{FileConfig, NodeConfig};
 use chronik::groups::GroupManager;
-use chronik::metrics::{ConsumerGroupLabels, Metrics};
+use chronik::metrics::{ConsumerGroupLabels, Metrics, SegmentLabels};
 use chronik::PartitionStore;
 use chronik_network::admin::{self, AdminState};
 use chronik_network::HttpTransport;
@@ -252,6 +252,12 @@ async fn run(cfg: NodeConfig) -> Result<()> {
             metrics.partitions.get_or_create(&labels).set(parts.len() as i64);
             metrics.partition_leaders.get_or_create(&labels).set(leaders as i64);
             metrics.storage_disk_bytes.get_or_create(&labels).set(engine.size_on_disk() as i64);
+            let ss = engine.segment_stats();
+            for (state, n) in [("free", ss.free), ("active", ss.active), ("inactive", ss.inactive), ("draining", ss.draining)] {
+                metrics.storage_segments.get_or_create(&SegmentLabels { node_id: labels.node_id.clone(), state }).set(n as i64);
+            }
+            metrics.storage_live_bytes.get_or_create(&labels).set(ss.live_bytes as i64);
+            metrics.storage_relocation_queue.get_or_create(&labels).set(ss.cleaner_queue as i64);
             groups.refresh_metrics();
             let view = groups.cluster_view(None);
             let leaderless = view.topics.iter().flat_map(|t| &t.partitions).filter(|p| p.leader.is_none()).count();

@@ -56,6 +56,13 @@ pub struct TrimLabels {
     pub reason: &'static str,
 }
 
+/// A state of sled's log segments: free, active, inactive, draining.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SegmentLabels {
+    pub node_id: String,
+    pub state: &'static str,
+}
+
 /// Consumer groups are few and named by their users: one series each.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConsumerGroupLabels {
@@ -79,6 +86,9 @@ pub struct Metrics {
     pub storage_flush_writers: Family<NodeLabels, Histogram>,
     pub storage_disk_bytes: Family<NodeLabels, Gauge>,
     pub storage_disk_free_bytes: Family<NodeLabels, Gauge>,
+    pub storage_segments: Family<SegmentLabels, Gauge>,
+    pub storage_live_bytes: Family<NodeLabels, Gauge>,
+    pub storage_relocation_queue: Family<NodeLabels, Gauge>,
     pub raft_leader_elections: Family<NodeLabels, Counter>,
     pub raft_append_entries: Family<NodeLabels, Counter>,
     pub raft_vote_requests: Family<VoteLabels, Counter>,
@@ -114,6 +124,9 @@ impl Metrics {
             storage_flush_writers: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 12))),
             storage_disk_bytes: Family::default(),
             storage_disk_free_bytes: Family::default(),
+            storage_segments: Family::default(),
+            storage_live_bytes: Family::default(),
+            storage_relocation_queue: Family::default(),
             raft_leader_elections: Family::default(),
             raft_append_entries: Family::default(),
             raft_vote_requests: Family::default(),
@@ -176,6 +189,9 @@ impl Metrics {
         r.register("chronik_storage_flush_writers", "Writes made durable by one group-commit flush", self.storage_flush_writers.clone());
         r.register("chronik_storage_disk_bytes", "Bytes the database occupies on disk", self.storage_disk_bytes.clone());
         r.register("chronik_storage_disk_free_bytes", "Bytes free on the data disk", self.storage_disk_free_bytes.clone());
+        r.register("chronik_storage_segments", "sled log segments by state (free ones are reused before the file grows)", self.storage_segments.clone());
+        r.register("chronik_storage_relocation_queue_pages", "Pages sled has queued for relocation out of draining segments", self.storage_relocation_queue.clone());
+        r.register("chronik_storage_live_bytes", "Bytes of live pages in sled's log; the rest of the file is reclaimable", self.storage_live_bytes.clone());
         r.register("raft_leader_elections", "Raft groups this node became leader of", self.raft_leader_elections.clone());
         r.register("raft_append_entries", "AppendEntries requests received (heartbeats included)", self.raft_append_entries.clone());
         r.register("raft_vote_requests", "Vote and pre-vote requests received", self.raft_vote_requests.clone());

@@ -22,6 +22,7 @@ mod snapshots;
 mod state_machine;
 
 pub use flush::Flusher;
+pub use sled::SegmentStats;
 pub use log_store::SledLog;
 pub use state_machine::SledStateMachine;
 
@@ -118,6 +119,11 @@ impl SledEngine {
 
     pub fn flush_stats(&self) -> flush::FlushStats {
         self.inner.flusher.stats()
+    }
+
+    /// sled's log segments by state: how much of the file is live.
+    pub fn segment_stats(&self) -> SegmentStats {
+        self.inner.db.segment_stats()
     }
 }
 

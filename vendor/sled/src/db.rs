@@ -421,6 +421,12 @@ impl Db {
         Ok(hasher.finalize())
     }
 
+    /// CHRONIK PATCH (segment stats): the log's segments by state and the
+    /// bytes still live in them.
+    pub fn segment_stats(&self) -> crate::SegmentStats {
+        self.context.pagecache.segment_stats()
+    }
+
     /// Returns the on-disk size of the storage files
     /// for this database.
     pub fn size_on_disk(&self) -> Result<u64> {

@@ -533,3 +533,26 @@ mod compile_time_assertions {
 
     fn _assert_send_sync<S: Send + Sync>(_: &S) {}
 }
+
+/// CHRONIK PATCH (segment stats): what `Db::segment_stats` reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentStats {
+    /// Bytes per segment.
+    pub segment_size: u64,
+    /// The file's logical end: segments at or above it are not allocated.
+    pub tip: u64,
+    /// Segments ready for reuse.
+    pub free: u64,
+    /// Segments being written.
+    pub active: u64,
+    /// Written segments whose pages may still be live.
+    pub inactive: u64,
+    /// Of those, the ones at most half live, which upstream should be draining.
+    pub inactive_sparse: u64,
+    /// Segments whose remaining pages are queued for relocation.
+    pub draining: u64,
+    /// Bytes of live page fragments in active and inactive segments.
+    pub live_bytes: u64,
+    /// Pages queued for relocation.
+    pub cleaner_queue: u64,
+}

@@ -1402,6 +1402,11 @@ impl PageCache {
         Ok(on_disk_bytes / logical_size)
     }
 
+    // CHRONIK PATCH (segment stats).
+    pub(crate) fn segment_stats(&self) -> crate::SegmentStats {
+        self.log.iobufs.segment_accountant.lock().stats()
+    }
+
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
         let mut size = self.config.file.metadata()?.len();
 

@@ -104,19 +104,29 @@ pub(crate) struct SegmentCleaner {
 }
 
 impl SegmentCleaner {
+    // CHRONIK PATCH (cleaner): upstream returned None after dropping a
+    // segment whose pages had all been handed out, so the periodic flusher,
+    // which cleans until a pop returns None, moved on at most one segment
+    // per flush interval: freed space came back at 2 segments a second
+    // while a log wrote faster. Skip emptied segments instead.
     pub(crate) fn pop(&self) -> Option<(PageId, LogOffset)> {
         let mut inner = self.inner.lock();
-        let offset = {
-            let (offset, pids) = inner.iter_mut().next()?;
-            if !pids.is_empty() {
-                let pid = pids.iter().next().copied().unwrap();
-                pids.remove(&pid);
-                return Some((pid, *offset));
-            }
-            *offset
-        };
-        inner.remove(&offset);
-        None
+        loop {
+            let offset = {
+                let (offset, pids) = inner.iter_mut().next()?;
+                if let Some(pid) = pids.iter().next().copied() {
+                    pids.remove(&pid);
+                    return Some((pid, *offset));
+                }
+                *offset
+            };
+            inner.remove(&offset);
+        }
+    }
+
+    // CHRONIK PATCH (segment stats): pages queued for relocation.
+    fn len(&self) -> usize {
+        self.inner.lock().values().map(BTreeSet::len).sum()
     }
 
     fn add_pids(&self, offset: LogOffset, pids: BTreeSet<PageId>) {
@@ -672,6 +682,35 @@ impl SegmentAccountant {
         Ok(())
     }
 
+    // CHRONIK PATCH (segment stats): counts and live bytes of the
+    // segments by state, for metrics and for measuring reclamation.
+    pub(crate) fn stats(&self) -> crate::SegmentStats {
+        let mut st = crate::SegmentStats {
+            segment_size: self.config.segment_size as u64,
+            tip: self.tip,
+            ..Default::default()
+        };
+        for s in &self.segments {
+            match s {
+                Segment::Free(_) => st.free += 1,
+                Segment::Active(a) => {
+                    st.active += 1;
+                    st.live_bytes += a.rss as u64;
+                }
+                Segment::Inactive(i) => {
+                    st.inactive += 1;
+                    st.live_bytes += i.rss as u64;
+                    if i.rss * 100 / self.config.segment_size <= 50 {
+                        st.inactive_sparse += 1;
+                    }
+                }
+                Segment::Draining(_) => st.draining += 1,
+            }
+        }
+        st.cleaner_queue = self.segment_cleaner.len() as u64;
+        st
+    }
+
     fn free_segment(&mut self, lid: LogOffset) -> Result<()> {
         debug!("freeing segment {}", lid);
         trace!("free list before free {:?}", self.free);
@@ -689,6 +728,7 @@ impl SegmentAccountant {
         assert!(!self.free.contains(&lid), "double-free of a segment occurred");
 
         self.free.insert(lid);
+        punch_hole(&self.config, lid);
 
         // remove the old ordering from our list
         if let Segment::Free(Free { previous_lsn: Some(last_lsn) }) =
@@ -1128,3 +1168,44 @@ impl SegmentAccountant {
         idx
     }
 }
+
+// CHRONIK PATCH (punch): upstream gives a free segment's disk space back
+// only when it is at the end of the file, and under a log whose old data is
+// deleted in order the free segments are everywhere else, so the file kept
+// its high-water size. A freed segment holds nothing sled will read again
+// (its pages were relocated and the relocations are stable, or it would not
+// be free; recovery skips a segment whose header does not check, as it
+// skips one being reused), so its blocks go back to the filesystem at once.
+// This runs under the accountant's lock, before `next` can hand the segment
+// out again, so it never races a write into it. A filesystem that cannot
+// punch holes keeps the blocks, as upstream did.
+#[cfg(target_os = "linux")]
+fn punch_hole(config: &RunningConfig, lid: LogOffset) {
+    use std::os::unix::io::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    if config.temporary || UNSUPPORTED.load(Ordering::Relaxed) {
+        return;
+    }
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(lid), libc::off_t::try_from(config.segment_size)) else {
+        return;
+    };
+    let ret = unsafe {
+        libc::fallocate(
+            config.file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            len,
+        )
+    };
+    if ret != 0 {
+        let e = std::io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) {
+            UNSUPPORTED.store(true, Ordering::Relaxed);
+        }
+        warn!("could not give the blocks of free segment {} back to the filesystem: {}", lid, e);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn punch_hole(_config: &RunningConfig, _lid: LogOffset) {}
