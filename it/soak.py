@@ -166,12 +166,18 @@ def main():
         for _ in range(args.idle // 3):
             time.sleep(3)
             sg = segments(admin)
+            files = sorted(((os.stat(os.path.join(d, f)).st_blocks * 512, os.path.relpath(os.path.join(d, f), data))
+                            for d, _, fs in os.walk(data) for f in fs), reverse=True)
+            print("files: " + ", ".join(f"{name} {n / 1e6:.1f} MB" for n, name in files[:4]))
             print(f"idle: disk {du(data) / 1e6:.1f} MB, live {sg.get('live', 0) / 1e6:.1f} MB, segments free/active/inactive/draining "
                   f"{sg.get('free', 0)}/{sg.get('active', 0)}/{sg.get('inactive', 0)}/{sg.get('draining', 0)}, pages queued {sg.get('queued', 0)}", flush=True)
         r = replicas(admin)
         disk = du(data)
         max_disk = max(max_disk, disk)
         retained = sum(x["retained_bytes"] for x in r.values())
+        for q, x in sorted(r.items()):
+            print(f"partition {q}: Raft log entries {x['purged_index']}..{x['last_log_index']} kept, snapshot at {x['snapshot_index']}, "
+                  f"log start {x['log_start_offset']}, {x['retained_bytes'] / 1e6:.1f} MB retained")
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": "soak-late", "auto.offset.reset": "earliest", "enable.auto.commit": False})
         c.subscribe(["soak"])
         first = {}

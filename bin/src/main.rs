@@ -253,7 +253,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
             metrics.partition_leaders.get_or_create(&labels).set(leaders as i64);
             metrics.storage_disk_bytes.get_or_create(&labels).set(engine.size_on_disk() as i64);
             let ss = engine.segment_stats();
-            for (state, n) in [("free", ss.free), ("active", ss.active), ("inactive", ss.inactive), ("draining", ss.draining)] {
+            for (state, n) in [("free", ss.free), ("active", ss.active), ("inactive", ss.inactive), ("draining", ss.draining), ("pending_free", ss.pending_free)] {
                 metrics.storage_segments.get_or_create(&SegmentLabels { node_id: labels.node_id.clone(), state }).set(n as i64);
             }
             metrics.storage_live_bytes.get_or_create(&labels).set(ss.live_bytes as i64);

@@ -201,4 +201,6 @@ impl StorageEngine for SledEngine {
 }
 
 #[cfg(test)]
+mod sled_tests;
+#[cfg(test)]
 mod tests;

@@ -551,8 +551,11 @@ pub struct SegmentStats {
     pub inactive_sparse: u64,
     /// Segments whose remaining pages are queued for relocation.
     pub draining: u64,
+    /// Drained segments waiting for their relocated pages to be durable.
+    pub pending_free: u64,
     /// Bytes of live page fragments in active and inactive segments.
     pub live_bytes: u64,
     /// Pages queued for relocation.
     pub cleaner_queue: u64,
 }
+

@@ -44,3 +44,7 @@ pub(crate) const MAX_PID_BITS: usize = 37;
 // Assumed to be enough for a 32-bit system.
 #[cfg(target_pointer_width = "32")]
 pub(crate) const MAX_PID_BITS: usize = 32;
+
+/// CHRONIK PATCH (cleaner pace): segments waiting to be drained beyond which
+/// the periodic flusher cleans without pausing.
+pub(crate) const CLEANER_BACKLOG_SEGMENTS: usize = 8;

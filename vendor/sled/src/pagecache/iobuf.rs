@@ -311,6 +311,8 @@ pub(crate) struct IoBufs {
     pub stable_lsn: AtomicLsn,
     pub max_reserved_lsn: AtomicLsn,
     pub max_header_stable_lsn: Arc<AtomicLsn>,
+    // CHRONIK PATCH (early free): `stable_lsn` as it was an epoch ago.
+    pub epoch_stable_lsn: Arc<AtomicLsn>,
     pub segment_accountant: Mutex<SegmentAccountant>,
     pub segment_cleaner: SegmentCleaner,
     deferred_segment_ops: stack::Stack<SegmentOp>,
@@ -414,6 +416,7 @@ impl IoBufs {
             stable_lsn: AtomicLsn::new(stable),
             max_reserved_lsn: AtomicLsn::new(stable),
             max_header_stable_lsn: Arc::new(AtomicLsn::new(next_lsn)),
+            epoch_stable_lsn: Arc::new(AtomicLsn::new(stable)),
             segment_accountant: Mutex::new(segment_accountant),
             segment_cleaner,
             deferred_segment_ops: stack::Stack::default(),
@@ -467,11 +470,12 @@ impl IoBufs {
         lsn: Lsn,
         guard: &Guard,
     ) -> Result<()> {
+        let durable = self.epoch_stable_lsn.load(Acquire);
         self.with_sa(|sa| {
             for op in self.deferred_segment_ops.take_iter(guard) {
                 sa.apply_op(op)?;
             }
-            sa.stabilize(lsn)?;
+            sa.stabilize(lsn, durable)?;
             Ok(())
         })
     }
@@ -771,9 +775,14 @@ impl IoBufs {
         // have completed their (crossbeam-epoch)-pinned operations.
         let guard = pin();
         let max_header_stable_lsn = self.max_header_stable_lsn.clone();
+        // CHRONIK PATCH (early free): what is durable now, published once
+        // no thread can still hold a pointer it read before this write.
+        let (epoch_stable_lsn, stable_now) =
+            (self.epoch_stable_lsn.clone(), self.stable());
         guard.defer(move || {
             trace!("bumping atomic header lsn to {}", stored_max_stable_lsn);
-            bump_atomic_lsn(&max_header_stable_lsn, stored_max_stable_lsn)
+            bump_atomic_lsn(&max_header_stable_lsn, stored_max_stable_lsn);
+            bump_atomic_lsn(&epoch_stable_lsn, stable_now);
         });
 
         guard.flush();

@@ -37,7 +37,7 @@ use parallel_io_windows::{pread_exact, pread_exact_or_eof, pwrite_all};
 use self::{
     blob_io::{gc_blobs, read_blob, remove_blob, write_blob},
     constants::{
-        BATCH_MANIFEST_PID, COUNTER_PID, META_PID,
+        BATCH_MANIFEST_PID, CLEANER_BACKLOG_SEGMENTS, COUNTER_PID, META_PID,
         PAGE_CONSOLIDATION_THRESHOLD, SEGMENT_CLEANUP_THRESHOLD,
     },
     header::Header,
@@ -839,6 +839,26 @@ impl PageCache {
             });
 
         Ok((pid, new_pointer))
+    }
+
+    // CHRONIK PATCH (cleaner pace): whether so many segments wait to be
+    // drained that the periodic cleaner should not pause (a few always do
+    // under a steady write load; cleaning those at once only takes CPU from
+    // the writers).
+    pub(crate) fn cleaning_backlog(&self) -> bool {
+        self.log.iobufs.segment_cleaner.segments_queued() >= CLEANER_BACKLOG_SEGMENTS
+    }
+
+    // CHRONIK PATCH (early free): the periodic flusher stabilizes too, so
+    // that segments waiting for their copies to be durable are freed when
+    // nothing else is written (buffer writes stabilize otherwise).
+    pub(crate) fn stabilize_segments(&self) -> Result<()> {
+        let guard = pin();
+        // Helps the epoch along, so that the deferred publication of what
+        // the last writes made durable runs (see `IoBufs::write_to_log`).
+        guard.flush();
+        let iobufs = &self.log.iobufs;
+        iobufs.sa_stabilize(iobufs.max_header_stable_lsn.load(Acquire), &guard)
     }
 
     /// Attempt to opportunistically rewrite data from a Draining

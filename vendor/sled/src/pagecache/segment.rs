@@ -96,6 +96,23 @@ pub(crate) struct SegmentAccountant {
     segment_cleaner: SegmentCleaner,
     ordering: BTreeMap<Lsn, LogOffset>,
     async_truncations: BTreeMap<LogOffset, OneShot<Result<()>>>,
+    // CHRONIK PATCH (early free): drained segments waiting until their
+    // relocated pages are durable and they are below the unstable tail.
+    pending_frees: Vec<PendingFree>,
+    // The highest LSN known durable, published only after an epoch has
+    // passed since it was written (as `max_header_stable_lsn` is).
+    durable_lsn: Lsn,
+}
+
+// CHRONIK PATCH (early free): a drained segment whose pages were relocated
+// into a segment that is still being written.
+#[derive(Debug, Clone, Copy)]
+struct PendingFree {
+    // The drained segment's own (old) LSN and offset.
+    lsn: Lsn,
+    lid: LogOffset,
+    // Where the last relocated copy of its pages ends (exclusive).
+    replaced_up_to: Lsn,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -122,6 +139,11 @@ impl SegmentCleaner {
             };
             inner.remove(&offset);
         }
+    }
+
+    // CHRONIK PATCH (cleaner pace): segments with pages still to relocate.
+    pub(crate) fn segments_queued(&self) -> usize {
+        self.inner.lock().values().filter(|pids| !pids.is_empty()).count()
     }
 
     // CHRONIK PATCH (segment stats): pages queued for relocation.
@@ -167,6 +189,10 @@ struct Active {
     deferred_replaced_pids: BTreeSet<PageId>,
     pids: BTreeSet<PageId>,
     latest_replacement_lsn: Lsn,
+    // CHRONIK PATCH (early free): the end of the newest copy that replaced
+    // a page fragment here (exact, where `latest_replacement_lsn` is the
+    // replacing segment's base).
+    replaced_up_to: Lsn,
     can_free_upon_deactivation: FastSet8<Lsn>,
     deferred_rm_blob: FastSet8<BlobPointer>,
 }
@@ -179,6 +205,7 @@ struct Inactive {
     max_pids: usize,
     replaced_pids: usize,
     latest_replacement_lsn: Lsn,
+    replaced_up_to: Lsn,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -187,6 +214,7 @@ struct Draining {
     max_pids: usize,
     replaced_pids: usize,
     latest_replacement_lsn: Lsn,
+    replaced_up_to: Lsn,
 }
 
 /// A `Segment` holds the bookkeeping information for
@@ -255,6 +283,7 @@ impl Segment {
             deferred_replaced_pids: BTreeSet::default(),
             pids: BTreeSet::default(),
             latest_replacement_lsn: 0,
+            replaced_up_to: 0,
             can_free_upon_deactivation: FastSet8::default(),
             deferred_rm_blob: FastSet8::default(),
         })
@@ -294,6 +323,7 @@ impl Segment {
                 replaced_pids: active.deferred_replaced_pids.len(),
                 pids: &active.pids - &active.deferred_replaced_pids,
                 latest_replacement_lsn: active.latest_replacement_lsn,
+                replaced_up_to: active.replaced_up_to,
             });
 
             let can_free = mem::replace(
@@ -321,6 +351,7 @@ impl Segment {
                 max_pids: inactive.max_pids,
                 replaced_pids: inactive.replaced_pids,
                 latest_replacement_lsn: inactive.latest_replacement_lsn,
+                replaced_up_to: inactive.replaced_up_to,
             });
             ret
         } else {
@@ -328,23 +359,16 @@ impl Segment {
         }
     }
 
-    fn defer_free_lsn(&mut self, lsn: Lsn) {
-        if let Segment::Active(active) = self {
-            active.can_free_upon_deactivation.insert(lsn);
-        } else {
-            panic!("called defer_free_lsn on segment {:?}", self);
-        }
-    }
-
-    fn draining_to_free(&mut self, lsn: Lsn) -> Lsn {
+    fn draining_to_free(&mut self, lsn: Lsn) -> (Lsn, Lsn) {
         trace!("setting Segment with lsn {:?} to Free", self.lsn());
 
         if let Segment::Draining(draining) = self {
             let old_lsn = draining.lsn;
             assert!(lsn >= old_lsn);
             let replacement_lsn = draining.latest_replacement_lsn;
+            let replaced_up_to = draining.replaced_up_to;
             *self = Segment::Free(Free { previous_lsn: Some(old_lsn) });
-            replacement_lsn
+            (replacement_lsn, replaced_up_to)
         } else {
             panic!("called draining_to_free on {:?}", self);
         }
@@ -386,7 +410,13 @@ impl Segment {
         }
     }
 
-    fn remove_pid(&mut self, pid: PageId, replacement_lsn: Lsn, sz: usize) {
+    fn remove_pid(
+        &mut self,
+        pid: PageId,
+        replacement_lsn: Lsn,
+        replacement_end: Lsn,
+        sz: usize,
+    ) {
         trace!(
             "removing pid {} at lsn {} from segment {:?}",
             pid,
@@ -403,6 +433,8 @@ impl Segment {
                 if replacement_lsn > active.latest_replacement_lsn {
                     active.latest_replacement_lsn = replacement_lsn;
                 }
+                active.replaced_up_to =
+                    active.replaced_up_to.max(replacement_end);
             }
             Segment::Inactive(Inactive {
                 pids,
@@ -410,6 +442,7 @@ impl Segment {
                 rss,
                 latest_replacement_lsn,
                 replaced_pids,
+                replaced_up_to,
                 ..
             }) => {
                 assert!(*lsn <= replacement_lsn);
@@ -421,11 +454,13 @@ impl Segment {
                 if replacement_lsn > *latest_replacement_lsn {
                     *latest_replacement_lsn = replacement_lsn;
                 }
+                *replaced_up_to = (*replaced_up_to).max(replacement_end);
             }
             Segment::Draining(Draining {
                 lsn,
                 latest_replacement_lsn,
                 replaced_pids,
+                replaced_up_to,
                 ..
             }) => {
                 assert!(*lsn <= replacement_lsn);
@@ -435,6 +470,7 @@ impl Segment {
                 if replacement_lsn > *latest_replacement_lsn {
                     *latest_replacement_lsn = replacement_lsn;
                 }
+                *replaced_up_to = (*replaced_up_to).max(replacement_end);
             }
             Segment::Free(_) => {
                 panic!("called remove pid {} on Segment::Free", pid)
@@ -495,6 +531,8 @@ impl SegmentAccountant {
             segment_cleaner,
             ordering: BTreeMap::default(),
             async_truncations: BTreeMap::default(),
+            pending_frees: Vec::new(),
+            durable_lsn: -1,
         };
 
         ret.initialize_from_snapshot(snapshot)?;
@@ -707,6 +745,7 @@ impl SegmentAccountant {
                 Segment::Draining(_) => st.draining += 1,
             }
         }
+        st.pending_free = self.pending_frees.len() as u64;
         st.cleaner_queue = self.segment_cleaner.len() as u64;
         st
     }
@@ -826,10 +865,15 @@ impl SegmentAccountant {
             *entry += old_cache_info.log_size;
         }
 
+        // CHRONIK PATCH (early free): where the new copy ends, so that the
+        // old segment may be reused once that is durable.
+        let replacement_end = new_cache_info.lsn.max(lsn)
+            + Lsn::try_from(new_cache_info.log_size).unwrap();
         for (old_idx, replaced_size) in removals {
             self.segments[old_idx].remove_pid(
                 pid,
                 self.config.normalize(lsn),
+                replacement_end,
                 usize::try_from(replaced_size).unwrap(),
             );
             self.possibly_clean_or_free_segment(old_idx, new_cache_info.lsn)?;
@@ -898,7 +942,8 @@ impl SegmentAccountant {
 
         if self.segments[idx].can_free() {
             // can be reused immediately
-            let replacement_lsn = self.segments[idx].draining_to_free(lsn);
+            let (replacement_lsn, replaced_up_to) =
+                self.segments[idx].draining_to_free(lsn);
 
             if self.ordering.contains_key(&replacement_lsn) {
                 let replacement_lid = self.ordering[&replacement_lsn];
@@ -908,11 +953,25 @@ impl SegmentAccountant {
                 .unwrap();
 
                 if self.segments[replacement_idx].is_active() {
+                    // CHRONIK PATCH (early free): upstream deferred this
+                    // free until the replacing segment is deactivated,
+                    // which waits for a later segment to be started: after
+                    // a burst, the last few active segments held dozens of
+                    // drained segments. What the free really needs is that
+                    // the copies are durable and that this segment is below
+                    // the unstable tail that recovery checks for
+                    // contiguity; `free_pending` checks both.
                     trace!(
-                        "deferring free of segment {} in possibly_clean_or_free_segment",
-                        segment_start
+                        "deferring free of segment {} until {} is durable",
+                        segment_start,
+                        replaced_up_to
                     );
-                    self.segments[replacement_idx].defer_free_lsn(segment_lsn);
+                    self.pending_frees.push(PendingFree {
+                        lsn: segment_lsn,
+                        lid: segment_start,
+                        replaced_up_to,
+                    });
+                    self.free_pending()?;
                 } else {
                     assert!(replacement_lsn <= self.max_stabilized_lsn);
                     self.free_segment(segment_start)?;
@@ -927,7 +986,42 @@ impl SegmentAccountant {
         Ok(())
     }
 
-    pub(super) fn stabilize(&mut self, stable_lsn: Lsn) -> Result<()> {
+    /// CHRONIK PATCH (early free): frees the pending segments whose
+    /// relocated pages are durable (and an epoch has passed since, so no
+    /// thread still reads the old copies) and which lie below the unstable
+    /// tail, so that reusing them leaves no hole recovery would take for a
+    /// torn tail.
+    fn free_pending(&mut self) -> Result<()> {
+        if self.pending_frees.is_empty() {
+            return Ok(());
+        }
+        let (durable, below) = (self.durable_lsn, self.max_stabilized_lsn);
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            mem::take(&mut self.pending_frees).into_iter().partition(|p| {
+                // `replaced_up_to` is an end (exclusive), `durable` the
+                // last durable LSN (inclusive).
+                p.replaced_up_to <= durable.saturating_add(1) && p.lsn <= below
+            });
+        self.pending_frees = waiting;
+        for p in ready {
+            self.free_segment(p.lid)?;
+        }
+        Ok(())
+    }
+
+    /// CHRONIK PATCH (early free): `durable_lsn` is the highest LSN
+    /// known durable an epoch ago (see `free_pending`).
+    pub(super) fn stabilize(
+        &mut self,
+        stable_lsn: Lsn,
+        durable_lsn: Lsn,
+    ) -> Result<()> {
+        self.durable_lsn = self.durable_lsn.max(durable_lsn);
+        self.stabilize_tail(stable_lsn)?;
+        self.free_pending()
+    }
+
+    fn stabilize_tail(&mut self, stable_lsn: Lsn) -> Result<()> {
         let segment_size = self.config.segment_size as Lsn;
         let lsn = ((stable_lsn / segment_size) - 1) * segment_size;
         trace!(
@@ -1004,7 +1098,15 @@ impl SegmentAccountant {
             self.segments.iter().filter(|s| s.is_inactive()).count();
         let free_ratio = (free_segs * 100) / (1 + free_segs + inactive_segs);
 
-        if free_ratio >= SEGMENT_CLEANUP_THRESHOLD && inactive_segs > 5 {
+        // CHRONIK PATCH (punch): this moves live pages out of the file's
+        // last segments so that it can shrink, whatever their share of
+        // live data. Where freed segments are punched out of the file, the
+        // free ones cost no disk and the relocation buys nothing: under a
+        // log deleted in order it rewrote many times what was written.
+        if !punches_holes(&self.config)
+            && free_ratio >= SEGMENT_CLEANUP_THRESHOLD
+            && inactive_segs > 5
+        {
             let last_index =
                 self.segments.iter().rposition(Segment::is_inactive).unwrap();
 
@@ -1135,7 +1237,14 @@ impl SegmentAccountant {
         let config = self.config.clone();
 
         io_fail!(&config, "file truncation");
-        threadpool::spawn(move || {
+        // CHRONIK PATCH (truncation thread): upstream ran this on sled's IO
+        // thread pool, and `bump_tip` waits for it while holding the
+        // accountant's lock. The pool's threads take that lock after each
+        // buffer write (`sa_stabilize`), and the pool adds a thread only
+        // when more than 7 tasks are queued: with its threads all waiting
+        // for the lock, the truncation never ran and the node hung. A
+        // thread of its own needs no lock.
+        let truncate = move || {
             debug!("truncating file to length {}", at);
             let res = config
                 .file
@@ -1143,7 +1252,10 @@ impl SegmentAccountant {
                 .and_then(|_| config.file.sync_all())
                 .map_err(|e| e.into());
             completer.fill(res);
-        })?;
+        };
+        std::thread::Builder::new()
+            .name("sled-truncate".into())
+            .spawn(truncate)?;
 
         if self.async_truncations.insert(at, promise).is_some() {
             panic!(
@@ -1179,12 +1291,22 @@ impl SegmentAccountant {
 // This runs under the accountant's lock, before `next` can hand the segment
 // out again, so it never races a write into it. A filesystem that cannot
 // punch holes keeps the blocks, as upstream did.
+static PUNCH_UNSUPPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+// Whether freed segments give their blocks back (as far as is known: the
+// first failed punch turns this off).
+fn punches_holes(config: &RunningConfig) -> bool {
+    cfg!(target_os = "linux")
+        && !config.temporary
+        && !PUNCH_UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[cfg(target_os = "linux")]
 fn punch_hole(config: &RunningConfig, lid: LogOffset) {
     use std::os::unix::io::AsRawFd;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
-    if config.temporary || UNSUPPORTED.load(Ordering::Relaxed) {
+    use std::sync::atomic::Ordering;
+    if !punches_holes(config) {
         return;
     }
     let (Ok(off), Ok(len)) = (libc::off_t::try_from(lid), libc::off_t::try_from(config.segment_size)) else {
@@ -1201,7 +1323,7 @@ fn punch_hole(config: &RunningConfig, lid: LogOffset) {
     if ret != 0 {
         let e = std::io::Error::last_os_error();
         if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) {
-            UNSUPPORTED.store(true, Ordering::Relaxed);
+            PUNCH_UNSUPPORTED.store(true, Ordering::Relaxed);
         }
         warn!("could not give the blocks of free segment {} back to the filesystem: {}", lid, e);
     }
