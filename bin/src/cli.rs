@@ -52,6 +52,18 @@ enum Command {
     },
     /// The partition replicas on this node.
     Replicas,
+    /// Dynamic broker configs (topic defaults that change at runtime): show
+    /// them, or change the cluster-wide ones (or one node's, with --node).
+    BrokerConfigs {
+        #[arg(long)]
+        node: Option<u64>,
+        /// A config to set, key=value (repeatable).
+        #[arg(long = "set", value_parser = parse_config)]
+        set: Vec<(String, String)>,
+        /// A config to drop, back to its default (repeatable).
+        #[arg(long)]
+        delete: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,6 +81,16 @@ enum TopicAction {
         configs: Vec<(String, String)>,
     },
     Delete { name: String },
+    /// Change a topic's configs (applies at once, without a restart).
+    AlterConfig {
+        name: String,
+        /// A config to set, key=value (repeatable).
+        #[arg(long = "set", value_parser = parse_config)]
+        set: Vec<(String, String)>,
+        /// A config to drop, back to its default (repeatable).
+        #[arg(long)]
+        delete: Vec<String>,
+    },
     /// Move a partition's log start (Kafka's DeleteRecords): records below
     /// the offset are no longer served.
     DeleteRecords {
@@ -211,6 +233,35 @@ async fn run(cli: Cli) -> Result<()> {
             }
             r
         }
+        Command::Topic { action: TopicAction::AlterConfig { name, set, delete } } => {
+            let body = json!({"set": set.iter().cloned().collect::<BTreeMap<_, _>>(), "delete": delete});
+            let r = call(&client, reqwest::Method::PATCH, format!("{base}/v1/topics/{name}/configs"), Some(body)).await?;
+            if !cli.json {
+                println!("topic {name} configs:");
+                print_configs(&r["configs"]);
+            }
+            r
+        }
+        Command::BrokerConfigs { node, set, delete } if set.is_empty() && delete.is_empty() => {
+            let r = get("/v1/broker-configs".into()).await?;
+            if !cli.json {
+                let shown = match node {
+                    Some(n) => &r["nodes"][n.to_string()],
+                    None => &r["cluster"],
+                };
+                print_configs(shown);
+            }
+            r
+        }
+        Command::BrokerConfigs { node, set, delete } => {
+            let body = json!({"set": set.iter().cloned().collect::<BTreeMap<_, _>>(), "delete": delete});
+            let path = node.map(|n| format!("/v1/broker-configs/{n}")).unwrap_or_else(|| "/v1/broker-configs".into());
+            let r = call(&client, reqwest::Method::PATCH, format!("{base}{path}"), Some(body)).await?;
+            if !cli.json {
+                print_configs(&r["configs"]);
+            }
+            r
+        }
         Command::Groups => {
             let groups = get("/v1/groups".into()).await?;
             if !cli.json {
@@ -258,6 +309,11 @@ async fn run(cli: Cli) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
+}
+
+fn print_configs(configs: &Value) {
+    let rows: Vec<Vec<String>> = configs.as_object().map(|m| m.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect()).unwrap_or_default();
+    table(&["CONFIG", "VALUE"], rows);
 }
 
 fn print_topic(t: &Value) {

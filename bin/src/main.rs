@@ -223,6 +223,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     let engine = Arc::new(SledEngine::open(&cfg.data_dir, node, cfg.cache_bytes).with_context(|| format!("opening storage in {}", cfg.data_dir.display()))?);
     let limits = cfg.limits.clone();
     let retention = cfg.retention;
+    let broker_configs = cfg.broker_configs();
     let group_settings = chronik_kafka::GroupSettings {
         initial_rebalance_delay: std::time::Duration::from_millis(cfg.group_initial_rebalance_delay_ms),
         min_session_timeout_ms: cfg.group_min_session_timeout_ms,
@@ -286,7 +287,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     });
 
     let kafka_addr = kafka_listener.local_addr()?;
-    let kafka_cfg = chronik_kafka::ServerConfig { limits, groups: group_settings, retention };
+    let kafka_cfg = chronik_kafka::ServerConfig { limits, groups: group_settings, retention, broker_configs };
     tokio::spawn(chronik_kafka::serve(kafka_listener, groups.clone(), metrics.clone(), kafka_cfg));
     chronik_kafka::server::log_startup(&kafka_addr);
     info!(node_id = node, "chronik is ready");

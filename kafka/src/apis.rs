@@ -29,6 +29,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// Versions we actually decode (Produce below 3 is advertised but refused).
@@ -61,6 +63,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::OffsetForLeaderEpoch => "offset_for_leader_epoch",
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::DeleteRecords => "delete_records",
+        ApiKey::AlterConfigs => "alter_configs",
+        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         _ => "other",
     }
 }

@@ -145,6 +145,15 @@ mod tests {
             ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
             ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
             ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
+            // A resource with a config, so that the nested arrays and strings
+            // are in the encoding too.
+            ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default().with_configs(vec![alter_configs_request::AlterableConfig::default()]),
+            ])),
+            ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()]),
+            ])),
             _ => return Err(()),
         })
     }

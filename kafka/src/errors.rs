@@ -1,5 +1,6 @@
 //! The one place where store errors become Kafka error codes.
 
+use chronik::dynamic_config::ConfigChangeError;
 use chronik::metadata::ControllerError;
 use chronik::log::batch::BatchError;
 use chronik::{ProducerRefusal, StoreError};
@@ -66,6 +67,8 @@ pub fn code(err: &StoreError) -> i16 {
             ControllerError::InvalidPartitions(_) => INVALID_PARTITIONS,
             ControllerError::InvalidReplicationFactor(..) => INVALID_REPLICATION_FACTOR,
             ControllerError::InvalidReplicaAssignment(_) => INVALID_REPLICA_ASSIGNMENT,
+            ControllerError::InvalidConfig(ConfigChangeError::Invalid { .. }) => INVALID_CONFIG,
+            ControllerError::InvalidConfig(ConfigChangeError::Request(_)) => INVALID_REQUEST,
         },
     }
 }

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub groups: GroupSettings,
     /// The broker's retention defaults, as DescribeConfigs reports them.
     pub retention: chronik::log::retention::RetentionDefaults,
+    /// The node's broker configs under Kafka's names (DescribeConfigs).
+    pub broker_configs: Vec<chronik::config::StaticBrokerConfig>,
 }
 
 pub struct Context<S> {

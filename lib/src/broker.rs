@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::log::batch::{self};
 use crate::config::split_host_port;
+use crate::dynamic_config::{ConfigOp, ConfigResource};
 use crate::engine::{StorageEngine, Transport};
 use crate::groups::{GroupManager, PartitionGroup};
 use crate::metadata::{validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
@@ -28,6 +29,9 @@ const CREATE_TOPIC_READY_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a leadership transfer may take to show.
 const TRANSFER_LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a config change waits for this node to apply it once committed.
+const CONFIG_APPLIED_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a new producer id block may take to reach this node's metadata.
 const PRODUCER_ID_BLOCK_WAIT: Duration = Duration::from_secs(5);
@@ -305,6 +309,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             controller: if md.nodes.is_empty() { None } else { self.controller.metrics().borrow_watched().current_leader },
             nodes,
             topics,
+            broker_configs: md.broker_configs.clone(),
         }
     }
 
@@ -340,6 +345,36 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         Ok(())
     }
 
+    async fn alter_configs(&self, resource: ConfigResource, ops: Vec<ConfigOp>, replace: bool, validate_only: bool) -> Result<(), StoreError> {
+        self.wait_controller_ready().await;
+        // Checked here for a clear answer; the controller checks again as it applies.
+        let after = self.metadata().altered_configs(&resource, &ops, replace)?;
+        if validate_only {
+            return Ok(());
+        }
+        if let ConfigResource::Topic(name) = &resource {
+            topic_config::note_unenforced(name, &after);
+        }
+        let cmd = ControllerCommand::AlterConfigs { resource: resource.clone(), ops, replace };
+        self.propose(cmd).await?;
+        info!(node_id = self.node_id(), %resource, configs = ?after, "configs changed");
+        // The change is committed; wait (bounded) until this node applied it,
+        // so that a DescribeConfigs here right after sees it.
+        let deadline = Instant::now() + CONFIG_APPLIED_WAIT;
+        while Instant::now() < deadline {
+            let md = self.metadata();
+            let now = match &resource {
+                ConfigResource::Topic(t) => md.topics.get(t).map(|t| &t.configs),
+                ConfigResource::Broker(n) => md.broker_configs.get(n),
+            };
+            if now.map_or(after.is_empty(), |c| *c == after) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     async fn leader_ready(&self, tp: &TopicPartition, deadline: tokio::time::Instant) {
         self.wait_leader_ready(tp, deadline).await
     }
@@ -354,7 +389,8 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         let pg = self.serving_leader(&tp)?;
         self.check_disk(batch.len() as u64)?;
         let md = self.metadata();
-        let policy = md.topics.get(&*tp.topic).map(|t| topic_config::batch_policy(&t.configs, &self.cfg.limits)).unwrap_or_default();
+        let configs = md.effective_configs(&tp.topic, self.node_id());
+        let policy = configs.as_ref().map(|c| topic_config::batch_policy(c, &self.cfg.limits)).unwrap_or_default();
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         let header = batch::validate_produce(&batch, &policy, now_ms)
             .map_err(|e| {
@@ -372,7 +408,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .header;
         // LogAppendTime topics: the leader stamps the batch before it is
         // replicated, so every replica stores the same bytes.
-        let stamped = md.topics.get(&*tp.topic).is_some_and(|t| topic_config::log_append_time(&t.configs)).then_some(now_ms);
+        let stamped = configs.as_ref().is_some_and(topic_config::log_append_time).then_some(now_ms);
         let batch = match stamped {
             Some(now) => batch::stamp_log_append_time(batch, now),
             None => batch,

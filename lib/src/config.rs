@@ -365,6 +365,68 @@ impl NodeConfig {
     pub fn replication_factor_default(&self) -> i16 {
         self.default_replication_factor.unwrap_or_else(|| self.nodes.len().min(3) as i16)
     }
+
+    /// This node's broker configs under Kafka's names, as DescribeConfigs
+    /// reports them (with Kafka's default of each, to tell a value the
+    /// node's flags set from Kafka's own).
+    pub fn broker_configs(&self) -> Vec<StaticBrokerConfig> {
+        use crate::topic_config::ConfigType::{Boolean, Int, List, Long, String as Str};
+        let advertised = self.nodes.get(&self.node_id).map(|n| format!("PLAINTEXT://{}", n.kafka_addr)).unwrap_or_default();
+        let r = &self.retention;
+        let l = &self.limits;
+        let c = |name: &'static str, value: String, kafka_default: &'static str, kind| StaticBrokerConfig { name, value, kafka_default, kind };
+        let mut out = vec![
+            c("advertised.listeners", advertised, "", List),
+            c("auto.create.topics.enable", self.auto_create_topics.to_string(), "true", Boolean),
+            c("broker.id", self.node_id.to_string(), "-1", Int),
+            c("compression.type", "producer".into(), "producer", Str),
+            c("default.replication.factor", self.replication_factor_default().to_string(), "1", Int),
+            c("fetch.max.bytes", l.fetch_max_bytes.to_string(), "57671680", Int),
+            c("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string(), "3000", Int),
+            c("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), "1800000", Int),
+            c("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string(), "6000", Int),
+            c("listeners", format!("PLAINTEXT://{}", self.kafka_listen), "PLAINTEXT://:9092", List),
+            c("log.cleanup.policy", "delete".into(), "delete", List),
+            c("log.dirs", self.data_dir.display().to_string(), "/tmp/kafka-logs", Str),
+            c("log.retention.bytes", r.bytes.to_string(), "-1", Long),
+            c("log.retention.check.interval.ms", r.check_interval_ms.to_string(), "300000", Long),
+            c("log.retention.ms", r.ms.to_string(), "604800000", Long),
+            c("log.roll.ms", r.segment_ms.to_string(), "604800000", Long),
+            c("log.segment.bytes", r.segment_bytes.to_string(), "1073741824", Int),
+            c("max.connections", l.max_connections.to_string(), "2147483647", Int),
+            c("max.connections.per.ip", l.max_connections_per_ip.to_string(), "2147483647", Int),
+            c("message.max.bytes", l.message_max_bytes.to_string(), "1048588", Int),
+            c("min.insync.replicas", "1".into(), "1", Int),
+            c("node.id", self.node_id.to_string(), "-1", Int),
+            c("num.partitions", self.default_partitions.to_string(), "1", Int),
+            c("offsets.topic.num.partitions", self.offsets_topic_partitions.to_string(), "50", Int),
+            c("offsets.topic.segment.bytes", r.offsets_segment_bytes.to_string(), "104857600", Int),
+            c("producer.id.expiration.ms", r.producer_expiration_ms.to_string(), "86400000", Int),
+            c("queued.max.request.bytes", l.queued_max_request_bytes.to_string(), "-1", Long),
+            c("replica.lag.time.max.ms", l.replica_lag_time_max_ms.to_string(), "30000", Long),
+            c("socket.request.max.bytes", l.frame_bytes_max.to_string(), "104857600", Int),
+            c("unclean.leader.election.enable", "false".into(), "false", Boolean),
+        ];
+        // Kafka reports the hours form of the retention and roll settings too.
+        if r.ms >= 0 && r.ms % 3_600_000 == 0 {
+            out.push(c("log.retention.hours", (r.ms / 3_600_000).to_string(), "168", Int));
+        }
+        if r.segment_ms % 3_600_000 == 0 {
+            out.push(c("log.roll.hours", (r.segment_ms / 3_600_000).to_string(), "168", Int));
+        }
+        out.sort_by_key(|c| c.name);
+        out
+    }
+}
+
+/// One of a node's broker configs, as DescribeConfigs reports it.
+#[derive(Debug, Clone)]
+pub struct StaticBrokerConfig {
+    pub name: &'static str,
+    pub value: String,
+    /// Kafka's default: a value equal to it is reported as a default.
+    pub kafka_default: &'static str,
+    pub kind: crate::topic_config::ConfigType,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod dynamic_config;
 pub mod engine;
 pub mod groups;
 pub mod isr;

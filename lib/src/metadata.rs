@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dynamic_config::{self, BrokerConfigs, ConfigChangeError, ConfigOp, ConfigResource, EffectiveConfigs};
+use crate::topic_config;
 use crate::types::{GroupId, NodeAddr, NodeId, TopicPartition};
 
 /// Longest topic name Kafka accepts.
@@ -38,6 +40,13 @@ pub enum ControllerCommand {
         assignment: Vec<Vec<NodeId>>,
         configs: BTreeMap<String, String>,
     },
+    /// Changes a topic's configs or dynamic broker configs
+    /// (IncrementalAlterConfigs; AlterConfigs with `replace`).
+    AlterConfigs {
+        resource: ConfigResource,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+    },
 }
 
 /// Producer ids a node gets at a time (InitProducerId hands them out).
@@ -57,6 +66,8 @@ pub enum ControllerError {
     InvalidReplicationFactor(i16, usize),
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigChangeError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +97,10 @@ pub struct ClusterMetadata {
     pub next_producer_id: i64,
     /// The start of the producer id block each node got last.
     pub producer_id_blocks: BTreeMap<NodeId, i64>,
+    /// Dynamic broker configs (topic defaults), per node and cluster-wide.
+    /// The last field: state stored before it existed still decodes (see
+    /// `storage::state_machine::decode_state`).
+    pub broker_configs: BrokerConfigs,
 }
 
 impl ClusterMetadata {
@@ -120,6 +135,39 @@ impl ClusterMetadata {
                 self.producer_id_blocks.insert(*node, self.next_producer_id);
                 self.next_producer_id += PRODUCER_ID_BLOCK;
                 Ok(())
+            }
+            ControllerCommand::AlterConfigs { resource, ops, replace } => {
+                let changed = self.altered_configs(resource, ops, *replace)?;
+                match resource {
+                    ConfigResource::Topic(name) => self.topics.get_mut(name).expect("checked above").configs = changed,
+                    ConfigResource::Broker(node) if changed.is_empty() => {
+                        self.broker_configs.remove(node);
+                    }
+                    ConfigResource::Broker(node) => {
+                        self.broker_configs.insert(*node, changed);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The configs `resource` would have after `ops`, checked as Kafka
+    /// checks them (and as CreateTopics does, for a topic).
+    pub fn altered_configs(&self, resource: &ConfigResource, ops: &[ConfigOp], replace: bool) -> Result<BTreeMap<String, String>, ControllerError> {
+        match resource {
+            ConfigResource::Topic(name) => {
+                let topic = self.topics.get(name).ok_or_else(|| ControllerError::UnknownTopic(name.clone()))?;
+                let out = dynamic_config::apply_ops(&topic.configs, ops, replace, dynamic_config::check_topic_config, dynamic_config::is_topic_list, resource)?;
+                topic_config::validate_all(&out).map_err(|(key, value, reason)| ConfigChangeError::Invalid { resource: resource.to_string(), key, value, reason })?;
+                Ok(out)
+            }
+            ConfigResource::Broker(node) => {
+                if let Some(n) = node.filter(|n| !self.nodes.contains_key(n)) {
+                    return Err(ConfigChangeError::Request(format!("broker {n} is not a node of this cluster")).into());
+                }
+                let current = self.broker_configs.get(node).cloned().unwrap_or_default();
+                Ok(dynamic_config::apply_ops(&current, ops, replace, dynamic_config::check_broker_config, dynamic_config::is_broker_list, resource)?)
             }
         }
     }
@@ -174,6 +222,12 @@ impl ClusterMetadata {
             })
             .collect();
         Ok(out)
+    }
+
+    /// A topic's configs as they apply on `node`: its own, over the dynamic
+    /// broker defaults.
+    pub fn effective_configs(&self, topic: &str, node: NodeId) -> Option<EffectiveConfigs<'_>> {
+        self.topics.get(topic).map(|t| EffectiveConfigs::new(&t.configs, &self.broker_configs, node))
     }
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionAssignment> {
@@ -253,6 +307,37 @@ mod tests {
         for bad in [vec![vec![1, 1]], vec![vec![1, 2], vec![3]], vec![vec![4]], vec![vec![]], vec![]] {
             assert!(assigned(&mut m, "n", bad.clone()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn configs_change_for_topics_and_brokers() {
+        let mut m = cluster(2);
+        create(&mut m, "t", 1, 1).unwrap();
+        let alter = |m: &mut ClusterMetadata, resource: ConfigResource, ops: Vec<ConfigOp>| m.apply(&ControllerCommand::AlterConfigs { resource, ops, replace: false });
+        alter(&mut m, ConfigResource::Topic("t".into()), vec![ConfigOp::Set("retention.ms".into(), "1000".into())]).unwrap();
+        assert_eq!(m.topics["t"].configs["retention.ms"], "1000");
+        alter(&mut m, ConfigResource::Broker(None), vec![ConfigOp::Set("log.retention.bytes".into(), "99".into())]).unwrap();
+        alter(&mut m, ConfigResource::Broker(Some(2)), vec![ConfigOp::Set("log.roll.ms".into(), "5000".into())]).unwrap();
+        assert_eq!(m.broker_configs[&None]["log.retention.bytes"], "99");
+        assert_eq!(m.broker_configs[&Some(2)]["log.roll.ms"], "5000");
+        alter(&mut m, ConfigResource::Broker(Some(2)), vec![ConfigOp::Delete("log.roll.ms".into())]).unwrap();
+        assert!(!m.broker_configs.contains_key(&Some(2)), "an empty set is dropped");
+        let before = m.clone();
+        for (resource, op) in [
+            (ConfigResource::Topic("nope".into()), ConfigOp::Set("retention.ms".into(), "1".into())),
+            (ConfigResource::Topic("t".into()), ConfigOp::Set("retention.ms".into(), "x".into())),
+            (ConfigResource::Topic("t".into()), ConfigOp::Set("min.compaction.lag.ms".into(), "9223372036854775807".into())),
+            (ConfigResource::Broker(Some(9)), ConfigOp::Set("log.retention.ms".into(), "1".into())),
+            (ConfigResource::Broker(None), ConfigOp::Set("broker.id".into(), "1".into())),
+        ] {
+            let extra = matches!(&op, ConfigOp::Set(k, _) if k == "min.compaction.lag.ms");
+            let mut ops = vec![op];
+            if extra {
+                ops.push(ConfigOp::Set("max.compaction.lag.ms".into(), "5".into()));
+            }
+            assert!(alter(&mut m, resource.clone(), ops).is_err(), "{resource:?}");
+        }
+        assert_eq!(m, before, "a refused change changes nothing");
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         if &*tp.topic == OFFSETS_TOPIC {
             return Some(SegmentRule { bytes: defaults.offsets_segment_bytes, ms: defaults.segment_ms });
         }
-        md.topics.get(&*tp.topic).map(|topic| SegmentRule::of_topic(&topic.configs, defaults))
+        md.effective_configs(&tp.topic, self.node_id()).map(|configs| SegmentRule::of_topic(&configs, defaults))
     }
 
     /// One look at every replica here; `refresh_rules` hands each its

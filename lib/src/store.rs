@@ -8,6 +8,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::dynamic_config::{ConfigOp, ConfigResource};
 use crate::log::batch::BatchError;
 use crate::metadata::ControllerError;
 use crate::offsets::{CommittedOffset, GroupCommand, GroupRecord};
@@ -132,6 +133,8 @@ pub struct ClusterView {
     pub controller: Option<NodeId>,
     pub nodes: Vec<NodeView>,
     pub topics: Vec<TopicView>,
+    /// Dynamic broker configs, per node and (None) cluster-wide.
+    pub broker_configs: crate::dynamic_config::BrokerConfigs,
 }
 
 impl ClusterView {
@@ -225,6 +228,18 @@ pub trait PartitionStore: Send + Sync + 'static {
     fn create_topic(&self, spec: TopicSpec, validate_only: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn delete_topic(&self, name: String) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Changes a topic's configs or dynamic broker configs through the
+    /// controller (IncrementalAlterConfigs; AlterConfigs with `replace`),
+    /// or only checks the change (`validate_only`). Returns once this node's
+    /// metadata has it.
+    fn alter_configs(
+        &self,
+        resource: ConfigResource,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+        validate_only: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Waits (bounded, until `deadline` at most) while an election of `tp`
     /// that can end on this node is under way, so that produces that would

@@ -6,12 +6,30 @@
 //! its [`Enforcement`] says why (README, "Topic configs"), and the node
 //! logs it once the first time a topic sets it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use crate::config::Limits;
 use crate::log::retention::RetentionDefaults;
 use crate::log::batch::{BatchPolicy, TimestampRule};
+
+/// Read access to a topic's configs: its own (a map), or as they apply on
+/// a node (`dynamic_config::EffectiveConfigs`, with the broker defaults).
+pub trait ConfigLookup {
+    fn value(&self, key: &str) -> Option<Cow<'_, str>>;
+
+    /// A numeric config, if set and parsable.
+    fn num(&self, key: &str) -> Option<i64> {
+        self.value(key).and_then(|v| v.trim().parse::<i64>().ok())
+    }
+}
+
+impl ConfigLookup for BTreeMap<String, String> {
+    fn value(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(|v| Cow::Borrowed(v.as_str()))
+    }
+}
 
 /// Kafka's config types, as DescribeConfigs v3+ reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,8 +235,8 @@ pub fn note_unenforced(topic: &str, configs: &BTreeMap<String, String>) {
 
 /// What a batch produced to a topic must satisfy: the topic's configs over
 /// the node's bounds (max.message.bytes defaults to message.max.bytes).
-pub fn batch_policy(configs: &BTreeMap<String, String>, limits: &Limits) -> BatchPolicy {
-    let num = |key: &str, default: i64| configs.get(key).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default);
+pub fn batch_policy(configs: &impl ConfigLookup, limits: &Limits) -> BatchPolicy {
+    let num = |key: &str, default: i64| configs.num(key).unwrap_or(default);
     BatchPolicy {
         batch_bytes_max: usize::try_from(num("max.message.bytes", limits.message_max_bytes as i64)).unwrap_or(0),
         decompressed_bytes_max: limits.batch_decompressed_bytes_max,
@@ -230,13 +248,18 @@ pub fn batch_policy(configs: &BTreeMap<String, String>, limits: &Limits) -> Batc
                 after_max_ms: num("message.timestamp.after.max.ms", 3_600_000),
             }
         },
-        key_required: configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|x| x.trim().eq_ignore_ascii_case("compact"))),
+        key_required: compacted(configs),
     }
 }
 
+/// Whether the topic's cleanup.policy includes `compact`.
+pub fn compacted(configs: &impl ConfigLookup) -> bool {
+    configs.value("cleanup.policy").is_some_and(|p| p.split(',').any(|x| x.trim().eq_ignore_ascii_case("compact")))
+}
+
 /// Whether the broker stamps the topic's batches (message.timestamp.type).
-pub fn log_append_time(configs: &BTreeMap<String, String>) -> bool {
-    configs.get("message.timestamp.type").is_some_and(|t| t.trim().eq_ignore_ascii_case("LogAppendTime"))
+pub fn log_append_time(configs: &impl ConfigLookup) -> bool {
+    configs.value("message.timestamp.type").is_some_and(|t| t.trim().eq_ignore_ascii_case("LogAppendTime"))
 }
 
 #[cfg(test)]

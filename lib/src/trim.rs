@@ -109,8 +109,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 continue;
             }
             self.expire_producers(&pg, now).await;
-            let Some(topic) = md.topics.get(&*pg.tp.topic) else { continue };
-            let rule = Retention::of_topic(&topic.configs, &self.cfg.retention);
+            let Some(configs) = md.effective_configs(&pg.tp.topic, self.node_id()) else { continue };
+            let rule = Retention::of_topic(&configs, &self.cfg.retention);
             if rule.keeps_everything() {
                 continue;
             }

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chronik::dynamic_config::{ConfigOp, ConfigResource};
 use chronik::metadata::ControllerError;
 use chronik::store::{ClusterView, PartitionStore, TopicSpec};
 use chronik::{StoreError, TopicPartition};
@@ -92,6 +93,9 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/cluster", get(cluster::<S>))
         .route("/v1/topics", get(topics::<S>).post(create_topic::<S>))
         .route("/v1/topics/{name}", get(describe_topic::<S>).delete(delete_topic::<S>))
+        .route("/v1/topics/{name}/configs", axum::routing::patch(alter_topic_configs::<S>))
+        .route("/v1/broker-configs", get(broker_configs::<S>).patch(alter_cluster_configs::<S>))
+        .route("/v1/broker-configs/{node}", axum::routing::patch(alter_node_configs::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/leader", axum::routing::post(transfer_leader::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/delete-records", axum::routing::post(delete_records::<S>))
         .route("/v1/nodes", get(nodes::<S>))
@@ -323,6 +327,61 @@ fn topic_detail<S: PartitionStore>(store: &S, name: &str) -> Option<serde_json::
             })
         }).collect::<Vec<_>>(),
     }))
+}
+
+/// A change to a topic's or broker's configs: keys to set, keys to drop
+/// (back to their defaults).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigChange {
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    delete: Vec<String>,
+}
+
+async fn alter_configs<S: PartitionStore>(s: &AdminState<S>, resource: ConfigResource, body: &[u8]) -> Response {
+    let change: ConfigChange = match serde_json::from_slice(body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid config change JSON: {e}")),
+    };
+    let ops = change.set.into_iter().map(|(k, v)| ConfigOp::Set(k, v)).chain(change.delete.into_iter().map(ConfigOp::Delete)).collect();
+    match s.store.alter_configs(resource.clone(), ops, false, false).await {
+        Ok(()) => {
+            let view = s.store.cluster_view(None);
+            let configs = match &resource {
+                ConfigResource::Topic(t) => view.topics.iter().find(|x| x.name == *t).map(|x| x.configs.clone()),
+                ConfigResource::Broker(n) => view.broker_configs.get(n).cloned(),
+            };
+            Json(json!({"configs": configs.unwrap_or_default()})).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+/// PATCH /v1/topics/{name}/configs {"set": {k: v}, "delete": [k]}
+async fn alter_topic_configs<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(name): Path<String>, body: Bytes) -> Response {
+    alter_configs(&s, ConfigResource::Topic(name), &body).await
+}
+
+/// PATCH /v1/broker-configs: the cluster-wide dynamic broker configs.
+async fn alter_cluster_configs<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, body: Bytes) -> Response {
+    alter_configs(&s, ConfigResource::Broker(None), &body).await
+}
+
+/// PATCH /v1/broker-configs/{node}: one node's dynamic broker configs.
+async fn alter_node_configs<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(node): Path<String>, body: Bytes) -> Response {
+    let Ok(node) = node.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, &format!("node id {node:?} is not a number"));
+    };
+    alter_configs(&s, ConfigResource::Broker(Some(node)), &body).await
+}
+
+/// GET /v1/broker-configs: the dynamic broker configs, cluster-wide and per node.
+async fn broker_configs<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Response {
+    let view = s.store.cluster_view(Some(&[]));
+    let nodes: BTreeMap<String, &BTreeMap<String, String>> = view.broker_configs.iter().filter_map(|(n, c)| n.map(|n| (n.to_string(), c))).collect();
+    Json(json!({"cluster": view.broker_configs.get(&None).cloned().unwrap_or_default(), "nodes": nodes})).into_response()
 }
 
 async fn describe_topic<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(name): Path<String>) -> Response {

@@ -194,9 +194,7 @@ impl SledStateMachine {
     /// moves up to the snapshot's next offset, and the retained records come
     /// after it as appends.
     pub(crate) fn install(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> io::Result<()> {
-        // Snapshots written before keyed state existed hold the state alone.
-        let SnapshotBody { mut state, records } =
-            decode(&data).or_else(|_| decode::<SmState>(&data).map(|state| SnapshotBody { state, records: vec![] }))?;
+        let SnapshotBody { mut state, records } = SnapshotBody::decode(&data)?;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.log_start_offset = state.log_start_offset.max(state.next_offset);

@@ -42,13 +42,86 @@ pub(crate) struct SmState {
     pub(crate) metadata: Option<ClusterMetadata>,
 }
 
+/// The encodings of [`SmState`] and [`SnapshotBody`] before cluster
+/// metadata had dynamic broker configs (its last field). bincode cannot skip
+/// a missing field, so state stored then is read with these.
+mod legacy {
+    use std::collections::BTreeMap;
+
+    use chronik::metadata::{ClusterMetadata, TopicMeta};
+    use chronik::{LogId, NodeAddr, NodeId, Offset, StoredMembership};
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct ClusterMetadataV1 {
+        nodes: BTreeMap<NodeId, NodeAddr>,
+        topics: BTreeMap<String, TopicMeta>,
+        next_group: u64,
+        next_placement: u64,
+        next_producer_id: i64,
+        producer_id_blocks: BTreeMap<NodeId, i64>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct SmStateV1 {
+        last_applied: Option<LogId>,
+        membership: StoredMembership,
+        next_offset: Offset,
+        log_start_offset: Offset,
+        metadata: Option<ClusterMetadataV1>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct SnapshotBodyV1 {
+        pub(super) state: SmStateV1,
+        pub(super) records: Vec<(u8, Vec<u8>, Vec<u8>)>,
+    }
+
+    impl From<SmStateV1> for super::SmState {
+        fn from(s: SmStateV1) -> Self {
+            Self {
+                last_applied: s.last_applied,
+                membership: s.membership,
+                next_offset: s.next_offset,
+                log_start_offset: s.log_start_offset,
+                metadata: s.metadata.map(|m| ClusterMetadata {
+                    nodes: m.nodes,
+                    topics: m.topics,
+                    next_group: m.next_group,
+                    next_placement: m.next_placement,
+                    next_producer_id: m.next_producer_id,
+                    producer_id_blocks: m.producer_id_blocks,
+                    broker_configs: Default::default(),
+                }),
+            }
+        }
+    }
+}
+
+impl SmState {
+    /// Decodes a stored state, of this version or an older one.
+    pub(crate) fn decode(b: &[u8]) -> io::Result<Self> {
+        decode::<SmState>(b).or_else(|e| decode::<legacy::SmStateV1>(b).map(Into::into).map_err(|_| e))
+    }
+}
+
+impl SnapshotBody {
+    /// Decodes a snapshot of this version or an older one (also one from
+    /// before keyed state, which held the state alone).
+    pub(crate) fn decode(b: &[u8]) -> io::Result<Self> {
+        decode::<SnapshotBody>(b)
+            .or_else(|e| decode::<legacy::SnapshotBodyV1>(b).map(|v| SnapshotBody { state: v.state.into(), records: v.records }).map_err(|_| e))
+            .or_else(|e| SmState::decode(b).map(|state| SnapshotBody { state, records: vec![] }).map_err(|_| e))
+    }
+}
+
 /// Where a batch lives: fixed 28 bytes at g ++ b'i' ++ base offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct IndexValue {
-    log_index: u64,
-    last_offset: Offset,
-    max_timestamp: i64,
-    bytes: u32,
+pub(crate) struct IndexValue {
+    pub(crate) log_index: u64,
+    pub(crate) last_offset: Offset,
+    pub(crate) max_timestamp: i64,
+    pub(crate) bytes: u32,
 }
 
 impl IndexValue {
@@ -348,7 +421,7 @@ pub struct SledStateMachine {
 impl SledStateMachine {
     fn load(inner: &Inner, group: GroupId) -> Result<SmState, StoreError> {
         match inner.sm.get(&keys::tag(group, keys::STATE)).map_err(|e| inner.storage_err(e))? {
-            Some(v) => decode(&v).map_err(|e| inner.storage_err(e)),
+            Some(v) => SmState::decode(&v).map_err(|e| inner.storage_err(e)),
             None => Ok(SmState::default()),
         }
     }

@@ -512,3 +512,33 @@ async fn a_log_with_a_hole_is_refused() {
     assert!(err.to_string().contains("log entry after 2 is 4"), "{err}");
     assert_eq!(opened.log.try_get_log_entries(4..=5).await.unwrap().len(), 2, "the part after the hole still reads");
 }
+
+/// State stored before cluster metadata had dynamic broker configs (its
+/// last field) still loads: the controller's applied state and snapshot,
+/// and a partition's snapshot with its keyed records. bincode writes a
+/// struct as its fields in order, so tuples give the old layouts.
+#[test]
+fn state_from_before_broker_configs_still_decodes() {
+    use crate::log_store::encode;
+    use crate::state_machine::{SmState, SnapshotBody};
+    use chronik::metadata::ClusterMetadata;
+    let mut md = ClusterMetadata { next_group: 7, next_producer_id: 3000, ..Default::default() };
+    md.nodes.insert(1, chronik::NodeAddr { kafka_addr: "a:1".into(), raft_addr: "a:2".into() });
+    md.producer_id_blocks.insert(1, 2000);
+    let old_md = (md.nodes.clone(), md.topics.clone(), md.next_group, md.next_placement, md.next_producer_id, md.producer_id_blocks.clone());
+    let state = SmState { metadata: Some(md.clone()), next_offset: 5, log_start_offset: 2, ..Default::default() };
+    let old_state = (state.last_applied, state.membership.clone(), state.next_offset, state.log_start_offset, Some(old_md));
+    let decoded = SmState::decode(&encode(&old_state).unwrap()).unwrap();
+    assert_eq!((decoded.metadata.as_ref(), decoded.next_offset, decoded.log_start_offset), (Some(&md), 5, 2));
+    let body = SnapshotBody::decode(&encode(&(old_state, Vec::<(u8, Vec<u8>, Vec<u8>)>::new())).unwrap()).unwrap();
+    assert_eq!(body.state.metadata, Some(md.clone()));
+    // A partition's: no metadata, keyed records after it.
+    let records = vec![(b'P', vec![1, 2], vec![3, 4, 5])];
+    let partition = (None::<chronik::LogId>, state.membership.clone(), 9i64, 4i64, None::<()>);
+    let body = SnapshotBody::decode(&encode(&(partition, records.clone())).unwrap()).unwrap();
+    assert_eq!((body.state.next_offset, body.state.metadata.is_none(), body.records), (9, true, records));
+    // Today's round-trip, with broker configs.
+    md.broker_configs.insert(None, [("log.retention.ms".to_string(), "5".to_string())].into());
+    let now = SmState { metadata: Some(md.clone()), ..Default::default() };
+    assert_eq!(SmState::decode(&encode(&now).unwrap()).unwrap().metadata, Some(md));
+}

@@ -1,6 +1,7 @@
 //! One file per Kafka API; each turns a request into calls on the partition
 //! store and its results into a response.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -11,6 +12,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod incremental_alter_configs;
 pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
@@ -26,6 +28,7 @@ pub mod sync_group;
 
 use std::sync::Arc;
 
+use chronik::dynamic_config::{ConfigOp, ConfigResource};
 use chronik::PartitionStore;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
@@ -71,6 +74,8 @@ pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind,
         RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&ctx, r).await),
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(&ctx, r).await),
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster::handle(&ctx, version)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(&ctx, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(&ctx, r).await),
         other => unreachable!("{other:?} passed the version table but has no handler"),
     }
 }
@@ -101,9 +106,52 @@ pub fn error_codes(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::InitProducerId(r) => vec![r.error_code],
         ResponseKind::DeleteRecords(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         ResponseKind::OffsetForLeaderEpoch(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
+        ResponseKind::AlterConfigs(r) => r.responses.iter().map(|r| r.error_code).collect(),
+        ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().map(|r| r.error_code).collect(),
         _ => vec![],
     };
     codes.into_iter().filter(|c| *c != 0).collect()
+}
+
+/// Kafka's config resource types.
+pub(crate) const RESOURCE_TOPIC: i8 = 2;
+pub(crate) const RESOURCE_BROKER: i8 = 4;
+
+/// The resource a config request names: a topic, a broker by id, or (an
+/// empty broker name) the cluster-wide broker defaults.
+pub(crate) fn config_resource(resource_type: i8, name: &str) -> Result<ConfigResource, (i16, String)> {
+    match resource_type {
+        RESOURCE_TOPIC => Ok(ConfigResource::Topic(name.to_string())),
+        RESOURCE_BROKER if name.is_empty() => Ok(ConfigResource::Broker(None)),
+        RESOURCE_BROKER => name
+            .parse::<u64>()
+            .map(|n| ConfigResource::Broker(Some(n)))
+            .map_err(|_| (crate::errors::INVALID_REQUEST, format!("broker {name:?} is not a node id"))),
+        other => Err((crate::errors::INVALID_REQUEST, format!("config resource type {other} is not supported"))),
+    }
+}
+
+/// AlterConfigs and IncrementalAlterConfigs: one resource's change, as an
+/// error code and message for its response.
+pub(crate) async fn alter_configs<S: PartitionStore>(
+    ctx: &Context<S>,
+    resource_type: i8,
+    name: &str,
+    ops: Vec<ConfigOp>,
+    replace: bool,
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    let resource = match config_resource(resource_type, name) {
+        Ok(r) => r,
+        Err((code, why)) => return (code, Some(why)),
+    };
+    match ctx.store.alter_configs(resource.clone(), ops, replace, validate_only).await {
+        Ok(()) => (crate::errors::NONE, None),
+        Err(e) => {
+            tracing::info!(%resource, error = %e, "config change refused");
+            (crate::errors::code(&e), Some(e.to_string()))
+        }
+    }
 }
 
 pub fn str(s: impl Into<String>) -> StrBytes {

@@ -7,8 +7,7 @@
 //! log start moves to the end of the last batch that may go. Every replica
 //! then applies the resulting `Command::Trim` at the same place in its log.
 
-use std::collections::BTreeMap;
-
+use crate::topic_config::ConfigLookup;
 use crate::types::Offset;
 
 /// What a topic keeps (None: no bound of that kind).
@@ -75,8 +74,8 @@ impl Default for SegmentRule {
 
 impl SegmentRule {
     /// A topic's segment.bytes and segment.ms over the broker defaults.
-    pub fn of_topic(configs: &BTreeMap<String, String>, defaults: &RetentionDefaults) -> Self {
-        let num = |key: &str| configs.get(key).and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v > 0);
+    pub fn of_topic(configs: &impl ConfigLookup, defaults: &RetentionDefaults) -> Self {
+        let num = |key: &str| configs.num(key).filter(|v| *v > 0);
         Self {
             bytes: num("segment.bytes").map(|v| v as u64).unwrap_or(defaults.segment_bytes),
             ms: num("segment.ms").unwrap_or(defaults.segment_ms),
@@ -93,12 +92,12 @@ impl SegmentRule {
 impl Retention {
     /// A topic's retention from its configs over the broker defaults. A
     /// topic whose cleanup.policy lacks `delete` keeps everything.
-    pub fn of_topic(configs: &BTreeMap<String, String>, defaults: &RetentionDefaults) -> Self {
-        let deletes = configs.get("cleanup.policy").is_none_or(|p| p.split(',').any(|x| x.trim().eq_ignore_ascii_case("delete")));
+    pub fn of_topic(configs: &impl ConfigLookup, defaults: &RetentionDefaults) -> Self {
+        let deletes = configs.value("cleanup.policy").is_none_or(|p| p.split(',').any(|x| x.trim().eq_ignore_ascii_case("delete")));
         if !deletes {
             return Self::default();
         }
-        let num = |key: &str, default: i64| configs.get(key).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default);
+        let num = |key: &str, default: i64| configs.num(key).unwrap_or(default);
         Self {
             ms: Some(num("retention.ms", defaults.ms)).filter(|v| *v >= 0),
             bytes: u64::try_from(num("retention.bytes", defaults.bytes)).ok(),
@@ -138,6 +137,8 @@ pub fn trim_point(batches: impl IntoIterator<Item = BatchSpan>, retained_bytes: 
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn spans(ts: &[i64]) -> Vec<BatchSpan> {
