@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use chronik::config::{FileConfig, NodeConfig};
 use chronik::groups::GroupManager;
-use chronik::metrics::{ConsumerGroupLabels, Metrics, SegmentLabels};
+use chronik::metrics::{ConsumerGroupLabels, LimitLabels, Metrics, SegmentLabels};
 use chronik::PartitionStore;
 use chronik_network::admin::{self, AdminState};
 use chronik_network::HttpTransport;
@@ -98,6 +98,10 @@ struct Flags {
     /// 30000, as Kafka's replica.lag.time.max.ms).
     #[arg(long)]
     replica_lag_time_max_ms: Option<u64>,
+    /// Memory for the keys one compaction holds at once (default 128 MiB, as
+    /// Kafka's log.cleaner.dedupe.buffer.size; about 40 bytes a key).
+    #[arg(long)]
+    log_cleaner_dedupe_buffer_bytes: Option<usize>,
     /// How long a new consumer group waits for more members before its first
     /// rebalance (default 3000, as Kafka).
     #[arg(long)]
@@ -127,6 +131,10 @@ struct Flags {
     /// log.retention.check.interval.ms).
     #[arg(long)]
     log_retention_check_interval_ms: Option<u64>,
+    /// How often leaders look for partitions to compact (default 15000, as
+    /// Kafka's log.cleaner.backoff.ms).
+    #[arg(long)]
+    log_cleaner_backoff_ms: Option<u64>,
     /// Bytes after which a partition's replica closes a segment of its Raft
     /// log, which retention then frees whole (default 1073741824, as Kafka's
     /// log.segment.bytes; at least 1048576).
@@ -169,7 +177,7 @@ impl Flags {
         set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes, cache_bytes,
             message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
             max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms,
-            log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms,
+            log_cleaner_dedupe_buffer_bytes, log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms, log_cleaner_backoff_ms,
             log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms);
         Ok(file.resolve()?)
     }
@@ -264,6 +272,16 @@ async fn run(cfg: NodeConfig) -> Result<()> {
             let leaderless = view.topics.iter().flat_map(|t| &t.partitions).filter(|p| p.leader.is_none()).count();
             metrics.partitions_leaderless.get_or_create(&labels).set(leaderless as i64);
             consumer_lag(&*groups, &metrics);
+            // Counters kept by the storage engine, brought up to date.
+            let cs = engine.compaction_stats();
+            let catch_up = |c: &prometheus_client::metrics::counter::Counter, total: &std::sync::atomic::AtomicU64| {
+                c.inc_by(total.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(c.get()));
+            };
+            catch_up(&metrics.compactions.get_or_create(&labels), &cs.jobs);
+            catch_up(&metrics.compaction_batches_rewritten.get_or_create(&labels), &cs.batches_rewritten);
+            catch_up(&metrics.compaction_bytes_removed.get_or_create(&labels), &cs.bytes_removed);
+            let full = metrics.limit_hits.get_or_create(&LimitLabels { node_id: labels.node_id.clone(), limit: "log_cleaner_dedupe_buffer_bytes" });
+            catch_up(&full, &cs.key_map_full);
             let fs = engine.flush_stats();
             let flushes = metrics.storage_flushes.get_or_create(&labels);
             flushes.inc_by(fs.flushes.saturating_sub(flushes.get()));

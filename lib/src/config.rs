@@ -62,6 +62,10 @@ pub struct Limits {
     /// A follower that has not caught up with its leader's log within this
     /// long is out of the ISR (Kafka's replica.lag.time.max.ms).
     pub replica_lag_time_max_ms: u64,
+    /// Memory for the keys one compaction of a partition holds at once
+    /// (Kafka's log.cleaner.dedupe.buffer.size): a compaction whose dirty
+    /// part has more keys compacts what fits and leaves the rest for the next.
+    pub log_cleaner_dedupe_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -77,6 +81,7 @@ impl Default for Limits {
             max_connections_per_ip: 1_000,
             replication_append_bytes_max: 8 << 20,
             replica_lag_time_max_ms: 30_000,
+            log_cleaner_dedupe_buffer_bytes: 128 << 20,
         }
     }
 }
@@ -129,10 +134,12 @@ pub struct FileConfig {
     pub max_connections_per_ip: Option<usize>,
     pub replication_append_bytes_max: Option<usize>,
     pub replica_lag_time_max_ms: Option<u64>,
+    pub log_cleaner_dedupe_buffer_bytes: Option<usize>,
     pub log_retention_ms: Option<i64>,
     pub log_retention_hours: Option<i64>,
     pub log_retention_bytes: Option<i64>,
     pub log_retention_check_interval_ms: Option<u64>,
+    pub log_cleaner_backoff_ms: Option<u64>,
     pub log_segment_bytes: Option<u64>,
     pub log_roll_ms: Option<i64>,
     pub log_roll_hours: Option<i64>,
@@ -286,6 +293,7 @@ impl FileConfig {
             max_connections_per_ip: self.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
             replication_append_bytes_max: self.replication_append_bytes_max.unwrap_or(d.replication_append_bytes_max),
             replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(d.replica_lag_time_max_ms),
+            log_cleaner_dedupe_buffer_bytes: self.log_cleaner_dedupe_buffer_bytes.unwrap_or(d.log_cleaner_dedupe_buffer_bytes),
         };
         limits.check()?;
         let rd = RetentionDefaults::default();
@@ -299,6 +307,7 @@ impl FileConfig {
             segment_ms: ms_or_hours(self.log_roll_ms, self.log_roll_hours, rd.segment_ms),
             offsets_segment_bytes: self.offsets_topic_segment_bytes.unwrap_or(rd.offsets_segment_bytes),
             producer_expiration_ms: self.producer_id_expiration_ms.unwrap_or(rd.producer_expiration_ms),
+            cleaner_backoff_ms: self.log_cleaner_backoff_ms.unwrap_or(rd.cleaner_backoff_ms).max(1),
         };
         if retention.producer_expiration_ms < 1 {
             return Err(ConfigError::Invalid("producer_id_expiration_ms must be at least 1".into()));
@@ -386,6 +395,8 @@ impl NodeConfig {
             c("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), "1800000", Int),
             c("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string(), "6000", Int),
             c("listeners", format!("PLAINTEXT://{}", self.kafka_listen), "PLAINTEXT://:9092", List),
+            c("log.cleaner.backoff.ms", r.cleaner_backoff_ms.to_string(), "15000", Long),
+            c("log.cleaner.dedupe.buffer.size", l.log_cleaner_dedupe_buffer_bytes.to_string(), "134217728", Long),
             c("log.cleanup.policy", "delete".into(), "delete", List),
             c("log.dirs", self.data_dir.display().to_string(), "/tmp/kafka-logs", Str),
             c("log.retention.bytes", r.bytes.to_string(), "-1", Long),

@@ -32,6 +32,29 @@ pub struct BatchLocation {
     pub base_sequence: i32,
 }
 
+/// What the leader needs to decide whether to compact a partition (see
+/// `compaction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompactionView {
+    /// Where this replica's last compaction ended: below it, no two records
+    /// share a key (the clean part).
+    pub cleaned_end: Offset,
+    /// A compaction is under way here.
+    pub pending: bool,
+    /// The end of the last closed segment: compaction leaves the open one
+    /// alone (as Kafka leaves its active segment).
+    pub closed_end: Offset,
+    /// The first offset of a batch newer than min.compaction.lag.ms (the
+    /// high watermark if none is).
+    pub lag_end: Offset,
+    /// Bytes from the log start to `cleaned_end`, and from there to
+    /// min(`closed_end`, `lag_end`).
+    pub clean_bytes: u64,
+    pub dirty_bytes: u64,
+    /// The newest timestamp of the oldest dirty batch (max.compaction.lag.ms).
+    pub first_dirty_timestamp: Option<i64>,
+}
+
 /// Read access to one partition's applied data.
 pub trait PartitionLog: Send + Sync + 'static {
     fn high_watermark(&self) -> Offset;
@@ -51,6 +74,9 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// A checkpoint newer than the current snapshot lies wholly below the
     /// log start: a snapshot built now lets the Raft log up to it go.
     fn snapshot_due(&self) -> bool;
+    /// What compacting this partition would take, with batches newer than
+    /// `newest_cleanable_ms` left alone (min.compaction.lag.ms).
+    fn compaction_view(&self, newest_cleanable_ms: i64) -> Result<CompactionView, StoreError>;
     /// Up to `limit` batches below the high watermark, from the one holding `from` on.
     fn batch_locations(&self, from: Offset, limit: usize) -> Result<Vec<BatchLocation>, StoreError>;
 

@@ -6,6 +6,7 @@
 //! Invariant: only [`groups::GroupManager`] creates or drops Raft groups.
 
 pub mod broker;
+pub mod compaction;
 pub mod config;
 pub mod dynamic_config;
 pub mod engine;

@@ -81,6 +81,9 @@ pub struct Metrics {
     pub partitions: Family<NodeLabels, Gauge>,
     pub partition_leaders: Family<NodeLabels, Gauge>,
     pub storage_flushes: Family<NodeLabels, Counter>,
+    pub compactions: Family<NodeLabels, Counter>,
+    pub compaction_batches_rewritten: Family<NodeLabels, Counter>,
+    pub compaction_bytes_removed: Family<NodeLabels, Counter>,
     pub storage_flush_seconds: Family<NodeLabels, Counter<f64>>,
     pub storage_flush_duration: Family<NodeLabels, Histogram>,
     pub storage_flush_writers: Family<NodeLabels, Histogram>,
@@ -119,6 +122,9 @@ impl Metrics {
             partitions: Family::default(),
             partition_leaders: Family::default(),
             storage_flushes: Family::default(),
+            compactions: Family::default(),
+            compaction_batches_rewritten: Family::default(),
+            compaction_bytes_removed: Family::default(),
             storage_flush_seconds: Family::default(),
             storage_flush_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 16))),
             storage_flush_writers: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 12))),
@@ -184,6 +190,9 @@ impl Metrics {
         r.register("chronik_partitions", "Partition replicas on this node", self.partitions.clone());
         r.register("chronik_partition_leaders", "Partitions led by this node", self.partition_leaders.clone());
         r.register("chronik_storage_flushes", "Group-commit flushes (flush + fsync)", self.storage_flushes.clone());
+        r.register("chronik_compactions", "Compactions this node's replicas have run", self.compactions.clone());
+        r.register("chronik_compaction_batches_rewritten", "Record batches compaction rewrote without some of their records", self.compaction_batches_rewritten.clone());
+        r.register("chronik_compaction_bytes_removed", "Bytes compaction removed from the retained batches", self.compaction_bytes_removed.clone());
         r.register("chronik_storage_flush_seconds", "Time spent in group-commit flushes", self.storage_flush_seconds.clone());
         r.register("chronik_storage_flush_duration_seconds", "Duration of one group-commit flush (flush + fsync)", self.storage_flush_duration.clone());
         r.register("chronik_storage_flush_writers", "Writes made durable by one group-commit flush", self.storage_flush_writers.clone());

@@ -90,18 +90,17 @@ use Enforcement::*;
 
 const NO_SEGMENTS: &str = "Chronik keeps records in its Raft log, not in segment files";
 const JITTER: &str = "segments roll exactly at segment.ms on each replica";
-const COMPACTION: &str = "compaction is not implemented yet";
 const NO_REMOTE: &str = "tiered storage is not supported";
 const FSYNC: &str = "every acknowledged write is already fsynced";
 
 /// Kafka 4.x's topic configs (its LogConfig), sorted by name.
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    def("cleanup.policy", T::List, "delete", ListOf(&["compact", "delete"]), NotYet("keys are required on compacted topics; the log itself is neither compacted nor deleted yet")),
+    def("cleanup.policy", T::List, "delete", ListOf(&["compact", "delete"]), Enforced),
     def("compression.gzip.level", T::Int, "-1", RangeOr(1, 9, &[-1]), NotYet("batches are stored as the producer compressed them")),
     def("compression.lz4.level", T::Int, "9", RangeOr(1, 17, &[]), NotYet("batches are stored as the producer compressed them")),
     def("compression.type", T::String, "producer", OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), NotYet("batches are stored as the producer compressed them")),
     def("compression.zstd.level", T::Int, "3", RangeOr(-131072, 22, &[]), NotYet("batches are stored as the producer compressed them")),
-    def("delete.retention.ms", T::Long, "86400000", AtLeast(0), NotYet(COMPACTION)),
+    def("delete.retention.ms", T::Long, "86400000", AtLeast(0), Enforced),
     def("file.delete.delay.ms", T::Long, "60000", AtLeast(0), NotApplicable(NO_SEGMENTS)),
     def("flush.messages", T::Long, "9223372036854775807", AtLeast(1), NotApplicable(FSYNC)),
     def("flush.ms", T::Long, "9223372036854775807", AtLeast(0), NotApplicable(FSYNC)),
@@ -110,13 +109,13 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("leader.replication.throttled.replicas", T::List, "", ThrottledReplicas, NotYet("replication is not throttled")),
     def("local.retention.bytes", T::Long, "-2", AtLeast(-2), NotApplicable(NO_REMOTE)),
     def("local.retention.ms", T::Long, "-2", AtLeast(-2), NotApplicable(NO_REMOTE)),
-    def("max.compaction.lag.ms", T::Long, "9223372036854775807", AtLeast(1), NotYet(COMPACTION)),
+    def("max.compaction.lag.ms", T::Long, "9223372036854775807", AtLeast(1), Enforced),
     def("max.message.bytes", T::Int, "1048588", AtLeast(0), Enforced),
     def("message.timestamp.after.max.ms", T::Long, "3600000", AtLeast(0), Enforced),
     def("message.timestamp.before.max.ms", T::Long, "9223372036854775807", AtLeast(0), Enforced),
     def("message.timestamp.type", T::String, "CreateTime", OneOf(&["CreateTime", "LogAppendTime"]), Enforced),
-    def("min.cleanable.dirty.ratio", T::Double, "0.5", Between(0.0, 1.0), NotYet(COMPACTION)),
-    def("min.compaction.lag.ms", T::Long, "0", AtLeast(0), NotYet(COMPACTION)),
+    def("min.cleanable.dirty.ratio", T::Double, "0.5", Between(0.0, 1.0), Enforced),
+    def("min.compaction.lag.ms", T::Long, "0", AtLeast(0), Enforced),
     def("min.insync.replicas", T::Int, "1", AtLeast(1), NotYet("an acks=all write waits for a Raft majority of the replicas, whatever this asks")),
     def("preallocate", T::Boolean, "false", Boolean, NotApplicable(NO_SEGMENTS)),
     def("remote.log.copy.disable", T::Boolean, "false", Boolean, NotApplicable(NO_REMOTE)),

@@ -92,6 +92,13 @@ pub enum Command {
     /// Kafka does). Replicated, so every replica forgets the same producers
     /// at the same place and judges later batches alike.
     ExpireProducers { last_before_ms: i64 },
+    /// Compacts the partition (cleanup.policy=compact): every replica runs
+    /// the same job on its own log, so all keep the same bytes (see
+    /// `log::compaction`). The keys of [`clean_from`, `dirty_end`) decide
+    /// which records of the log below `dirty_end` survive; that part ends
+    /// earlier if its keys exceed `keys_max`. Tombstones timestamped before
+    /// `tombstones_before_ms` go.
+    Compact { clean_from: Offset, dirty_end: Offset, tombstones_before_ms: i64, keys_max: u64, decompressed_bytes_max: u64 },
 }
 
 impl fmt::Display for Command {
@@ -102,6 +109,7 @@ impl fmt::Display for Command {
             Command::Group(c) => write!(f, "group({})", c.group()),
             Command::Trim { log_start_offset } => write!(f, "trim(log start {log_start_offset})"),
             Command::ExpireProducers { last_before_ms } => write!(f, "expire producers (last batch before {last_before_ms})"),
+            Command::Compact { clean_from, dirty_end, .. } => write!(f, "compact (keys of {clean_from}..{dirty_end})"),
         }
     }
 }

@@ -21,6 +21,10 @@ pub const SIZE: u8 = b'z';
 /// Partition: a checkpoint, g ++ b'k' ++ log index ++ next offset at it ->
 /// bincode(SnapshotMeta, snapshot body).
 pub const CHECKPOINT: u8 = b'k';
+/// Partition: the compaction job to run (see `compaction`), bincode(Job).
+pub const COMPACTION: u8 = b'C';
+/// Partition: where this replica's last compaction ended, i64 BE.
+pub const CLEANED: u8 = b'x';
 /// The tags of a partition's small state, carried whole in its snapshots.
 pub const SNAPSHOT_TAGS: [u8; 4] = [PRODUCER, EPOCH, OFFSET, GROUP];
 

@@ -14,6 +14,7 @@
 //!   otherwise make sled write pages it does not fsync (see `chunked`)
 
 mod chunked;
+pub mod compaction;
 mod flush;
 mod keys;
 mod local_ack;
@@ -44,6 +45,13 @@ pub(crate) struct Inner {
     pub sm: Chunked,
     pub groups: sled::Tree,
     pub flusher: Flusher,
+    /// Held while a log entry is rewritten in place (compaction) and while
+    /// log entries or a group's state go (purge, truncation, snapshot
+    /// install, dropping a group), so that a rewrite never brings back what
+    /// just went.
+    pub rewrite: std::sync::Mutex<()>,
+    pub cleaner: compaction::Cleaner,
+    pub compaction_stats: compaction::CompactionStats,
 }
 
 /// Runs sled work that can take long (a bulk removal, a snapshot install)
@@ -95,7 +103,9 @@ impl SledEngine {
         std::fs::File::open(dir).and_then(|d| d.sync_all())?;
         let flusher = Flusher::start(db.clone())?;
         info!(node_id = node, dir = %dir.display(), groups = groups.len(), elapsed_ms = started.elapsed().as_millis() as u64, "storage opened");
-        Ok(Self { inner: Arc::new(Inner { node, db, log, meta, sm, groups, flusher }), dir: dir.to_path_buf() })
+        let inner = Arc::new(Inner { node, db, log, meta, sm, groups, flusher, rewrite: Default::default(), cleaner: compaction::Cleaner::new(), compaction_stats: Default::default() });
+        inner.cleaner.start(Arc::downgrade(&inner))?;
+        Ok(Self { inner, dir: dir.to_path_buf() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -115,6 +125,11 @@ impl SledEngine {
     /// Tells `observer` of every group-commit flush (duration, writers served).
     pub fn observe_flushes(&self, observer: flush::FlushObserver) {
         self.inner.flusher.observe(observer);
+    }
+
+    /// What this node's compactions have done since it started.
+    pub fn compaction_stats(&self) -> &compaction::CompactionStats {
+        &self.inner.compaction_stats
     }
 
     pub fn flush_stats(&self) -> flush::FlushStats {
@@ -181,6 +196,7 @@ impl StorageEngine for SledEngine {
 
     fn drop_group(&self, group: GroupId) -> Result<(), StoreError> {
         let prefix = keys::group(group);
+        let _rewriting = self.inner.rewrite.lock().unwrap();
         let started = std::time::Instant::now();
         let mut removed = 0u64;
         for tree in [&self.inner.log, &self.inner.sm] {

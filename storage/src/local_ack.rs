@@ -37,8 +37,8 @@ pub(crate) fn record_count(e: &Entry) -> Option<(Option<i64>, u64)> {
         EntryPayload::Normal(Command::Append { batch: b, token }) => {
             let n = match batch::parse_header(b) {
                 Ok(h) if h.producer_id >= 0 && h.base_sequence >= 0 => None,
-                Ok(h) if h.record_count > 0 => Some(h.record_count as i64),
-                _ => Some(0),
+                Ok(h) => Some(batch::offsets_taken(&h).unwrap_or(0)),
+                Err(_) => Some(0),
             };
             Some((n, *token))
         }
@@ -125,10 +125,11 @@ mod tests {
     use openraft::testing::log_id;
 
     fn batch(records: i32, producer_id: i64) -> Bytes {
-        // A v2 batch header is enough: only the record count and the
-        // producer fields are read.
+        // A v2 batch header is enough: only the record count, the last
+        // offset delta and the producer fields are read.
         let mut b = vec![0u8; 61];
         b[16] = 2; // magic
+        b[23..27].copy_from_slice(&(records - 1).to_be_bytes());
         b[43..51].copy_from_slice(&producer_id.to_be_bytes());
         b[53..57].copy_from_slice(&(if producer_id >= 0 { 0i32 } else { -1 }).to_be_bytes());
         b[57..61].copy_from_slice(&records.to_be_bytes());

@@ -106,6 +106,7 @@ impl SledLog {
     fn remove_range(&self, from: [u8; 16], to: [u8; 16]) -> io::Result<()> {
         // A purge can span many entries: off the async workers.
         crate::off_runtime(|| {
+            let _rewriting = self.inner.rewrite.lock().unwrap();
             let mut w = self.inner.log.writes();
             w.remove_range(&from, &to)?;
             w.commit()

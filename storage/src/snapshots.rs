@@ -55,6 +55,11 @@ impl Segments {
         Ok(Self { checkpoints, bytes: 0, opened_ms: crate::now_ms(), trimmed: false })
     }
 
+    /// The next offset at the newest checkpoint: where the closed segments end.
+    pub(crate) fn closed_end(&self) -> Option<Offset> {
+        self.checkpoints.values().next_back().copied()
+    }
+
     /// The newest checkpoint wholly below `log_start`.
     fn candidate(&self, log_start: Offset) -> Option<u64> {
         self.checkpoints.iter().rev().find(|(_, next)| **next <= log_start).map(|(i, _)| *i)
@@ -111,6 +116,9 @@ impl SledStateMachine {
         w.insert(&keys::checkpoint(self.group, at.index, self.state.next_offset), &encode(&(&meta, &data))?)?;
         crate::off_runtime(|| w.commit())?;
         self.segments.checkpoints.insert(at.index, self.state.next_offset);
+        if let Kind::Partition(r) = &self.kind {
+            r.closed_end.fetch_max(self.state.next_offset, Ordering::AcqRel);
+        }
         info!(node_id = self.inner.node, group = %self.group, index = at.index, next_offset = self.state.next_offset,
             log_start = self.state.log_start_offset, bytes = data.len(), "segment closed; checkpoint written");
         Ok(())
@@ -202,8 +210,11 @@ impl SledStateMachine {
         self.state = state;
         let inner = self.inner.clone();
         let mut w = inner.sm.writes();
-        // Everything derived from this replica's own log goes: it is replaced.
-        for tag in keys::SNAPSHOT_TAGS.into_iter().chain([keys::INDEX, keys::CHECKPOINT]) {
+        // Everything derived from this replica's own log goes: it is
+        // replaced. (A compaction job recorded before the snapshot covered
+        // only offsets below its log start.)
+        let _rewriting = inner.rewrite.lock().unwrap();
+        for tag in keys::SNAPSHOT_TAGS.into_iter().chain([keys::INDEX, keys::CHECKPOINT, keys::COMPACTION, keys::CLEANED]) {
             for k in self.inner.sm.tree.scan_prefix(keys::tag(self.group, tag)).keys() {
                 w.remove(&k.map_err(io_err)?)?;
             }
@@ -212,6 +223,7 @@ impl SledStateMachine {
             w.insert(&keys::tagged(self.group, tag, &suffix), &value)?;
         }
         if let Kind::Partition(r) = &self.kind {
+            r.closed_end.fetch_max(self.state.next_offset, Ordering::AcqRel);
             r.retained.store(0, Ordering::Release);
             r.snapshot_index.store(meta.last_log_id.map(|l| l.index as i64).unwrap_or(NONE), Ordering::Release);
             r.purge_candidate.store(NONE, Ordering::Release);

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::chunked::{Chunked, Writes};
+use crate::compaction;
 use crate::local_ack::LocalAcks;
 use crate::log_store::{decode, encode, io_err};
 use crate::snapshots::{self, Segments};
@@ -125,7 +126,7 @@ pub(crate) struct IndexValue {
 }
 
 impl IndexValue {
-    fn encode(&self) -> [u8; 28] {
+    pub(crate) fn encode(&self) -> [u8; 28] {
         let mut b = [0u8; 28];
         b[0..8].copy_from_slice(&self.log_index.to_be_bytes());
         b[8..16].copy_from_slice(&self.last_offset.to_be_bytes());
@@ -133,7 +134,7 @@ impl IndexValue {
         b[24..28].copy_from_slice(&self.bytes.to_be_bytes());
         b
     }
-    fn decode(b: &[u8]) -> Self {
+    pub(crate) fn decode(b: &[u8]) -> Self {
         Self {
             log_index: u64::from_be_bytes(b[0..8].try_into().unwrap()),
             last_offset: i64::from_be_bytes(b[8..16].try_into().unwrap()),
@@ -155,6 +156,8 @@ pub(crate) struct SnapshotBody {
 pub struct PartitionReader {
     inner: Arc<Inner>,
     group: GroupId,
+    /// The next offset at the newest closed segment (compaction stays below).
+    pub(crate) closed_end: AtomicI64,
     hwm: watch::Sender<Offset>,
     log_start: AtomicI64,
     /// Bytes of the indexed batches (persisted at g ++ b'z').
@@ -176,8 +179,12 @@ impl PartitionReader {
         scan_values(&self.inner.sm, prefix).map(|kv| kv.map_err(|e| self.inner.storage_err(e)))
     }
 
+    pub(crate) fn group(&self) -> GroupId {
+        self.group
+    }
+
     /// The index key of the batch holding `offset`, or of the first after it.
-    fn first_index_key(&self, offset: Offset) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn first_index_key(&self, offset: Offset) -> Result<Vec<u8>, StoreError> {
         let lo = keys::index(self.group, 0);
         // The batch containing `offset` starts at or below it.
         Ok(match self.inner.sm.tree.range(lo..=keys::index(self.group, offset)).next_back() {
@@ -216,7 +223,9 @@ impl PartitionReader {
             EntryPayload::Normal(Command::Append { batch: b, .. }) => {
                 // Check the pairing of index and entry on every read: a
                 // mismatch is a storage bug and must not reach a consumer.
-                assert_eq!(b.len(), iv.bytes as usize, "group {} entry {} size changed", self.group, iv.log_index);
+                // (Compaction may shrink the batch, never its offsets.)
+                let taken = batch::parse_header(&b).ok().and_then(|h| batch::offsets_taken(&h));
+                assert_eq!(taken, Some(iv.last_offset - base + 1), "group {} entry {} does not hold offsets {base}..={}", self.group, iv.log_index, iv.last_offset);
                 Ok(batch::patched(b, base, entry.log_id.leader_id.term as i32))
             }
             other => Err(self.inner.storage_err(format!(
@@ -361,6 +370,10 @@ impl PartitionLog for PartitionReader {
         *self.segment.lock().unwrap() = rule;
     }
 
+    fn compaction_view(&self, newest_cleanable_ms: i64) -> Result<chronik::engine::CompactionView, StoreError> {
+        crate::off_runtime(|| compaction::view(&self.inner, self, newest_cleanable_ms)).map_err(|e| self.inner.storage_err(e))
+    }
+
     fn snapshot_due(&self) -> bool {
         self.purge_candidate.load(Ordering::Acquire) > self.snapshot_index.load(Ordering::Acquire)
     }
@@ -416,6 +429,8 @@ pub struct SledStateMachine {
     staged_index: Vec<(Offset, IndexValue)>,
     /// Partition: the open segment and the closed ones' checkpoints.
     pub(crate) segments: Segments,
+    /// The apply under way recorded a compaction job for the cleaner.
+    compaction_queued: bool,
 }
 
 impl SledStateMachine {
@@ -433,7 +448,7 @@ impl SledStateMachine {
         info!(node_id = inner.node, topics = md.topics.len(), applied = ?state.last_applied, "controller state loaded");
         let (tx, rx) = watch::channel(md);
         let segments = Segments::load(&inner, group).map_err(|e| inner.storage_err(e))?;
-        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new(), staged_index: Vec::new(), segments }, rx))
+        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new(), staged_index: Vec::new(), segments, compaction_queued: false }, rx))
     }
 
     /// The persisted (last applied index, next offset) of a partition group.
@@ -455,6 +470,7 @@ impl SledStateMachine {
             group,
             hwm: watch::Sender::new(state.next_offset),
             log_start: AtomicI64::new(state.log_start_offset),
+            closed_end: AtomicI64::new(segments.closed_end().unwrap_or(0)),
             retained: AtomicU64::new(retained),
             segment: Mutex::new(SegmentRule::default()),
             snapshot_index: AtomicI64::new(snapshots::NONE),
@@ -462,13 +478,17 @@ impl SledStateMachine {
             local_acks,
             epochs: RwLock::new(BTreeMap::new()),
         });
-        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new(), staged_index: Vec::new(), segments };
+        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new(), staged_index: Vec::new(), segments, compaction_queued: false };
         sm.load_keyed_state().map_err(|e| sm.inner.storage_err(e))?;
         let snapshot = sm.stored_snapshot().map_err(|e| sm.inner.storage_err(e))?;
         let index = snapshot.and_then(|(m, _)| m.last_log_id).map(|l| l.index as i64).unwrap_or(snapshots::NONE);
         reader.snapshot_index.store(index, Ordering::Release);
         // Recomputes the purge candidate (closing no segment: nothing applied).
         sm.after_apply(0).map_err(|e| sm.inner.storage_err(e))?;
+        // A compaction a restart interrupted carries on.
+        if compaction::pending(&sm.inner, group).map_err(|e| sm.inner.storage_err(e))? {
+            sm.inner.cleaner.submit(reader.clone());
+        }
         Ok((sm, reader))
     }
 
@@ -553,10 +573,12 @@ impl SledStateMachine {
             }
             (EntryPayload::Normal(Command::Append { batch: b, .. }), Kind::Partition(_)) => {
                 // Validated before it was proposed; re-parsed here so that every
-                // replica derives the same offsets from the same bytes.
-                let h = match batch::parse_header(b) {
-                    Ok(h) if h.record_count > 0 => h,
-                    Ok(_) | Err(_) => {
+                // replica derives the same offsets from the same bytes. A batch
+                // compaction has emptied (sent by a leader that compacted it
+                // already) takes its offsets all the same: lastOffsetDelta + 1.
+                let (h, taken) = match batch::parse_header(b).ok().and_then(|h| Some((h, batch::offsets_taken(&h)?))) {
+                    Some(ht) => ht,
+                    None => {
                         // Validated before it was proposed, so every replica
                         // rejects it alike; worth a word all the same.
                         tracing::warn!(node_id = self.inner.node, group = %self.group, index = entry.log_id.index, "committed entry holds no parsable batch; no offsets assigned");
@@ -564,7 +586,7 @@ impl SledStateMachine {
                     }
                 };
                 let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
-                let last_seq = producers::last_seq(h.base_sequence, h.record_count);
+                let last_seq = producers::last_seq(h.base_sequence, taken as i32);
                 if idempotent {
                     match producers::judge(self.producers.get(&h.producer_id), h.producer_id, h.producer_epoch, h.base_sequence, last_seq) {
                         Verdict::Append => {}
@@ -575,14 +597,17 @@ impl SledStateMachine {
                 let base = self.state.next_offset;
                 let iv = IndexValue {
                     log_index: entry.log_id.index,
-                    last_offset: base + h.record_count as i64 - 1,
+                    last_offset: base + taken - 1,
                     max_timestamp: h.max_timestamp,
                     bytes: b.len() as u32,
                 };
-                w.insert_small(&keys::index(self.group, base), &iv.encode());
-                self.staged_index.push((base, iv));
-                if let Kind::Partition(r) = &self.kind {
-                    r.retained.fetch_add(iv.bytes as u64, Ordering::AcqRel);
+                // A batch without records is never served: not indexed.
+                if h.record_count > 0 {
+                    w.insert_small(&keys::index(self.group, base), &iv.encode());
+                    self.staged_index.push((base, iv));
+                    if let Kind::Partition(r) = &self.kind {
+                        r.retained.fetch_add(iv.bytes as u64, Ordering::AcqRel);
+                    }
                 }
                 self.state.next_offset = iv.last_offset + 1;
                 if idempotent {
@@ -615,6 +640,25 @@ impl SledStateMachine {
                     info!(node_id = self.inner.node, group = %self.group, expired = expired.len(), left = self.producers.len(), last_before_ms, "idempotent producers expired");
                 }
                 CommandResult::None
+            }
+            (EntryPayload::Normal(Command::Compact { clean_from, dirty_end, tombstones_before_ms, keys_max, decompressed_bytes_max }), Kind::Partition(_)) => {
+                // Recorded here; every replica's cleaner runs it (see `compaction`).
+                let job = compaction::Job {
+                    clean_from: *clean_from,
+                    dirty_end: *dirty_end,
+                    tombstones_before_ms: *tombstones_before_ms,
+                    keys_max: *keys_max,
+                    decompressed_bytes_max: *decompressed_bytes_max,
+                    log_index: entry.log_id.index,
+                };
+                match encode(&job) {
+                    Ok(v) => {
+                        w.insert_small(&keys::tag(self.group, keys::COMPACTION), &v);
+                        self.compaction_queued = true;
+                        CommandResult::None
+                    }
+                    Err(e) => CommandResult::Rejected(format!("compaction job does not encode: {e}")),
+                }
             }
             (EntryPayload::Normal(Command::Controller(c)), Kind::Controller(_)) => {
                 CommandResult::Controller(self.state.metadata.get_or_insert_with(Default::default).apply(c))
@@ -653,9 +697,8 @@ impl SledStateMachine {
         // Readers see the new start before the index entries go, so a read
         // below it is refused rather than answered from a later batch.
         reader.log_start.fetch_max(to, Ordering::AcqRel);
-        // Only this state machine writes the count.
-        let left = reader.retained_bytes().saturating_sub(bytes);
-        reader.retained.store(left, Ordering::Release);
+        // The cleaner takes off what compaction saves: both update in place.
+        let left = reader.retained.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| Some(r.saturating_sub(bytes))).unwrap_or(0).saturating_sub(bytes);
         info!(node_id = self.inner.node, group = %self.group, from, to, batches, bytes, retained_bytes = left, "log start moved");
         Ok(())
     }
@@ -761,6 +804,11 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         // they point at are already durable (they were committed).
         w.commit()?;
         self.publish();
+        if std::mem::take(&mut self.compaction_queued) {
+            if let Kind::Partition(r) = &self.kind {
+                self.inner.cleaner.submit(r.clone());
+            }
+        }
         for (r, result) in replies {
             r.send(result);
         }

@@ -542,3 +542,65 @@ fn state_from_before_broker_configs_still_decodes() {
     let now = SmState { metadata: Some(md.clone()), ..Default::default() };
     assert_eq!(SmState::decode(&encode(&now).unwrap()).unwrap().metadata, Some(md));
 }
+
+/// A replica's cleaner runs the compaction job a `Command::Compact` leaves:
+/// the log entries are rewritten in place, the latest record of each key
+/// stays at its offset, a batch that loses every record keeps its offsets
+/// but is no longer served, the high watermark does not move, the job is
+/// done once. A follower sent the entries already compacted assigns the
+/// same offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_rewrites_entries_in_place_and_keeps_offsets() {
+    use chronik::log::batch;
+    use chronik::log::testing::keyed_batch;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path());
+    let (mut opened, reader) = engine.open_partition(GroupId(8)).unwrap();
+    let batches = [
+        keyed_batch(&[(Some("a"), Some("a1"), 0), (Some("b"), Some("b1"), 1)], 0),
+        keyed_batch(&[(Some("a"), Some("a2"), 0), (Some("a"), Some("a3"), 1)], chronik::log::compression::LZ4),
+        keyed_batch(&[(Some("b"), Some("b2"), 0)], 0),
+        keyed_batch(&[(Some("c"), Some("c1"), 0)], 0),
+    ];
+    let mut cmds: Vec<Command> = batches.iter().map(|b| append(Bytes::from(b.clone()))).collect();
+    // Offsets 0..6; the keys of 0..5 decide, the last batch stays as it is.
+    cmds.push(Command::Compact { clean_from: 0, dirty_end: 5, tombstones_before_ms: 0, keys_max: 100, decompressed_bytes_max: 1 << 20 });
+    apply_all(&engine, &mut opened, 1, 1, cmds).await;
+    let before = batches.iter().map(|b| b.len() as u64).sum::<u64>();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reader.compaction_view(i64::MAX).unwrap().pending {
+        assert!(std::time::Instant::now() < deadline, "the job never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(reader.high_watermark(), 6);
+    let served = reader.read(0, usize::MAX).unwrap();
+    let summary: Vec<(i64, i32, i32)> = served
+        .iter()
+        .map(|b| {
+            let h = batch::parse_header(b).unwrap();
+            (i64::from_be_bytes(b[0..8].try_into().unwrap()), h.record_count, h.last_offset_delta)
+        })
+        .collect();
+    // a3 (offset 3) and b2 (4) are the latest of their keys: the first
+    // batch (a1, b1) is empty and not served, the second keeps a3 alone.
+    assert_eq!(summary, vec![(2, 1, 1), (4, 1, 0), (5, 1, 0)]);
+    let view = reader.compaction_view(i64::MAX).unwrap();
+    assert_eq!((view.cleaned_end, view.pending), (5, false));
+    assert!(reader.retained_bytes() < before, "{} retained of {before}", reader.retained_bytes());
+    // The rewritten entries, as a leader sends them, give a follower the same offsets.
+    let stored: Vec<Bytes> = (1..=4u64)
+        .map(|i| {
+            let raw = engine.inner.log.get(&keys::log(GroupId(8), i)).unwrap().unwrap();
+            let entry: chronik::Entry = crate::log_store::decode(&raw).unwrap();
+            match entry.payload {
+                openraft::EntryPayload::Normal(Command::Append { batch, .. }) => batch,
+                _ => unreachable!(),
+            }
+        })
+        .collect();
+    assert_eq!(batch::parse_header(&stored[0]).unwrap().record_count, 0, "emptied, offsets kept");
+    let (mut follower, freader) = engine.open_partition(GroupId(9)).unwrap();
+    apply_all(&engine, &mut follower, 1, 1, stored.into_iter().map(append).collect()).await;
+    assert_eq!(freader.high_watermark(), 6);
+    assert_eq!(freader.read(0, usize::MAX).unwrap(), served, "byte for byte");
+}

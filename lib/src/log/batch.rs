@@ -249,9 +249,21 @@ pub fn stamp_log_append_time(b: Bytes, now_ms: i64) -> Bytes {
     let attributes = i16_at(&out, 21) | 0x08;
     out[21..23].copy_from_slice(&attributes.to_be_bytes());
     out[35..43].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    recrc(&mut out);
     out.freeze()
+}
+
+/// Sets a batch's CRC-32C after its attributes or records changed.
+pub fn recrc(b: &mut [u8]) {
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The offsets a stored batch takes: lastOffsetDelta + 1, which compaction
+/// keeps even when it removes records (a batch may keep none). None for a
+/// header that makes no sense.
+pub fn offsets_taken(h: &BatchHeader) -> Option<i64> {
+    (h.last_offset_delta >= 0 && h.record_count >= 0 && h.record_count <= h.last_offset_delta + 1).then(|| h.last_offset_delta as i64 + 1)
 }
 
 /// The offset after a served batch (its patched base offset plus its records).
@@ -275,63 +287,12 @@ pub(crate) mod tests {
     use super::*;
     use crate::log::compression;
 
-    fn varint(v: i64, out: &mut Vec<u8>) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            let b = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
+    pub use crate::log::testing::wrap;
 
     /// The records of a batch: (key, value, timestamp delta) each.
     pub fn records_of(records: &[(Option<&[u8]>, &[u8], i64)]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (i, (key, value, ts)) in records.iter().enumerate() {
-            let mut r = vec![0u8];
-            varint(*ts, &mut r);
-            varint(i as i64, &mut r);
-            match key {
-                Some(k) => {
-                    varint(k.len() as i64, &mut r);
-                    r.extend_from_slice(k);
-                }
-                None => varint(-1, &mut r),
-            }
-            varint(value.len() as i64, &mut r);
-            r.extend_from_slice(value);
-            varint(0, &mut r);
-            varint(r.len() as i64, &mut out);
-            out.extend(r);
-        }
-        out
-    }
-
-    /// A batch around `body` (records, maybe compressed): header fields
-    /// set as a producer would, base timestamp 1000, CRC computed.
-    pub fn wrap(body: &[u8], count: i32, attributes: i16) -> Vec<u8> {
-        let mut b = vec![0u8; HEADER_LEN];
-        b[8..12].copy_from_slice(&((HEADER_LEN - 12 + body.len()) as i32).to_be_bytes());
-        b[16] = 2;
-        b[21..23].copy_from_slice(&attributes.to_be_bytes());
-        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
-        b[27..35].copy_from_slice(&1000i64.to_be_bytes());
-        b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-        b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-        b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-        b[57..61].copy_from_slice(&count.to_be_bytes());
-        b.extend_from_slice(body);
-        recrc(&mut b);
-        b
-    }
-
-    pub fn recrc(b: &mut [u8]) {
-        let crc = crc32c::crc32c(&b[CRC_START..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let recs: Vec<(Option<&[u8]>, Option<&[u8]>, i64)> = records.iter().map(|(k, v, t)| (*k, Some(*v), *t)).collect();
+        crate::log::testing::records(&recs, &[])
     }
 
     pub fn batch_of(records: &[(Option<&[u8]>, &[u8], i64)], attributes: i16) -> Vec<u8> {

@@ -87,6 +87,65 @@ pub fn inflate<'a>(codec: i16, compressed: &'a [u8], bytes_max: usize) -> Result
     Ok(Inflated { inner, codec, bytes_max, read: 0 })
 }
 
+/// Every decompressed byte of a batch's records, at most `bytes_max` (for
+/// a rewrite: compaction).
+pub fn inflate_all(codec: i16, compressed: &[u8], bytes_max: usize) -> Result<Vec<u8>, BatchError> {
+    let mut r = inflate(codec, compressed, bytes_max)?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(|e| r.error(&e))?;
+    Ok(out)
+}
+
+/// Whether snappy records use the xerial framing (the Java client's).
+pub fn is_xerial(compressed: &[u8]) -> bool {
+    compressed.starts_with(XERIAL_MAGIC)
+}
+
+/// Xerial snappy blocks hold at most this much (snappy-java's default).
+const XERIAL_BLOCK: usize = 32 << 10;
+
+/// Compresses records as Kafka's clients do, for a batch the broker
+/// rewrites (compaction): gzip; snappy raw, or xerial-framed when `xerial`;
+/// lz4 frames of independent 64 KiB blocks without checksums (what Kafka
+/// writes and every client reads); zstd at its default level 3.
+pub fn deflate(codec: i16, data: &[u8], xerial: bool) -> Result<Vec<u8>, BatchError> {
+    use std::io::Write;
+    let bad = |e: io::Error| BatchError::Decompression { codec: codec_name(codec), detail: format!("compressing: {e}") };
+    match codec {
+        NONE => Ok(data.to_vec()),
+        GZIP => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).map_err(bad)?;
+            e.finish().map_err(bad)
+        }
+        SNAPPY if xerial => {
+            let mut out = XERIAL_MAGIC.to_vec();
+            out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+            for chunk in data.chunks(XERIAL_BLOCK) {
+                let c = snap::raw::Encoder::new().compress_vec(chunk).map_err(|e| bad(io::Error::other(e)))?;
+                out.extend_from_slice(&(c.len() as u32).to_be_bytes());
+                out.extend_from_slice(&c);
+            }
+            Ok(out)
+        }
+        SNAPPY => snap::raw::Encoder::new().compress_vec(data).map_err(|e| bad(io::Error::other(e))),
+        LZ4 => {
+            let mut e = lz4::EncoderBuilder::new()
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(Vec::new())
+                .map_err(bad)?;
+            e.write_all(data).map_err(bad)?;
+            let (out, r) = e.finish();
+            r.map_err(bad)?;
+            Ok(out)
+        }
+        ZSTD => zstd::encode_all(data, 3).map_err(bad),
+        other => Err(BatchError::UnknownCompression(other)),
+    }
+}
+
 /// A decompressing reader that counts what it yields and stops at the bound.
 pub struct Inflated<'a> {
     inner: Box<dyn Read + 'a>,
@@ -162,44 +221,18 @@ impl Read for XerialSnappy<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
 
     fn compress(codec: i16, data: &[u8]) -> Vec<u8> {
-        match codec {
-            GZIP => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                e.write_all(data).unwrap();
-                e.finish().unwrap()
-            }
-            SNAPPY => snap::raw::Encoder::new().compress_vec(data).unwrap(),
-            LZ4 => {
-                let mut e = lz4::EncoderBuilder::new().build(Vec::new()).unwrap();
-                e.write_all(data).unwrap();
-                e.finish().0
-            }
-            ZSTD => zstd::encode_all(data, 3).unwrap(),
-            _ => unreachable!(),
-        }
+        deflate(codec, data, false).unwrap()
     }
 
-    fn xerial(data: &[u8], block: usize) -> Vec<u8> {
-        let mut out = XERIAL_MAGIC.to_vec();
-        out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
-        for chunk in data.chunks(block) {
-            let c = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
-            out.extend_from_slice(&(c.len() as u32).to_be_bytes());
-            out.extend_from_slice(&c);
-        }
-        out
+    fn xerial(data: &[u8]) -> Vec<u8> {
+        deflate(SNAPPY, data, true).unwrap()
     }
 
     fn read_all(codec: i16, compressed: &[u8], max: usize) -> Result<Vec<u8>, BatchError> {
-        let mut r = inflate(codec, compressed, max)?;
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).map_err(|e| r.error(&e))?;
-        Ok(out)
+        inflate_all(codec, compressed, max)
     }
 
     #[test]
@@ -209,7 +242,9 @@ mod tests {
             let c = compress(codec, &data);
             assert_eq!(read_all(codec, &c, data.len()).unwrap(), data, "{}", codec_name(codec));
         }
-        assert_eq!(read_all(SNAPPY, &xerial(&data, 32 * 1024), data.len()).unwrap(), data);
+        let x = xerial(&data);
+        assert!(is_xerial(&x) && !is_xerial(&compress(SNAPPY, &data)));
+        assert_eq!(read_all(SNAPPY, &x, data.len()).unwrap(), data);
     }
 
     #[test]
@@ -221,7 +256,7 @@ mod tests {
             let err = read_all(codec, &c, 1 << 20).unwrap_err();
             assert!(matches!(err, BatchError::Inflates { bytes_max: 1048576, .. }), "{}: {err:?}", codec_name(codec));
         }
-        let err = read_all(SNAPPY, &xerial(&zeros, 8 << 20), 1 << 20).unwrap_err();
+        let err = read_all(SNAPPY, &xerial(&zeros), 1 << 20).unwrap_err();
         assert!(matches!(err, BatchError::Inflates { .. }), "{err:?}");
     }
 

@@ -184,6 +184,61 @@ pub fn walk(
     Ok(summary)
 }
 
+/// One record of a decompressed batch, as compaction needs it: its bytes
+/// (length prefix included, so it can be copied into a new batch as is),
+/// offset delta, timestamp, key and whether its value is null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    pub bytes: &'a [u8],
+    pub offset_delta: i32,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub tombstone: bool,
+}
+
+/// Splits decompressed records into [`RawRecord`]s, checking each as
+/// [`walk`] does.
+pub fn split(records: &[u8], base_timestamp: i64) -> Result<Vec<RawRecord<'_>>, BatchError> {
+    let mut out = Vec::new();
+    let mut s = Slice { b: records, at: 0 };
+    while s.at < records.len() {
+        let start = s.at;
+        let Some(len) = varint(&mut s, 5, "record length")? else { break };
+        if len < 0 || len as usize > records.len() - s.at {
+            return Err(BatchError::MalformedRecord(format!("record {} has length {len}", out.len())));
+        }
+        let end = s.at + len as usize;
+        let mut r = Slice { b: &records[..end], at: s.at };
+        r.skip(1)?;
+        let timestamp_delta = varint(&mut r, 10, "timestamp delta")?.ok_or_else(|| BatchError::MalformedRecord("timestamp delta is missing".into()))?;
+        let offset_delta = int(&mut r, "offset delta")? as i32;
+        let key = match int(&mut r, "key length")? {
+            -1 => None,
+            n if n < 0 => return Err(BatchError::MalformedRecord(format!("key length {n}"))),
+            n => {
+                let at = r.at;
+                r.skip(n as usize)?;
+                Some(&records[at..at + n as usize])
+            }
+        };
+        let tombstone = !skip_field(&mut r, "value length")?;
+        let headers = int(&mut r, "header count")?;
+        if headers < 0 {
+            return Err(BatchError::MalformedRecord(format!("record {} has {headers} headers", out.len())));
+        }
+        for _ in 0..headers {
+            skip_field(&mut r, "header key length")?;
+            skip_field(&mut r, "header value length")?;
+        }
+        if r.at != end {
+            return Err(BatchError::MalformedRecord(format!("record {} says it is {len} bytes but its fields take {}", out.len(), r.at - (end - len as usize))));
+        }
+        out.push(RawRecord { bytes: &records[start..end], offset_delta, timestamp: base_timestamp.wrapping_add(timestamp_delta), key, tombstone });
+        s.at = end;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +273,17 @@ mod tests {
         assert_eq!(s.records_bytes, b.len() - HEADER_LEN);
         assert_eq!(seen[0], RecordInfo { index: 0, offset_delta: 0, timestamp: 1005, has_key: true });
         assert_eq!(seen[1], RecordInfo { index: 1, offset_delta: 1, timestamp: 1009, has_key: false });
+    }
+
+    #[test]
+    fn split_gives_each_record_with_its_key_and_bytes() {
+        let b = batch_of(&[(Some(b"key".as_slice()), b"v".as_slice(), 5), (None, b"value", 9)], 0);
+        let recs = split(&b[HEADER_LEN..], 1000).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].key, recs[0].offset_delta, recs[0].timestamp, recs[0].tombstone), (Some(&b"key"[..]), 0, 1005, false));
+        assert_eq!((recs[1].key, recs[1].offset_delta, recs[1].timestamp), (None, 1, 1009));
+        assert_eq!([recs[0].bytes, recs[1].bytes].concat(), &b[HEADER_LEN..], "the records' bytes are the batch's");
+        assert!(matches!(split(&b[HEADER_LEN..b.len() - 1], 0), Err(BatchError::MalformedRecord(_))));
     }
 
     #[test]

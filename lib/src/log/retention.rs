@@ -33,6 +33,8 @@ pub struct RetentionDefaults {
     /// Idempotent producers are forgotten this long after their last batch
     /// (producer.id.expiration.ms).
     pub producer_expiration_ms: i64,
+    /// How often leaders look for partitions to compact (log.cleaner.backoff.ms).
+    pub cleaner_backoff_ms: u64,
 }
 
 impl Default for RetentionDefaults {
@@ -47,6 +49,7 @@ impl Default for RetentionDefaults {
             segment_ms: 7 * 24 * 3_600_000,
             offsets_segment_bytes: 100 << 20,
             producer_expiration_ms: 86_400_000,
+            cleaner_backoff_ms: 15_000,
         }
     }
 }
