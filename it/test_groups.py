@@ -236,3 +236,49 @@ def test_a_recreated_topic_starts_with_no_committed_offsets(node):
     c.commit(offsets=[TopicPartition("reborn", 0, 1)], asynchronous=False)
     assert c.committed([TopicPartition("reborn", 0)], timeout=10)[0].offset == 1
     c.close()
+
+
+def test_committed_offsets_expire_once_a_group_is_empty(node_factory):
+    """offsets.retention.minutes (here 2 s): an Empty group's offsets expire
+    that long after it emptied, and the group with them; a standalone
+    committer's that long after each commit; an active group keeps its own."""
+    n = node_factory(FAST_JOIN + ["--offsets-retention-ms", "2000", "--offsets-retention-check-interval-ms", "300"]).start()
+    b = n.bootstrap
+    create_topic(b, "exp")
+    produce(b, "exp", [(None, b"m%d" % i) for i in range(10)])
+    # A group that joins, commits and leaves: Empty from then on.
+    left = consumer(b, "left", "l")
+    left.subscribe(["exp"])
+    poll_until([left], 10)
+    left.commit(offsets=[TopicPartition("exp", 0, 10)], asynchronous=False)
+    left.close()
+    # A group that stays: its commit is older than the retention in the end.
+    stays = consumer(b, "stays", "s")
+    stays.subscribe(["exp"])
+    poll_until([stays], 10)
+    stays.commit(offsets=[TopicPartition("exp", 0, 4)], asynchronous=False)
+    # A consumer that commits without joining.
+    alone = Consumer({"bootstrap.servers": b, "group.id": "alone", "enable.auto.commit": False})
+    alone.commit(offsets=[TopicPartition("exp", 0, 3)], asynchronous=False)
+    assert alone.committed([TopicPartition("exp", 0)], timeout=10)[0].offset == 3
+
+    def committed(group):
+        c = Consumer({"bootstrap.servers": b, "group.id": group, "enable.auto.commit": False})
+        try:
+            return c.committed([TopicPartition("exp", 0)], timeout=10)[0].offset
+        finally:
+            c.close()
+
+    deadline = time.time() + 20
+    while time.time() < deadline and (committed("left") >= 0 or committed("alone") >= 0):
+        stays.poll(0.2)  # keeps its membership alive
+    assert committed("left") < 0 and committed("alone") < 0, (committed("left"), committed("alone"))
+    for _ in range(10):
+        stays.poll(0.2)
+    assert committed("stays") == 4, "a group with members keeps its offsets"
+    admin = AdminClient({"bootstrap.servers": b})
+    groups = admin.list_consumer_groups(request_timeout=30).result(timeout=30)
+    names = {g.group_id for g in groups.valid}
+    assert "left" not in names and "stays" in names, names
+    assert "committed offsets expired" in n.log()
+    stays.close()

@@ -152,6 +152,19 @@ struct Flags {
     /// offsets.topic.segment.bytes).
     #[arg(long)]
     offsets_topic_segment_bytes: Option<u64>,
+    /// How long the committed offsets of a group without members (or of a
+    /// consumer that never joined one) are kept (default 10080, 7 days, as
+    /// Kafka's offsets.retention.minutes).
+    #[arg(long)]
+    offsets_retention_minutes: Option<i64>,
+    /// offsets_retention_minutes in milliseconds, which wins if set (finer
+    /// than Kafka allows: for tests).
+    #[arg(long)]
+    offsets_retention_ms: Option<i64>,
+    /// How often offsets partitions' leaders look for expired offsets
+    /// (default 600000, as Kafka's offsets.retention.check.interval.ms).
+    #[arg(long)]
+    offsets_retention_check_interval_ms: Option<u64>,
     /// How long a partition remembers an idempotent producer after its last
     /// batch (default 86400000, one day, as Kafka's producer.id.expiration.ms).
     #[arg(long)]
@@ -178,7 +191,8 @@ impl Flags {
             message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
             max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms,
             log_cleaner_dedupe_buffer_bytes, log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms, log_cleaner_backoff_ms,
-            log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms);
+            log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms,
+            offsets_retention_minutes, offsets_retention_ms, offsets_retention_check_interval_ms);
         Ok(file.resolve()?)
     }
 }

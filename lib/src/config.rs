@@ -140,6 +140,9 @@ pub struct FileConfig {
     pub log_retention_bytes: Option<i64>,
     pub log_retention_check_interval_ms: Option<u64>,
     pub log_cleaner_backoff_ms: Option<u64>,
+    pub offsets_retention_minutes: Option<i64>,
+    pub offsets_retention_ms: Option<i64>,
+    pub offsets_retention_check_interval_ms: Option<u64>,
     pub log_segment_bytes: Option<u64>,
     pub log_roll_ms: Option<i64>,
     pub log_roll_hours: Option<i64>,
@@ -308,7 +311,12 @@ impl FileConfig {
             offsets_segment_bytes: self.offsets_topic_segment_bytes.unwrap_or(rd.offsets_segment_bytes),
             producer_expiration_ms: self.producer_id_expiration_ms.unwrap_or(rd.producer_expiration_ms),
             cleaner_backoff_ms: self.log_cleaner_backoff_ms.unwrap_or(rd.cleaner_backoff_ms).max(1),
+            offsets_retention_ms: self.offsets_retention_ms.or(self.offsets_retention_minutes.map(|m| m.saturating_mul(60_000))).unwrap_or(rd.offsets_retention_ms),
+            offsets_retention_check_interval_ms: self.offsets_retention_check_interval_ms.unwrap_or(rd.offsets_retention_check_interval_ms).max(1),
         };
+        if retention.offsets_retention_ms < 1 {
+            return Err(ConfigError::Invalid("offsets_retention_minutes (or offsets_retention_ms) must be at least 1".into()));
+        }
         if retention.producer_expiration_ms < 1 {
             return Err(ConfigError::Invalid("producer_id_expiration_ms must be at least 1".into()));
         }
@@ -410,6 +418,8 @@ impl NodeConfig {
             c("min.insync.replicas", "1".into(), "1", Int),
             c("node.id", self.node_id.to_string(), "-1", Int),
             c("num.partitions", self.default_partitions.to_string(), "1", Int),
+            c("offsets.retention.check.interval.ms", r.offsets_retention_check_interval_ms.to_string(), "600000", Long),
+            c("offsets.retention.minutes", (r.offsets_retention_ms / 60_000).to_string(), "10080", Int),
             c("offsets.topic.num.partitions", self.offsets_topic_partitions.to_string(), "50", Int),
             c("offsets.topic.segment.bytes", r.offsets_segment_bytes.to_string(), "104857600", Int),
             c("producer.id.expiration.ms", r.producer_expiration_ms.to_string(), "86400000", Int),

@@ -91,6 +91,10 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// Offsets partitions: a consumer group's last completed generation.
     fn group_record(&self, group: &str) -> Result<Option<GroupRecord>, StoreError>;
 
+    /// Offsets partitions: when a group's record was last stored (an Empty
+    /// group's offsets expire from then), if known.
+    fn group_stored_at(&self, group: &str) -> Result<Option<i64>, StoreError>;
+
     /// The oldest last-batch timestamp of the idempotent producers kept.
     fn oldest_producer_timestamp(&self) -> Result<Option<i64>, StoreError>;
 

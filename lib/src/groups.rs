@@ -233,6 +233,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().timing_loop());
         tokio::spawn(mgr.clone().retention_loop());
         tokio::spawn(mgr.clone().compaction_loop());
+        tokio::spawn(mgr.clone().offset_expiry_loop());
         tokio::spawn(mgr.clone().segment_loop());
         tokio::spawn(mgr.clone().topic_cleanup_loop());
         for peer in mgr.cfg.nodes.keys().copied().filter(|p| *p != node) {

@@ -16,6 +16,7 @@ pub mod liveness;
 pub mod log;
 pub mod metadata;
 pub mod metrics;
+pub mod offset_expiry;
 pub mod offsets;
 pub mod segments;
 pub mod serde_b64;

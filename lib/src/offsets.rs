@@ -65,16 +65,51 @@ pub enum GroupCommand {
     /// offsets partition: proposed to each). Last, so that entries written
     /// before it existed decode unchanged.
     ForgetTopic { topic: String },
+    /// [`GroupCommand::Store`], with the time it is stored: when an Empty
+    /// group became empty, from which its offsets expire.
+    StoreAt { group: String, record: GroupRecord, at_ms: i64 },
+    /// Expires committed offsets (offsets.retention.minutes): each goes only
+    /// if it is still the commit of that time, so a commit that raced the
+    /// decision stays. A group left Empty without offsets goes with them.
+    ExpireOffsets { group: String, offsets: Vec<(String, i32, i64)> },
 }
 
 impl GroupCommand {
     /// The group it is for ("" for a command about every group of a partition).
     pub fn group(&self) -> &str {
         match self {
-            GroupCommand::Commit { group, .. } | GroupCommand::Store { group, .. } | GroupCommand::Delete { group } => group,
+            GroupCommand::Commit { group, .. }
+            | GroupCommand::Store { group, .. }
+            | GroupCommand::Delete { group }
+            | GroupCommand::StoreAt { group, .. }
+            | GroupCommand::ExpireOffsets { group, .. } => group,
             GroupCommand::ForgetTopic { .. } => "",
         }
     }
+}
+
+/// The committed offsets of `group` that have expired at `now_ms` (Kafka's
+/// offsets.retention.minutes, KIP-211): none while the group has members;
+/// once it is Empty, all of them `retention_ms` after it became empty
+/// (`empty_since_ms`, or each one's commit time if that is not known); for
+/// a group that never joined (a standalone committer), each one
+/// `retention_ms` after its commit. Returned with their commit times.
+pub fn expired_offsets(
+    record: Option<&GroupRecord>,
+    empty_since_ms: Option<i64>,
+    offsets: &[(String, i32, CommittedOffset)],
+    retention_ms: i64,
+    now_ms: i64,
+) -> Vec<(String, i32, i64)> {
+    if record.is_some_and(|r| !r.members.is_empty()) {
+        return vec![];
+    }
+    let since = if record.is_some() { empty_since_ms } else { None };
+    offsets
+        .iter()
+        .filter(|(_, _, o)| now_ms.saturating_sub(since.unwrap_or(o.commit_timestamp_ms)) >= retention_ms)
+        .map(|(t, p, o)| (t.clone(), *p, o.commit_timestamp_ms))
+        .collect()
 }
 
 /// High watermarks of the partition replicas on this node, by (topic, partition).
@@ -115,6 +150,32 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_expire_only_once_the_group_is_empty_or_was_never_joined() {
+        let o = |t: &str, ts: i64| (t.to_string(), 0, CommittedOffset { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: ts });
+        let offsets = vec![o("old", 100), o("new", 900)];
+        let member = MemberRecord {
+            member_id: "m".into(),
+            instance_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            session_timeout_ms: 0,
+            rebalance_timeout_ms: 0,
+            metadata: Bytes::new(),
+            assignment: Bytes::new(),
+        };
+        let active = GroupRecord { members: vec![member], ..Default::default() };
+        let empty = GroupRecord::default();
+        assert!(expired_offsets(Some(&active), None, &offsets, 100, 10_000).is_empty(), "a group with members keeps its offsets");
+        // A standalone committer: each offset from its own commit.
+        assert_eq!(expired_offsets(None, None, &offsets, 500, 1000), vec![("old".into(), 0, 100)]);
+        // An Empty group: all from when it became empty.
+        assert!(expired_offsets(Some(&empty), Some(800), &offsets, 500, 1000).is_empty());
+        assert_eq!(expired_offsets(Some(&empty), Some(800), &offsets, 500, 1300).len(), 2);
+        // Empty since an unknown time: each from its commit, as Kafka does.
+        assert_eq!(expired_offsets(Some(&empty), None, &offsets, 500, 1000).len(), 1);
+    }
 
     #[test]
     fn partition_matches_java_hash_code() {

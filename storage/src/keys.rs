@@ -16,6 +16,9 @@ pub const EPOCH: u8 = b'E';
 pub const OFFSET: u8 = b'O';
 /// Offsets partition: g ++ b'G' ++ group -> the group's last generation.
 pub const GROUP: u8 = b'G';
+/// Offsets partition: g ++ b'T' ++ group -> when its record was stored
+/// (an Empty group's offsets expire from then), i64 BE.
+pub const GROUP_TIME: u8 = b'T';
 /// Partition: bytes of the batches its index holds (retention.bytes), u64 BE.
 pub const SIZE: u8 = b'z';
 /// Partition: a checkpoint, g ++ b'k' ++ log index ++ next offset at it ->
@@ -26,7 +29,7 @@ pub const COMPACTION: u8 = b'C';
 /// Partition: where this replica's last compaction ended, i64 BE.
 pub const CLEANED: u8 = b'x';
 /// The tags of a partition's small state, carried whole in its snapshots.
-pub const SNAPSHOT_TAGS: [u8; 4] = [PRODUCER, EPOCH, OFFSET, GROUP];
+pub const SNAPSHOT_TAGS: [u8; 5] = [PRODUCER, EPOCH, OFFSET, GROUP, GROUP_TIME];
 
 pub fn group(g: GroupId) -> [u8; 8] {
     g.0.to_be_bytes()

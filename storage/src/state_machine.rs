@@ -297,6 +297,17 @@ impl PartitionLog for PartitionReader {
         }
     }
 
+    fn group_stored_at(&self, group: &str) -> Result<Option<i64>, StoreError> {
+        match self.inner.sm.tree.get(keys::tagged(self.group, keys::GROUP_TIME, group.as_bytes())).map_err(|e| self.inner.storage_err(e))? {
+            Some(v) => Chunked::inline(&v)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .map(|b| Some(i64::from_be_bytes(b)))
+                .ok_or_else(|| self.inner.storage_err(format!("group {} has a malformed group time", self.group))),
+            None => Ok(None),
+        }
+    }
+
     fn oldest_producer_timestamp(&self) -> Result<Option<i64>, StoreError> {
         let mut oldest: Option<i64> = None;
         for kv in self.scan(&keys::tag(self.group, keys::PRODUCER)) {
@@ -727,11 +738,35 @@ impl SledStateMachine {
                 GroupCommand::Store { group, record } => {
                     w.insert(&keys::tagged(g, keys::GROUP, group.as_bytes()), &encode(record)?)?;
                 }
+                GroupCommand::StoreAt { group, record, at_ms } => {
+                    w.insert(&keys::tagged(g, keys::GROUP, group.as_bytes()), &encode(record)?)?;
+                    w.insert_small(&keys::tagged(g, keys::GROUP_TIME, group.as_bytes()), &at_ms.to_be_bytes());
+                }
+                GroupCommand::ExpireOffsets { group, offsets } => {
+                    // Land earlier commits of this apply first, so they are seen.
+                    w.commit_so_far()?;
+                    for (topic, partition, committed_at) in offsets {
+                        let k = keys::offset(g, group, topic, *partition);
+                        let current: Option<CommittedOffset> = self.inner.sm.get(&k)?.map(|v| decode(&v)).transpose()?;
+                        if current.is_some_and(|c| c.commit_timestamp_ms == *committed_at) {
+                            w.remove(&k)?;
+                        }
+                    }
+                    w.commit_so_far()?;
+                    let record: Option<GroupRecord> = self.inner.sm.get(&keys::tagged(g, keys::GROUP, group.as_bytes()))?.map(|v| decode(&v)).transpose()?;
+                    let no_offsets = self.inner.sm.tree.scan_prefix(keys::offsets_of(g, group)).next().is_none();
+                    if no_offsets && record.is_none_or(|r| r.members.is_empty()) {
+                        w.remove(&keys::tagged(g, keys::GROUP, group.as_bytes()))?;
+                        w.remove_small(&keys::tagged(g, keys::GROUP_TIME, group.as_bytes()));
+                    }
+                    info!(node_id = self.inner.node, group = %g, consumer_group = group, expired = offsets.len(), "committed offsets expired (offsets.retention.minutes)");
+                }
                 GroupCommand::Delete { group } => {
                     // Offsets committed earlier in this apply are still in
                     // `w`: land them first, so the scan sees them.
                     w.commit_so_far()?;
                     w.remove(&keys::tagged(g, keys::GROUP, group.as_bytes()))?;
+                    w.remove_small(&keys::tagged(g, keys::GROUP_TIME, group.as_bytes()));
                     for k in self.inner.sm.tree.scan_prefix(keys::offsets_of(g, group)).keys() {
                         w.remove(&k.map_err(io_err)?)?;
                     }

@@ -376,6 +376,25 @@ async fn group_commands_commit_store_and_delete() {
     ab.sort();
     assert_eq!(ab, vec![("tt".to_string(), 0), ("u".to_string(), 0)]);
     assert_eq!(reader.group_record("a").unwrap(), Some(GroupRecord { protocol_type: "consumer".into(), generation: 4, ..Default::default() }), "the group itself stays");
+
+    // Expiry: a group's record is stored with its time; an offset goes only
+    // if it is still the commit the decision saw; a group left Empty
+    // without offsets goes with them.
+    let at = |ts: i64| CommittedOffset { commit_timestamp_ms: ts, ..off(1) };
+    let cmds = vec![
+        Command::Group(GroupCommand::StoreAt { group: "e".into(), record: GroupRecord::default(), at_ms: 500 }),
+        Command::Group(GroupCommand::Commit { group: "e".into(), offsets: vec![("t".into(), 0, at(100)), ("t".into(), 1, at(100))] }),
+        // A commit that raced the decision: partition 1 is newer than it saw.
+        Command::Group(GroupCommand::Commit { group: "e".into(), offsets: vec![("t".into(), 1, at(900))] }),
+        Command::Group(GroupCommand::ExpireOffsets { group: "e".into(), offsets: vec![("t".into(), 0, 100), ("t".into(), 1, 100)] }),
+    ];
+    apply_all(&engine, &mut opened, 1, 9, cmds).await;
+    assert_eq!(reader.group_stored_at("e").unwrap(), Some(500));
+    assert_eq!(reader.committed_offsets("e").unwrap(), vec![("t".to_string(), 1, at(900))]);
+    assert!(reader.group_record("e").unwrap().is_some(), "offsets are left: the group stays");
+    apply_all(&engine, &mut opened, 1, 13, vec![Command::Group(GroupCommand::ExpireOffsets { group: "e".into(), offsets: vec![("t".into(), 1, 900)] })]).await;
+    assert!(reader.committed_offsets("e").unwrap().is_empty());
+    assert_eq!((reader.group_record("e").unwrap(), reader.group_stored_at("e").unwrap()), (None, None), "an Empty group without offsets is gone");
 }
 
 /// A batch of one record whose value is `len` bytes of `fill`.

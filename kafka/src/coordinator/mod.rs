@@ -93,7 +93,8 @@ impl<S: PartitionStore> Coordinator<S> {
     }
 
     async fn persist(&self, g: &Group) -> Result<(), i16> {
-        let cmd = GroupCommand::Store { group: g.name.clone(), record: g.record() };
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let cmd = GroupCommand::StoreAt { group: g.name.clone(), record: g.record(), at_ms };
         self.store.group_write(cmd).await.map_err(|e| {
             warn!(group = %g.name, generation = g.generation, error = %e, "storing the group failed");
             Self::store_error(&e)

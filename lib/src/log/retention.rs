@@ -35,6 +35,11 @@ pub struct RetentionDefaults {
     pub producer_expiration_ms: i64,
     /// How often leaders look for partitions to compact (log.cleaner.backoff.ms).
     pub cleaner_backoff_ms: u64,
+    /// Committed offsets of a group without members expire this long after
+    /// it became empty (offsets.retention.minutes, in ms), checked every
+    /// `offsets_retention_check_interval_ms`.
+    pub offsets_retention_ms: i64,
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for RetentionDefaults {
@@ -50,6 +55,8 @@ impl Default for RetentionDefaults {
             offsets_segment_bytes: 100 << 20,
             producer_expiration_ms: 86_400_000,
             cleaner_backoff_ms: 15_000,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
