@@ -34,7 +34,7 @@ import time
 import urllib.request
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from checker import check, summary
 
@@ -57,6 +57,12 @@ MIN_FREE = 32 * 1024 * 1024
 CHAIN = "CHRONIK_CHAOS"
 TOPIC = "chaos"
 PARTITIONS = 3
+# Per scenario: node flags, and the chaos topic's configs.
+EXTRA_ARGS = {"retention-compaction": ["--log-retention-check-interval-ms", "500", "--log-cleaner-backoff-ms", "500"]}
+TOPIC_CONFIGS = {"retention-compaction": {"retention.bytes": "40000", "segment.ms": "1000"}}
+# The compacted topic of the retention-compaction scenario, and its keys.
+KV_TOPIC = "chaos-kv"
+KV_KEYS = 20
 # Errors after which the broker certainly did not write the batch.
 DEFINITE = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
             KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.INVALID_REQUIRED_ACKS}
@@ -143,6 +149,11 @@ class ChaosCluster:
             if disk:
                 self.mount(i)
         self.skew = {}
+        self.extra_args = []
+        # Checks a scenario adds, run after healing: each returns anomalies.
+        self.after_heal = []
+        # Topics whose replicas must end byte-identical.
+        self.topics = [TOPIC]
         self.procs = {}
         self.paused = set()
         # Spans during which no majority exists: nothing may be acknowledged.
@@ -181,6 +192,7 @@ class ChaosCluster:
             # any wall-clock arithmetic see a node that is minutes off.
             env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME=f"{self.skew[i]:+d}s", FAKETIME_NO_CACHE="1")
         extra = ["--min-free-disk-bytes", str(MIN_FREE)] if self.disk == "tmpfs" else []
+        extra += self.extra_args
         self.procs[i] = subprocess.Popen(
             [BINARY, "start", "--config", self.config, "--node-id", str(i), "--data-dir", os.path.join(self.data_dir(i), "data"),
              "--kafka-listen", f"{ip}:{KAFKA}", "--raft-listen", f"{ip}:{RAFT}", "--admin-listen", f"{ip}:{ADMIN}", *extra],
@@ -329,12 +341,12 @@ class ChaosCluster:
                 out += [f"node {i}: " + line.decode(errors="replace").strip() for line in f if text.encode() in line]
         return out
 
-    def replicas_of(self):
+    def replicas_of(self, topic=TOPIC):
         """{partition: [replica node ids]} from the metadata."""
         for i in self.ips:
             if self.alive(i):
                 for t in self.admin(i, "/v1/topics"):
-                    if t["name"] == TOPIC:
+                    if t["name"] == topic:
                         return {p["partition"]: p["replicas"] for p in t["partitions"]}
         return {}
 
@@ -374,12 +386,15 @@ class ChaosCluster:
             return str(e)
 
     def digests(self):
-        """{partition: {replica node: (high watermark, crc32c)}}."""
+        """{partition: {replica node: (high watermark, crc32c)}} of every
+        topic in `self.topics` (partitions of other topics than the chaos
+        topic are named "topic/partition")."""
         out = {}
-        for p, replicas in self.replicas_of().items():
-            for i in replicas:
-                d = self.admin(i, f"/v1/replicas/{TOPIC}/{p}/digest")
-                out.setdefault(p, {})[i] = (d["high_watermark"], d["crc32c"])
+        for topic in self.topics:
+            for p, replicas in self.replicas_of(topic).items():
+                for i in replicas:
+                    d = self.admin(i, f"/v1/replicas/{topic}/{p}/digest")
+                    out.setdefault(p if topic == TOPIC else f"{topic}/{p}", {})[i] = (d["high_watermark"], d["crc32c"])
         return out
 
 
@@ -476,13 +491,14 @@ class Workload:
         c = Consumer({"bootstrap.servers": self.c.bootstrap, "group.id": "chaos-final", "enable.auto.commit": False})
         for part in range(PARTITIONS):
             lo, hi = c.get_watermark_offsets(TopicPartition(TOPIC, part), timeout=10)
-            c.assign([TopicPartition(TOPIC, part, 0)])
+            # From the log start: retention may have moved it.
+            c.assign([TopicPartition(TOPIC, part, lo)])
             records, deadline = [], time.time() + timeout
-            while (not records or records[-1][0] < hi - 1) and time.time() < deadline:
+            while hi > lo and (not records or records[-1][0] < hi - 1) and time.time() < deadline:
                 for m in c.consume(500, timeout=0.5):
                     if m.error() is None:
                         records.append([m.offset(), m.value().decode()])
-            self.record({"op": "final", "partition": part, "records": records})
+            self.record({"op": "final", "partition": part, "records": records, "log_start": lo})
         c.close()
 
 
@@ -705,6 +721,107 @@ def concurrent(c, rng, duration):
     return events
 
 
+class KeyedWriter:
+    """Writes "key:seq" values of KV_KEYS keys to the compacted topic
+    (idempotent, acks=all), recording each acknowledgement; after healing
+    checks what compaction left: every value read was sent, each key's
+    values in the order sent, the newest acknowledged value of every key (or
+    a newer one) still there, and fewer records than were acknowledged (so
+    compaction did run)."""
+
+    def __init__(self, c):
+        self.c = c
+        self.acked = {}  # key -> highest acknowledged seq
+        self.sent = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        p = Producer({"bootstrap.servers": self.c.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                      "log_level": 2, "topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 500})
+        seq = 0
+        while not self.stop.is_set():
+            key = f"k{seq % KV_KEYS}"
+            value = f"{key}:{seq}"
+            self.sent.add(value)
+
+            def cb(err, msg, key=key, seq=seq):
+                if err is None:
+                    self.acked[key] = max(self.acked.get(key, -1), seq)
+            try:
+                p.produce(KV_TOPIC, key=key.encode(), value=value.encode(), on_delivery=cb)
+            except BufferError:
+                pass
+            seq += 1
+            p.poll(0.01)
+        p.flush(15)
+
+    def check(self):
+        self.stop.set()
+        self.thread.join(30)
+        c = Consumer({"bootstrap.servers": self.c.bootstrap, "group.id": "chaos-kv-final", "enable.auto.commit": False})
+        lo, hi = c.get_watermark_offsets(TopicPartition(KV_TOPIC, 0), timeout=10)
+        c.assign([TopicPartition(KV_TOPIC, 0, lo)])
+        read, deadline = [], time.time() + 60
+        while hi > lo and (not read or read[-1][0] < hi - 1) and time.time() < deadline:
+            for m in c.consume(500, timeout=0.5):
+                if m.error() is None:
+                    read.append((m.offset(), m.key().decode(), m.value().decode()))
+        c.close()
+        anomalies, last = [], {}
+        for off, key, value in read:
+            seq = int(value.split(":")[1])
+            if value not in self.sent or not value.startswith(key + ":"):
+                anomalies.append({"kind": "kv-phantom", "ops": [], "detail": f"{KV_TOPIC} offset {off} holds {key}={value}, never sent"})
+            elif key in last and seq <= last[key]:
+                anomalies.append({"kind": "kv-reordered", "ops": [], "detail": f"{KV_TOPIC}: {key}:{seq} at {off} after {key}:{last[key]}"})
+            last[key] = seq
+        for key, seq in self.acked.items():
+            if last.get(key, -1) < seq:
+                anomalies.append({"kind": "kv-lost", "ops": [], "detail": f"{KV_TOPIC}: {key}:{seq} acknowledged, newest read {last.get(key)}"})
+        if len(read) >= len(self.sent) or not self.acked:
+            anomalies.append({"kind": "kv-not-compacted", "ops": [], "detail": f"{len(read)} records read of {len(self.sent)} sent ({len(self.acked)} keys)"})
+        return anomalies
+
+
+def retention_compaction(c, rng, duration):
+    """Retention (the chaos topic keeps 40 KB a partition, segments of 1 s)
+    and compaction (a compacted topic written with 20 keys) run while
+    leaders are killed and a follower is down long enough to need a
+    snapshot. The checker allows records below the log start to be gone,
+    and nothing else; the compacted topic keeps every key's newest value;
+    replicas of both end byte-identical."""
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    kv = {"cleanup.policy": "compact", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01"}
+    admin.create_topics([NewTopic(KV_TOPIC, num_partitions=1, replication_factor=3, config=kv)])[KV_TOPIC].result(timeout=30)
+    writer = KeyedWriter(c)
+    writer.thread.start()
+    c.after_heal.append(writer.check)
+    c.topics.append(KV_TOPIC)
+    events, end = [], time.monotonic() + duration
+    # A follower (of partition 0, if one leads nothing) down for a while.
+    time.sleep(1)
+    leaders = c.leaders()
+    stale = rng.choice([i for i in c.ips if i not in leaders.values()] or sorted(c.ips))
+    c.kill(stale)
+    time.sleep(min(4, duration / 3))
+    c.start(stale)
+    events.append((time.monotonic(), list(range(PARTITIONS))))
+    # Then leaders killed and restarted.
+    while time.monotonic() < end - 3:
+        leaders = c.leaders()
+        victim = leaders.get(rng.randrange(PARTITIONS))
+        if not victim or not c.alive(victim):
+            time.sleep(0.3)
+            continue
+        c.kill(victim)
+        events.append((time.monotonic(), [p for p, l in leaders.items() if l == victim]))
+        time.sleep(rng.uniform(1, 2))
+        c.start(victim)
+        time.sleep(rng.uniform(0.5, 1))
+    return events
+
+
 SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "leader-isolated": leader_isolated,
              "follower-isolated": follower_isolated, "majority-lost": majority_lost,
              "graceful-restart": leader_restarted_gracefully, "rolling-restart": rolling_restart,
@@ -712,7 +829,8 @@ SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "le
              "latency-100ms": with_background(latency_100ms, lambda c: c.heal()),
              "loss-20pct": with_background(loss_20, lambda c: c.heal()),
              "clock-skew": clock_skew, "disk-full": disk_full, "power-loss": power_loss,
-             "power-loss-minority": power_loss_minority, "concurrent": concurrent}
+             "power-loss-minority": power_loss_minority, "concurrent": concurrent,
+             "retention-compaction": retention_compaction}
 # Scenarios whose nodes need a special data disk.
 DISKS = {"disk-full": "tmpfs", "power-loss": "xfs", "power-loss-minority": "xfs"}
 
@@ -724,7 +842,7 @@ def replicas_diverged(c, timeout=30):
     while time.time() < deadline:
         try:
             last = c.digests()
-            if len(last) == PARTITIONS and all(len(set(d.values())) == 1 for d in last.values()):
+            if len(last) >= PARTITIONS and all(len(set(d.values())) == 1 for d in last.values()):
                 return None
         except OSError as e:
             last = str(e)
@@ -742,12 +860,14 @@ def run(name, seed, duration):
     base = tempfile.mkdtemp(prefix=f"chronik-chaos-{name}-")
     c = ChaosCluster(base, disk=DISKS.get(name), size=SIZES.get(name, 3))
     rng = random.Random(seed)
+    c.extra_args = EXTRA_ARGS.get(name, [])
     try:
         for i in c.ips:
             c.start(i)
         c.wait_ready()
         admin = AdminClient({"bootstrap.servers": c.bootstrap})
-        admin.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=3)])[TOPIC].result(timeout=30)
+        topic = NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=3, config=TOPIC_CONFIGS.get(name, {}))
+        admin.create_topics([topic])[TOPIC].result(timeout=30)
         w = Workload(c)
         w.start()
         events = SCENARIOS[name](c, rng, duration)
@@ -758,8 +878,20 @@ def run(name, seed, duration):
         time.sleep(5)
         w.finish()
         c.wait_ready()
+        if "retention.bytes" in TOPIC_CONFIGS.get(name, {}):
+            # Retention stops, so the final read starts at a log start that stays.
+            res = ConfigResource(ConfigResource.Type.TOPIC, TOPIC, incremental_configs=[
+                ConfigEntry("retention.bytes", "-1", incremental_operation=AlterConfigOpType.SET)])
+            list(admin.incremental_alter_configs([res]).values())[0].result(timeout=30)
+            time.sleep(1)
         w.final_read()
         anomalies = check(w.history)
+        for extra in c.after_heal:
+            anomalies += extra()
+        if "retention.bytes" in TOPIC_CONFIGS.get(name, {}):
+            starts = [op["log_start"] for op in w.history if op["op"] == "final"]
+            if not any(starts):
+                anomalies.append({"kind": "retention-inert", "ops": [], "detail": f"no log start moved: {starts}"})
         diverged = replicas_diverged(c)
         if diverged:
             anomalies.append({"kind": "replica-divergence", "ops": [],

@@ -12,8 +12,11 @@ A history is a list of operations (dicts), as a workload records them:
                                         # unanswered one was stored)
   {"op": "poll", "process": "c1", "partition": 0,
    "invoke": 1.3, "complete": 1.4, "records": [[42, "v17"], [43, "v18"]]}
-  {"op": "final", "partition": 0, "records": [[0, "v1"], ...]}
-                                        # a fresh consumer's full read after healing
+  {"op": "final", "partition": 0, "records": [[0, "v1"], ...], "log_start": 0}
+                                        # a fresh consumer's full read after healing,
+                                        # from the partition's log start (retention
+                                        # and DeleteRecords move it: what lies below
+                                        # may be gone, and nothing else may)
 
 `check(history)` returns a list of anomalies, each {"kind", "detail", "ops"}.
 Kinds:
@@ -81,18 +84,34 @@ def check(history):
         elif send["outcome"] == "fail":
             flag("failed-read", f"{value!r} read at {sorted(where)} but its send failed", send, some_read)
 
-    # 4: every acknowledged send is in the final read, at its offset.
+    # 4: every acknowledged send is in the final read, at its offset, unless
+    # it lies below its partition's log start (retention took it).
     implied = {}  # id(send) -> the offset read for an ack that carried none
     finals = [op for op in history if op["op"] == "final"]
     if finals:
         final_at = {}
+        log_start = {op["partition"]: op.get("log_start", 0) for op in finals}
         for op in finals:
             for off, value in op["records"]:
                 final_at.setdefault(value, []).append((op["partition"], off))
+        # An ack without an offset lies below the log start if a later send
+        # of the same producer to the same partition does (offsets grow).
+        trimmed_after = defaultdict(lambda: float("-inf"))
+        for s in sends:
+            if s["outcome"] == "ok" and s["offset"] is not None and s["offset"] < log_start.get(s["partition"], 0):
+                key = (s["process"], s["partition"])
+                trimmed_after[key] = max(trimmed_after[key], s["invoke"])
+
+        def below_log_start(s):
+            if s["offset"] is not None:
+                return s["offset"] < log_start.get(s["partition"], 0)
+            return s["invoke"] < trimmed_after[(s["process"], s["partition"])]
         for s in sends:
             if s["outcome"] != "ok":
                 continue
             got = final_at.get(s["value"], [])
+            if not got and below_log_start(s):
+                continue
             if not got:
                 flag("lost", f"{s['value']!r} acknowledged at {s['partition']}/{s['offset']} but not read after healing", s)
             elif s["offset"] is None:

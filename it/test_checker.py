@@ -25,8 +25,8 @@ def poll(records, partition=0, invoke=10.0, process="c1"):
             "complete": invoke + 0.01, "records": [list(r) for r in records]}
 
 
-def final(records, partition=0):
-    return {"op": "final", "partition": partition, "records": [list(r) for r in records]}
+def final(records, partition=0, log_start=0):
+    return {"op": "final", "partition": partition, "records": [list(r) for r in records], "log_start": log_start}
 
 
 def clean():
@@ -95,6 +95,20 @@ def test_an_ack_without_offset_is_checked_where_it_was_read():
     # Read where it was, it still takes part in the real-time order check.
     late = send("c", 0, None, 2.0, 2.1)
     assert kinds([send("b", 0, 1, 1.0, 1.1), late, final([(0, "c"), (1, "b")])]) == ["send-order"]
+
+
+def test_records_below_the_log_start_may_be_gone_and_nothing_else():
+    # Retention moved partition 0's log start to 2: a and b are gone.
+    h = [send("a", 0, 0, 1.0, 1.1), send("b", 0, 1, 1.2, 1.3), send("c", 0, 2, 1.4, 1.5), final([(2, "c")], log_start=2)]
+    assert check(h) == []
+    # c is at the log start: it may not be gone.
+    assert kinds(h[:-1] + [final([], log_start=2)]) == ["lost"]
+    # An ack without an offset below the log start: a later send of the same
+    # producer to the same partition lies below it too.
+    implicit = send("a", 0, None, 1.0, 1.1)
+    assert check([implicit, h[1], h[2], h[3]]) == []
+    # Without such a later send, it may not be gone.
+    assert kinds([implicit, send("b", 0, 1, 1.2, 1.3, process="p2"), h[2], h[3]]) == ["lost"]
 
 
 def test_script_prints_anomalies_and_fails(tmp_path):
