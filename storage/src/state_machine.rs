@@ -31,6 +31,9 @@ use crate::log_store::{decode, encode, io_err};
 use crate::snapshots::{self, Segments};
 use crate::{keys, Inner};
 
+/// Index entries a trim removes per sled batch.
+const TRIM_BATCH_KEYS: u64 = 4096;
+
 /// What a state machine persists (at g ++ b's', and as its snapshot).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct SmState {
@@ -687,27 +690,33 @@ impl SledStateMachine {
         if to <= from {
             return Ok(());
         }
+        // Readers see the new start before any index entry goes, so a read
+        // below it is refused rather than answered from a later batch.
+        reader.log_start.fetch_max(to, Ordering::AcqRel);
         let (mut batches, mut bytes) = (0u64, 0u64);
         let mut gone = |k: &[u8], iv: &IndexValue, w: &mut Writes| {
             if iv.last_offset < to {
                 w.remove_small(k);
-                batches += 1;
                 bytes += iv.bytes as u64;
+                return 1;
             }
+            0
         };
-        // Committed entries, then those of this apply: one atomic batch.
+        // Committed entries, in sled batches of TRIM_BATCH_KEYS (a trim of
+        // millions of batches must not hold them all in one); the applied
+        // state lands with the last, so a crash before it replays the trim.
         for kv in self.inner.sm.tree.range(keys::index(self.group, 0)..keys::index(self.group, to)) {
             let (k, v) = kv.map_err(io_err)?;
-            gone(&k, &reader.index_value(&v).map_err(io_err)?, w);
+            batches += gone(&k, &reader.index_value(&v).map_err(io_err)?, w);
+            if batches > 0 && batches % TRIM_BATCH_KEYS == 0 {
+                w.commit_so_far()?;
+            }
         }
         for (base, iv) in self.staged_index.iter().filter(|(base, _)| *base < to) {
-            gone(&keys::index(self.group, *base), iv, w);
+            batches += gone(&keys::index(self.group, *base), iv, w);
         }
         self.state.log_start_offset = to;
         self.segments.trimmed = true;
-        // Readers see the new start before the index entries go, so a read
-        // below it is refused rather than answered from a later batch.
-        reader.log_start.fetch_max(to, Ordering::AcqRel);
         // The cleaner takes off what compaction saves: both update in place.
         let left = reader.retained.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| Some(r.saturating_sub(bytes))).unwrap_or(0).saturating_sub(bytes);
         info!(node_id = self.inner.node, group = %self.group, from, to, batches, bytes, retained_bytes = left, "log start moved");

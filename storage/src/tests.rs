@@ -623,3 +623,22 @@ async fn compaction_rewrites_entries_in_place_and_keeps_offsets() {
     assert_eq!(freader.high_watermark(), 6);
     assert_eq!(freader.read(0, usize::MAX).unwrap(), served, "byte for byte");
 }
+
+/// A trim of more batches than one sled batch takes (TRIM_BATCH_KEYS) lands
+/// in pieces, and ends exactly as a small one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_of_many_batches_lands_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path());
+    let (mut opened, reader) = engine.open_partition(GroupId(12)).unwrap();
+    let n = 5000u64;
+    apply_all(&engine, &mut opened, 1, 1, (0..n).map(|i| append(batch(1, 1000 + i as i64))).collect()).await;
+    let each = reader.retained_bytes() / n;
+    apply_all(&engine, &mut opened, 1, n + 1, vec![Command::Trim { log_start_offset: 4500 }]).await;
+    assert_eq!((reader.log_start_offset(), reader.high_watermark()), (4500, 5000));
+    assert_eq!(reader.retained_bytes(), 500 * each);
+    let got = reader.read(0, usize::MAX).unwrap();
+    assert_eq!(got.len(), 500);
+    assert_eq!(i64::from_be_bytes(got[0][0..8].try_into().unwrap()), 4500);
+    assert_eq!(engine.inner.sm.tree.scan_prefix(keys::tag(GroupId(12), keys::INDEX)).count(), 500);
+}
