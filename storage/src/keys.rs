@@ -24,6 +24,9 @@ pub const SIZE: u8 = b'z';
 /// Partition: a checkpoint, g ++ b'k' ++ log index ++ next offset at it ->
 /// bincode(SnapshotMeta, snapshot body).
 pub const CHECKPOINT: u8 = b'k';
+/// Partition: the time index (see `time_index`), g ++ b't' ++ timestamp
+/// (sign bit flipped) -> base offset, i64 BE.
+pub const TIME: u8 = b't';
 /// Partition: the compaction job to run (see `compaction`), bincode(Job).
 pub const COMPACTION: u8 = b'C';
 /// Partition: where this replica's last compaction ended, i64 BE.

@@ -21,6 +21,7 @@ mod local_ack;
 mod log_store;
 mod snapshots;
 mod state_machine;
+mod time_index;
 
 pub use flush::Flusher;
 pub use sled::SegmentStats;

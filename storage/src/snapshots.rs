@@ -214,7 +214,7 @@ impl SledStateMachine {
         // replaced. (A compaction job recorded before the snapshot covered
         // only offsets below its log start.)
         let _rewriting = inner.rewrite.lock().unwrap();
-        for tag in keys::SNAPSHOT_TAGS.into_iter().chain([keys::INDEX, keys::CHECKPOINT, keys::COMPACTION, keys::CLEANED]) {
+        for tag in keys::SNAPSHOT_TAGS.into_iter().chain([keys::INDEX, keys::TIME, keys::CHECKPOINT, keys::COMPACTION, keys::CLEANED]) {
             for k in self.inner.sm.tree.scan_prefix(keys::tag(self.group, tag)).keys() {
                 w.remove(&k.map_err(io_err)?)?;
             }
@@ -229,6 +229,7 @@ impl SledStateMachine {
             r.purge_candidate.store(NONE, Ordering::Release);
         }
         self.segments = Segments { checkpoints: BTreeMap::new(), bytes: 0, opened_ms: crate::now_ms(), trimmed: false };
+        self.reset_time_index();
         self.persist_state(&mut w)?;
         w.insert(&keys::tag(self.group, keys::SNAPSHOT), &encode(&(meta, &data))?)?;
         crate::off_runtime(|| w.commit())?;

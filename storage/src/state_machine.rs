@@ -26,6 +26,7 @@ use tracing::info;
 
 use crate::chunked::{Chunked, Writes};
 use crate::compaction;
+use crate::time_index;
 use crate::local_ack::LocalAcks;
 use crate::log_store::{decode, encode, io_err};
 use crate::snapshots::{self, Segments};
@@ -413,9 +414,13 @@ impl PartitionLog for PartitionReader {
     }
 
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError> {
-        // FIXME: a linear scan; a time index belongs with retention.
+        // No batch before the one the time index names is as new; from
+        // there (or the log start), the first that is.
+        let Some(from) = time_index::lookup(&self.inner, self.group, timestamp).map_err(|e| self.inner.storage_err(e))? else {
+            return Ok(None);
+        };
         let hwm = self.high_watermark();
-        for kv in self.inner.sm.tree.range(self.first_index_key(self.log_start_offset())?..keys::index(self.group, hwm).to_vec()) {
+        for kv in self.inner.sm.tree.range(self.first_index_key(from.max(self.log_start_offset()))?..keys::index(self.group, hwm).to_vec()) {
             let (k, v) = kv.map_err(|e| self.inner.storage_err(e))?;
             let iv = self.index_value(&v)?;
             if iv.max_timestamp >= timestamp {
@@ -445,6 +450,8 @@ pub struct SledStateMachine {
     pub(crate) segments: Segments,
     /// The apply under way recorded a compaction job for the cleaner.
     compaction_queued: bool,
+    /// Partition: the newest timestamp of the time index.
+    time_newest: Option<i64>,
 }
 
 impl SledStateMachine {
@@ -462,7 +469,7 @@ impl SledStateMachine {
         info!(node_id = inner.node, topics = md.topics.len(), applied = ?state.last_applied, "controller state loaded");
         let (tx, rx) = watch::channel(md);
         let segments = Segments::load(&inner, group).map_err(|e| inner.storage_err(e))?;
-        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new(), staged_index: Vec::new(), segments, compaction_queued: false }, rx))
+        Ok((Self { inner, group, state, kind: Kind::Controller(tx), producers: HashMap::new(), staged_index: Vec::new(), segments, compaction_queued: false, time_newest: None }, rx))
     }
 
     /// The persisted (last applied index, next offset) of a partition group.
@@ -492,7 +499,8 @@ impl SledStateMachine {
             local_acks,
             epochs: RwLock::new(BTreeMap::new()),
         });
-        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new(), staged_index: Vec::new(), segments, compaction_queued: false };
+        let mut sm = Self { inner, group, state, kind: Kind::Partition(reader.clone()), producers: HashMap::new(), staged_index: Vec::new(), segments, compaction_queued: false, time_newest: None };
+        sm.time_newest = sm.load_time_index().map_err(|e| sm.inner.storage_err(e))?;
         sm.load_keyed_state().map_err(|e| sm.inner.storage_err(e))?;
         let snapshot = sm.stored_snapshot().map_err(|e| sm.inner.storage_err(e))?;
         let index = snapshot.and_then(|(m, _)| m.last_log_id).map(|l| l.index as i64).unwrap_or(snapshots::NONE);
@@ -504,6 +512,30 @@ impl SledStateMachine {
             sm.inner.cleaner.submit(reader.clone());
         }
         Ok((sm, reader))
+    }
+
+    /// After a snapshot install emptied the index.
+    pub(crate) fn reset_time_index(&mut self) {
+        self.time_newest = None;
+    }
+
+    /// The newest timestamp of the time index, built from the offset index
+    /// for a partition written before time indexes existed.
+    fn load_time_index(&self) -> io::Result<Option<i64>> {
+        if let Some(ts) = time_index::newest(&self.inner, self.group)? {
+            return Ok(Some(ts));
+        }
+        let mut index = self.inner.sm.tree.scan_prefix(keys::tag(self.group, keys::INDEX)).peekable();
+        if index.peek().is_none() {
+            return Ok(None);
+        }
+        let entries = index.map(|kv| {
+            let (k, v) = kv.map_err(io_err)?;
+            Ok((keys::index_offset(&k), IndexValue::decode(Chunked::inline(&v)?).max_timestamp))
+        });
+        let built = crate::off_runtime(|| time_index::build(&self.inner, self.group, entries))?;
+        info!(node_id = self.inner.node, group = %self.group, entries = built, "time index built from the offset index");
+        time_index::newest(&self.inner, self.group)
     }
 
     /// The bytes of a partition's indexed batches: stored since retention
@@ -618,6 +650,7 @@ impl SledStateMachine {
                 // A batch without records is never served: not indexed.
                 if h.record_count > 0 {
                     w.insert_small(&keys::index(self.group, base), &iv.encode());
+                    time_index::note(w, self.group, &mut self.time_newest, iv.max_timestamp, base);
                     self.staged_index.push((base, iv));
                     if let Kind::Partition(r) = &self.kind {
                         r.retained.fetch_add(iv.bytes as u64, Ordering::AcqRel);
@@ -715,6 +748,7 @@ impl SledStateMachine {
         for (base, iv) in self.staged_index.iter().filter(|(base, _)| *base < to) {
             batches += gone(&keys::index(self.group, *base), iv, w);
         }
+        time_index::trim(&self.inner, w, self.group, to)?;
         self.state.log_start_offset = to;
         self.segments.trimmed = true;
         // The cleaner takes off what compaction saves: both update in place.

@@ -642,3 +642,36 @@ async fn a_trim_of_many_batches_lands_in_pieces() {
     assert_eq!(i64::from_be_bytes(got[0][0..8].try_into().unwrap()), 4500);
     assert_eq!(engine.inner.sm.tree.scan_prefix(keys::tag(GroupId(12), keys::INDEX)).count(), 500);
 }
+
+/// ListOffsets by timestamp reads from the time index: the first batch whose
+/// newest timestamp is at or after the one asked for, also once retention
+/// trimmed the batch the index entry names, and for a partition written
+/// before time indexes existed (built when it is opened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_index_finds_the_first_batch_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GroupId(13);
+    let base = |b: Option<Bytes>| b.map(|b| i64::from_be_bytes(b[0..8].try_into().unwrap()));
+    {
+        let engine = open_engine(dir.path());
+        let (mut opened, reader) = engine.open_partition(g).unwrap();
+        // Two records a batch: offsets 0, 2, 4, 6, 8; timestamps not in order.
+        let ts = [1000, 900, 1100, 1050, 1200];
+        apply_all(&engine, &mut opened, 1, 1, ts.iter().map(|t| append(batch(2, *t))).collect()).await;
+        let at = |t: i64| base(reader.batch_at_timestamp(t).unwrap());
+        assert_eq!([at(0), at(950), at(1000), at(1001), at(1150), at(1201)], [Some(0), Some(0), Some(0), Some(4), Some(8), None]);
+        assert_eq!(engine.inner.sm.tree.scan_prefix(keys::tag(g, keys::TIME)).count(), 3, "entries where the newest grows");
+        // Retention takes the first three batches: 1050 is now the first at 950.
+        apply_all(&engine, &mut opened, 1, 6, vec![Command::Trim { log_start_offset: 6 }]).await;
+        assert_eq!([at(950), at(1060), at(1201)], [Some(6), Some(8), None]);
+        // As if written before the time index: it is rebuilt on opening.
+        let old: Vec<_> = engine.inner.sm.tree.scan_prefix(keys::tag(g, keys::TIME)).keys().map(|k| k.unwrap()).collect();
+        for k in old {
+            engine.inner.sm.tree.remove(k).unwrap();
+        }
+    }
+    let engine = open_engine(dir.path());
+    let (_, reader) = engine.open_partition(g).unwrap();
+    assert_eq!(base(reader.batch_at_timestamp(950).unwrap()), Some(6));
+    assert_eq!(base(reader.batch_at_timestamp(1201).unwrap()), None);
+}
