@@ -799,7 +799,7 @@ def retention_compaction(c, rng, duration):
     c.after_heal.append(writer.check)
     c.topics.append(KV_TOPIC)
     events, end = [], time.monotonic() + duration
-    # A follower (of partition 0, if one leads nothing) down for a while.
+    # A follower (one that leads nothing, if there is one) down for a while.
     time.sleep(1)
     leaders = c.leaders()
     stale = rng.choice([i for i in c.ips if i not in leaders.values()] or sorted(c.ips))
@@ -807,19 +807,8 @@ def retention_compaction(c, rng, duration):
     time.sleep(min(4, duration / 3))
     c.start(stale)
     events.append((time.monotonic(), list(range(PARTITIONS))))
-    # Then leaders killed and restarted.
-    while time.monotonic() < end - 3:
-        leaders = c.leaders()
-        victim = leaders.get(rng.randrange(PARTITIONS))
-        if not victim or not c.alive(victim):
-            time.sleep(0.3)
-            continue
-        c.kill(victim)
-        events.append((time.monotonic(), [p for p, l in leaders.items() if l == victim]))
-        time.sleep(rng.uniform(1, 2))
-        c.start(victim)
-        time.sleep(rng.uniform(0.5, 1))
-    return events
+    # Then leaders killed one after another.
+    return events + cascading(c, rng, max(0.0, end - time.monotonic()))
 
 
 SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "leader-isolated": leader_isolated,

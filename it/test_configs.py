@@ -15,7 +15,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
 from confluent_kafka import KafkaException
 
 from kafka_helpers import wait_for
-from test_retention import CLI, create, kafka_tools_classpath, produce_batches, watermarks
+from test_retention import CLI, create, kafka_tools_classpath, post, produce_batches, watermarks
 
 FAST = ["--log-retention-check-interval-ms", "300"]
 
@@ -39,13 +39,7 @@ def incremental(bootstrap, rtype, name, entries, validate_only=False):
 
 
 def patch(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="PATCH",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
+    return post(url, body, method="PATCH")
 
 
 def test_a_topic_retention_change_applies_without_a_restart(node_factory):

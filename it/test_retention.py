@@ -70,8 +70,8 @@ def create(bootstrap, topic, rf=1, partitions=1, config=None):
     admin.create_topics([NewTopic(topic, partitions, rf, config=config or {})])[topic].result(timeout=30)
 
 
-def post(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+def post(url, body, method="POST"):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.load(r)
