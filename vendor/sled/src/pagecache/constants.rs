@@ -48,3 +48,8 @@ pub(crate) const MAX_PID_BITS: usize = 32;
 /// CHRONIK PATCH (cleaner pace): segments waiting to be drained beyond which
 /// the periodic flusher cleans without pausing.
 pub(crate) const CLEANER_BACKLOG_SEGMENTS: usize = 8;
+
+/// CHRONIK PATCH (early free): how many times the periodic flusher helps
+/// collect deferred work (each time a few bags) before it looks for
+/// segments to free.
+pub(crate) const STABILIZE_COLLECTS: usize = 64;

@@ -39,6 +39,7 @@ use self::{
     constants::{
         BATCH_MANIFEST_PID, CLEANER_BACKLOG_SEGMENTS, COUNTER_PID, META_PID,
         PAGE_CONSOLIDATION_THRESHOLD, SEGMENT_CLEANUP_THRESHOLD,
+        STABILIZE_COLLECTS,
     },
     header::Header,
     iobuf::{roll_iobuf, IoBuf, IoBufs},
@@ -855,8 +856,12 @@ impl PageCache {
     pub(crate) fn stabilize_segments(&self) -> Result<()> {
         let guard = pin();
         // Helps the epoch along, so that the deferred publication of what
-        // the last writes made durable runs (see `IoBufs::write_to_log`).
-        guard.flush();
+        // the last writes made durable runs (see `IoBufs::write_to_log`):
+        // each flush collects a few bags of deferred work, and a busy
+        // process may have many queued.
+        for _ in 0..STABILIZE_COLLECTS {
+            guard.flush();
+        }
         let iobufs = &self.log.iobufs;
         iobufs.sa_stabilize(iobufs.max_header_stable_lsn.load(Acquire), &guard)
     }
