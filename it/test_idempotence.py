@@ -101,3 +101,32 @@ def test_pipelined_batches_wait_for_a_starting_partition(node):
             (n,) = struct.unpack(">i", f.read(4))
             replies.append(f.read(n))
     assert [parse_produce_v3(r)[1:] for r in replies] == [(0, 1), (0, 2)], [parse_produce_v3(r) for r in replies]
+
+
+def test_idle_producers_are_forgotten_after_producer_id_expiration(node_factory):
+    """producer.id.expiration.ms (here 2 s): a producer whose last batch is
+    older is forgotten by every replica at its leader's next retention check;
+    its next batch is then judged as a new producer's, as in Kafka."""
+    from wire import raw_batch, record
+    node = node_factory(["--producer-id-expiration-ms", "2000", "--log-retention-check-interval-ms", "300"]).start()
+    create_topic(node.bootstrap, "expiring")
+    _, pid, _ = init_producer_id(node)
+
+    def batch(value, seq):
+        return raw_batch(record(value), 1, base_timestamp=int(time.time() * 1000), producer_id=pid, epoch=0, sequence=seq)
+
+    def produce(b):
+        _, err, base = parse_produce_v3(roundtrip(node, produce_request("expiring", 0, b)))
+        return err, base
+    first = batch(b"a", 0)
+    assert produce(first) == (0, 0)
+    assert produce(first) == (0, 0), "a retry within the expiration is a duplicate"
+    wait_for("the producer to expire", lambda: "idempotent producers expired" in node.log(), timeout=15)
+    # Forgotten: a batch after a gap is a new producer's first.
+    assert produce(batch(b"b", 7)) == (0, 1)
+    # (And before expiry it was refused: the same gap on another producer.)
+    _, other, _ = init_producer_id(node)
+    b = raw_batch(record(b"c"), 1, base_timestamp=int(time.time() * 1000), producer_id=other, epoch=0, sequence=0)
+    assert produce(b)[0] == 0
+    gap = raw_batch(record(b"d"), 1, base_timestamp=int(time.time() * 1000), producer_id=other, epoch=0, sequence=7)
+    assert produce(gap)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
