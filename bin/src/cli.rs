@@ -81,6 +81,12 @@ enum TopicAction {
         configs: Vec<(String, String)>,
     },
     Delete { name: String },
+    /// Grow a topic to COUNT partitions (Kafka's CreatePartitions).
+    AddPartitions {
+        name: String,
+        #[arg(long)]
+        count: i32,
+    },
     /// Change a topic's configs (applies at once, without a restart).
     AlterConfig {
         name: String,
@@ -232,6 +238,13 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{name}-{partition} now starts at offset {}", cell(&r["log_start_offset"]));
             }
             r
+        }
+        Command::Topic { action: TopicAction::AddPartitions { name, count } } => {
+            let t = call(&client, reqwest::Method::POST, format!("{base}/v1/topics/{name}/partitions"), Some(json!({"count": count}))).await?;
+            if !cli.json {
+                print_topic(&t);
+            }
+            t
         }
         Command::Topic { action: TopicAction::AlterConfig { name, set, delete } } => {
             let body = json!({"set": set.iter().cloned().collect::<BTreeMap<_, _>>(), "delete": delete});

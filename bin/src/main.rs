@@ -152,6 +152,18 @@ struct Flags {
     /// offsets.topic.segment.bytes).
     #[arg(long)]
     offsets_topic_segment_bytes: Option<u64>,
+    /// Hand leaders back to their preferred replicas once failures heal
+    /// (default true, as Kafka's auto.leader.rebalance.enable).
+    #[arg(long)]
+    auto_leader_rebalance_enable: Option<bool>,
+    /// How often each node looks for leaders to hand back (default 30000;
+    /// Kafka's leader.imbalance.check.interval.seconds is 300 s).
+    #[arg(long)]
+    leader_imbalance_check_interval_ms: Option<u64>,
+    /// The share (%) of a node's preferred partitions it may not lead before
+    /// they are handed back (default 10, as Kafka's).
+    #[arg(long)]
+    leader_imbalance_per_broker_percentage: Option<u32>,
     /// How long the committed offsets of a group without members (or of a
     /// consumer that never joined one) are kept (default 10080, 7 days, as
     /// Kafka's offsets.retention.minutes).
@@ -192,7 +204,8 @@ impl Flags {
             max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms,
             log_cleaner_dedupe_buffer_bytes, log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms, log_cleaner_backoff_ms,
             log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms,
-            offsets_retention_minutes, offsets_retention_ms, offsets_retention_check_interval_ms);
+            offsets_retention_minutes, offsets_retention_ms, offsets_retention_check_interval_ms,
+            auto_leader_rebalance_enable, leader_imbalance_check_interval_ms, leader_imbalance_per_broker_percentage);
         Ok(file.resolve()?)
     }
 }

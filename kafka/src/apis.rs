@@ -31,6 +31,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// Versions we actually decode (Produce below 3 is advertised but refused).
@@ -65,6 +67,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::DeleteRecords => "delete_records",
         ApiKey::AlterConfigs => "alter_configs",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
+        ApiKey::CreatePartitions => "create_partitions",
+        ApiKey::ElectLeaders => "elect_leaders",
         _ => "other",
     }
 }

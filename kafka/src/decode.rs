@@ -154,6 +154,13 @@ mod tests {
                 incremental_alter_configs_request::AlterConfigsResource::default()
                     .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()]),
             ])),
+            ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_assignments(Some(vec![create_partitions_request::CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)])])),
+            ])),
+            ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+                ElectLeadersRequest::default().with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default().with_partitions(vec![0])])),
+            ),
             _ => return Err(()),
         })
     }

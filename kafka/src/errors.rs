@@ -42,6 +42,8 @@ pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+pub const ELECTION_NOT_NEEDED: i16 = 84;
 pub const INVALID_RECORD: i16 = 87;
 
 pub fn code(err: &StoreError) -> i16 {
@@ -55,6 +57,8 @@ pub fn code(err: &StoreError) -> i16 {
         StoreError::InvalidBatch(_, BatchError::TimestampOutOfRange { .. } | BatchError::LogAppendTimeFromProducer) => INVALID_TIMESTAMP,
         StoreError::InvalidBatch(..) => INVALID_RECORD,
         StoreError::Timeout(_) => REQUEST_TIMED_OUT,
+        StoreError::ElectionNotNeeded(_) => ELECTION_NOT_NEEDED,
+        StoreError::PreferredLeaderNotAvailable(..) => PREFERRED_LEADER_NOT_AVAILABLE,
         StoreError::NotController(_) => NOT_CONTROLLER,
         StoreError::InvalidConfig { .. } => INVALID_CONFIG,
         StoreError::Storage { .. } | StoreError::DiskFull { .. } => KAFKA_STORAGE_ERROR,
@@ -64,7 +68,7 @@ pub fn code(err: &StoreError) -> i16 {
             ControllerError::TopicExists(_) => TOPIC_ALREADY_EXISTS,
             ControllerError::UnknownTopic(_) => UNKNOWN_TOPIC_OR_PARTITION,
             ControllerError::InvalidTopic(..) => INVALID_TOPIC_EXCEPTION,
-            ControllerError::InvalidPartitions(_) => INVALID_PARTITIONS,
+            ControllerError::InvalidPartitions(..) => INVALID_PARTITIONS,
             ControllerError::InvalidReplicationFactor(..) => INVALID_REPLICATION_FACTOR,
             ControllerError::InvalidReplicaAssignment(_) => INVALID_REPLICA_ASSIGNMENT,
             ControllerError::InvalidConfig(ConfigChangeError::Invalid { .. }) => INVALID_CONFIG,

@@ -153,7 +153,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             None => (spec.partitions.unwrap_or(self.cfg.default_partitions), spec.replication_factor.unwrap_or_else(|| self.cfg.replication_factor_default())),
         };
         if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
-            return Err(ControllerError::InvalidPartitions(partitions).into());
+            return Err(ControllerError::InvalidPartitions(partitions, format!("must be 1..={TOPIC_PARTITIONS_MAX}")).into());
         }
         if rf < 1 || rf as usize > nodes {
             return Err(ControllerError::InvalidReplicationFactor(rf, nodes).into());
@@ -236,13 +236,16 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         self.serving_leader(&tp)
     }
 
-    async fn wait_topic_ready(&self, name: &str) {
+    /// Waits (bounded) until this node's metadata has `name` with at least
+    /// `partitions` partitions, each with a leader.
+    async fn wait_topic_ready(&self, name: &str, partitions: usize) {
         let deadline = Instant::now() + CREATE_TOPIC_READY_WAIT;
         while Instant::now() < deadline {
             let view = self.cluster_view(Some(&[name.to_string()]));
             // The topic may not have reached this node's metadata yet when the
             // controller leader is elsewhere.
-            let ready = !view.topics.is_empty() && view.topics.iter().all(|t| t.partitions.iter().all(|p| p.leader.is_some()));
+            let ready = view.topics.iter().any(|t| t.partitions.len() >= partitions.max(1))
+                && view.topics.iter().all(|t| t.partitions.iter().all(|p| p.leader.is_some()));
             if ready {
                 return;
             }
@@ -331,7 +334,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         };
         self.propose(cmd).await?;
         self.reconcile_once().await;
-        self.wait_topic_ready(&name).await;
+        self.wait_topic_ready(&name, 1).await;
         Ok(())
     }
 
@@ -342,6 +345,27 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         self.wait_controller_ready().await;
         self.propose(ControllerCommand::DeleteTopic { name }).await?;
         self.reconcile_once().await;
+        Ok(())
+    }
+
+    async fn create_partitions(&self, name: String, count: i32, assignment: Option<Vec<Vec<NodeId>>>, validate_only: bool) -> Result<(), StoreError> {
+        if name == OFFSETS_TOPIC {
+            return Err(ControllerError::InvalidTopic(name, "the offsets topic's partition count places every group; it cannot change".into()).into());
+        }
+        self.wait_controller_ready().await;
+        if let Some(a) = &assignment {
+            self.validate_assignment(a)?;
+        }
+        // Checked here for a clear answer (on a copy: it takes group ids);
+        // the controller checks again as it applies.
+        let added = (*self.metadata()).clone().new_partitions(&name, count, assignment.as_deref())?;
+        if validate_only {
+            return Ok(());
+        }
+        self.propose(ControllerCommand::CreatePartitions { name: name.clone(), count, assignment }).await?;
+        info!(node_id = self.node_id(), topic = %name, count, added = added.len(), "partitions added");
+        self.reconcile_once().await;
+        self.wait_topic_ready(&name, count as usize).await;
         Ok(())
     }
 
@@ -653,7 +677,13 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         self.serving_offsets_partition(group)?.log.group_record(group)
     }
 
+    async fn elect_preferred_leader(&self, tp: &TopicPartition) -> Result<(), StoreError> {
+        self.elect_preferred_of(tp).await
+    }
+
     async fn transfer_leadership(&self, tp: &TopicPartition, to: NodeId) -> Result<(), StoreError> {
+        // An idle leader renews its lease on demand; a transfer is a demand.
+        self.wait_leader_ready(tp, tokio::time::Instant::now() + LEADER_READY_WAIT).await;
         let pg = self.serving_leader(tp)?;
         if to == self.node_id() {
             return Ok(());

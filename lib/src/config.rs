@@ -140,6 +140,9 @@ pub struct FileConfig {
     pub log_retention_bytes: Option<i64>,
     pub log_retention_check_interval_ms: Option<u64>,
     pub log_cleaner_backoff_ms: Option<u64>,
+    pub auto_leader_rebalance_enable: Option<bool>,
+    pub leader_imbalance_check_interval_ms: Option<u64>,
+    pub leader_imbalance_per_broker_percentage: Option<u32>,
     pub offsets_retention_minutes: Option<i64>,
     pub offsets_retention_ms: Option<i64>,
     pub offsets_retention_check_interval_ms: Option<u64>,
@@ -184,6 +187,13 @@ pub struct NodeConfig {
     pub min_free_disk_bytes: u64,
     /// Memory the storage engine may use to cache pages (sled's cache).
     pub cache_bytes: u64,
+    /// Whether leaders are handed back to preferred replicas after failures
+    /// heal (Kafka's auto.leader.rebalance.enable), how often each node
+    /// looks, and the share of a node's preferred partitions it may not lead
+    /// before they are (leader.imbalance.per.broker.percentage).
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_ms: u64,
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Topics' retention unless they set their own (Kafka's log.retention.*),
     /// and how often a leader applies it.
     pub retention: RetentionDefaults,
@@ -328,6 +338,9 @@ impl FileConfig {
             return Err(ConfigError::Invalid("log_segment_bytes and offsets_topic_segment_bytes must be from 1048576 to 2147483647 (Kafka's bounds), log_roll_ms at least 1".into()));
         }
         Ok(NodeConfig {
+            auto_leader_rebalance_enable: self.auto_leader_rebalance_enable.unwrap_or(true),
+            leader_imbalance_check_interval_ms: self.leader_imbalance_check_interval_ms.unwrap_or(30_000).max(1),
+            leader_imbalance_per_broker_percentage: self.leader_imbalance_per_broker_percentage.unwrap_or(10).min(100),
             retention,
             node_id,
             limits,
@@ -395,6 +408,7 @@ impl NodeConfig {
         let mut out = vec![
             c("advertised.listeners", advertised, "", List),
             c("auto.create.topics.enable", self.auto_create_topics.to_string(), "true", Boolean),
+            c("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string(), "true", Boolean),
             c("broker.id", self.node_id.to_string(), "-1", Int),
             c("compression.type", "producer".into(), "producer", Str),
             c("default.replication.factor", self.replication_factor_default().to_string(), "1", Int),
@@ -402,6 +416,8 @@ impl NodeConfig {
             c("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string(), "3000", Int),
             c("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), "1800000", Int),
             c("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string(), "6000", Int),
+            c("leader.imbalance.check.interval.seconds", (self.leader_imbalance_check_interval_ms / 1000).to_string(), "300", Long),
+            c("leader.imbalance.per.broker.percentage", self.leader_imbalance_per_broker_percentage.to_string(), "10", Int),
             c("listeners", format!("PLAINTEXT://{}", self.kafka_listen), "PLAINTEXT://:9092", List),
             c("log.cleaner.backoff.ms", r.cleaner_backoff_ms.to_string(), "15000", Long),
             c("log.cleaner.dedupe.buffer.size", l.log_cleaner_dedupe_buffer_bytes.to_string(), "134217728", Long),

@@ -162,6 +162,9 @@ pub trait Transport: Send + Sync + 'static {
     /// Exchanges node status with a peer (liveness and leader gossip).
     fn ping(&self, peer: NodeId, addr: &NodeAddr, status: NodeStatus) -> impl Future<Output = Result<NodeStatus, String>> + Send;
 
+    /// Asks `peer`, which leads `group`, to hand its leadership to `to`.
+    fn move_leader(&self, peer: NodeId, addr: &NodeAddr, group: GroupId, to: NodeId) -> impl Future<Output = Result<(), String>> + Send;
+
     /// Asks `peer` (the controller leader, as far as we know) to write a
     /// metadata change. The outer error is the transport's or "not controller".
     fn forward_controller(
@@ -180,6 +183,9 @@ pub trait RaftRpcHandler: Send + Sync + 'static {
 
     /// A peer's status arrived; answer with ours.
     fn ping(&self, status: NodeStatus) -> NodeStatus;
+
+    /// A peer asks this node, which leads `group`, to hand it to `to`.
+    fn move_leader(&self, group: GroupId, to: NodeId) -> impl Future<Output = Result<(), String>> + Send;
 
     /// A metadata change forwarded by a peer to this (controller leader) node.
     fn controller_write(&self, cmd: ControllerCommand) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send;

@@ -121,7 +121,7 @@ const CAMPAIGN_LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub cfg: NodeConfig,
     engine: Arc<E>,
-    transport: T,
+    pub(crate) transport: T,
     partition_raft_config: Arc<Config>,
     pub controller: Raft<E::Sm>,
     pub(crate) metadata: watch::Receiver<Arc<ClusterMetadata>>,
@@ -234,6 +234,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().retention_loop());
         tokio::spawn(mgr.clone().compaction_loop());
         tokio::spawn(mgr.clone().offset_expiry_loop());
+        tokio::spawn(mgr.clone().leader_balance_loop());
         tokio::spawn(mgr.clone().segment_loop());
         tokio::spawn(mgr.clone().topic_cleanup_loop());
         for peer in mgr.cfg.nodes.keys().copied().filter(|p| *p != node) {
@@ -342,7 +343,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     }
 
     /// Where a node is reached, from the replicated metadata or the config.
-    fn node_addr(&self, node: NodeId) -> Option<NodeAddr> {
+    pub(crate) fn node_addr(&self, node: NodeId) -> Option<NodeAddr> {
         self.metadata().nodes.get(&node).cloned().or_else(|| self.cfg.nodes.get(&node).cloned())
     }
 
@@ -843,6 +844,10 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
     fn ping(&self, status: NodeStatus) -> NodeStatus {
         self.peers.record(self.node_id(), &status);
         self.status_for(status.have, self.peers.version_of(status.node))
+    }
+
+    async fn move_leader(&self, group: GroupId, to: NodeId) -> Result<(), String> {
+        self.move_leader_of(group, to).await
     }
 
     async fn controller_write(&self, cmd: ControllerCommand) -> Result<Result<(), ControllerError>, String> {

@@ -12,6 +12,7 @@ pub mod dynamic_config;
 pub mod engine;
 pub mod groups;
 pub mod isr;
+pub mod leadership;
 pub mod liveness;
 pub mod log;
 pub mod metadata;

@@ -47,6 +47,14 @@ pub enum ControllerCommand {
         ops: Vec<ConfigOp>,
         replace: bool,
     },
+    /// Grows a topic to `count` partitions (CreatePartitions): the new ones
+    /// placed round-robin after the topic's own (or as `assignment` gives,
+    /// one replica list per new partition), each a new Raft group.
+    CreatePartitions {
+        name: String,
+        count: i32,
+        assignment: Option<Vec<Vec<NodeId>>>,
+    },
 }
 
 /// Producer ids a node gets at a time (InitProducerId hands them out).
@@ -60,8 +68,8 @@ pub enum ControllerError {
     UnknownTopic(String),
     #[error("invalid topic name {0:?}: {1}")]
     InvalidTopic(String, String),
-    #[error("invalid partition count {0}: must be 1..={TOPIC_PARTITIONS_MAX}")]
-    InvalidPartitions(i32),
+    #[error("invalid partition count {0}: {1}")]
+    InvalidPartitions(i32, String),
     #[error("invalid replication factor {0}: the cluster has {1} nodes")]
     InvalidReplicationFactor(i16, usize),
     #[error("invalid replica assignment: {0}")]
@@ -136,6 +144,11 @@ impl ClusterMetadata {
                 self.next_producer_id += PRODUCER_ID_BLOCK;
                 Ok(())
             }
+            ControllerCommand::CreatePartitions { name, count, assignment } => {
+                let added = self.new_partitions(name, *count, assignment.as_deref())?;
+                self.topics.get_mut(name).expect("checked above").partitions.extend(added);
+                Ok(())
+            }
             ControllerCommand::AlterConfigs { resource, ops, replace } => {
                 let changed = self.altered_configs(resource, ops, *replace)?;
                 match resource {
@@ -148,6 +161,50 @@ impl ClusterMetadata {
                     }
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// The partitions topic `name` would gain to have `count`, checked as
+    /// Kafka checks CreatePartitions: more than it has, within the bound, and
+    /// a given assignment (one replica list per new partition) as a
+    /// topic's. Round-robin placement continues the topic's own: partition p
+    /// starts at the node after the one partition p-1 starts at. Takes the
+    /// new group ids (call on a copy to check without changing).
+    pub fn new_partitions(&mut self, name: &str, count: i32, assignment: Option<&[Vec<NodeId>]>) -> Result<Vec<PartitionAssignment>, ControllerError> {
+        let topic = self.topics.get(name).ok_or_else(|| ControllerError::UnknownTopic(name.to_string()))?;
+        let have = topic.partitions.len() as i32;
+        if count <= have {
+            return Err(ControllerError::InvalidPartitions(count, format!("topic {name} has {have} partitions; the count can only grow")));
+        }
+        if count > TOPIC_PARTITIONS_MAX {
+            return Err(ControllerError::InvalidPartitions(count, format!("at most {TOPIC_PARTITIONS_MAX}")));
+        }
+        let rf = topic.partitions[0].replicas.len();
+        let first = topic.partitions[0].replicas[0];
+        match assignment {
+            Some(a) => {
+                if a.len() != (count - have) as usize {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!("{} replica lists for {} new partitions", a.len(), count - have)));
+                }
+                if let Some(r) = a.iter().find(|r| r.len() != rf) {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!("{r:?}: the topic's partitions have {rf} replicas")));
+                }
+                self.assign(a)
+            }
+            None => {
+                let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+                if rf > nodes.len() {
+                    return Err(ControllerError::InvalidReplicationFactor(rf as i16, nodes.len()));
+                }
+                let start = nodes.iter().position(|n| *n == first).unwrap_or(0);
+                Ok((have..count)
+                    .map(|p| {
+                        self.next_group += 1;
+                        let replicas = (0..rf).map(|r| nodes[(start + p as usize + r) % nodes.len()]).collect();
+                        PartitionAssignment { group: GroupId(self.next_group), replicas }
+                    })
+                    .collect())
             }
         }
     }
@@ -182,7 +239,7 @@ impl ClusterMetadata {
     /// has checked liveness before proposing it).
     fn assign(&mut self, replicas: &[Vec<NodeId>]) -> Result<Vec<PartitionAssignment>, ControllerError> {
         if replicas.is_empty() || replicas.len() > TOPIC_PARTITIONS_MAX as usize {
-            return Err(ControllerError::InvalidPartitions(i32::try_from(replicas.len()).unwrap_or(i32::MAX)));
+            return Err(ControllerError::InvalidPartitions(i32::try_from(replicas.len()).unwrap_or(i32::MAX), format!("must be 1..={TOPIC_PARTITIONS_MAX}")));
         }
         let rf = replicas[0].len();
         for (p, r) in replicas.iter().enumerate() {
@@ -206,7 +263,7 @@ impl ClusterMetadata {
     /// different nodes.
     fn place(&mut self, partitions: i32, rf: i16) -> Result<Vec<PartitionAssignment>, ControllerError> {
         if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
-            return Err(ControllerError::InvalidPartitions(partitions));
+            return Err(ControllerError::InvalidPartitions(partitions, format!("must be 1..={TOPIC_PARTITIONS_MAX}")));
         }
         let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
         if rf < 1 || rf as usize > nodes.len() {
@@ -310,6 +367,31 @@ mod tests {
     }
 
     #[test]
+    fn partitions_are_added_round_robin_after_the_topics_own() {
+        let mut m = cluster(3);
+        create(&mut m, "t", 2, 2).unwrap();
+        let before: Vec<_> = m.topics["t"].partitions.iter().map(|p| p.replicas.clone()).collect();
+        m.apply(&ControllerCommand::CreatePartitions { name: "t".into(), count: 5, assignment: None }).unwrap();
+        let after: Vec<_> = m.topics["t"].partitions.iter().map(|p| p.replicas.clone()).collect();
+        assert_eq!(&after[..2], &before[..], "existing partitions stay where they are");
+        let first = m.topics["t"].partitions[0].replicas[0] as usize - 1;
+        for (p, r) in after.iter().enumerate() {
+            assert_eq!(r[0] as usize - 1, (first + p) % 3, "partition {p}");
+            assert_eq!(r.len(), 2);
+        }
+        let groups: std::collections::BTreeSet<_> = m.partitions().map(|(_, a)| a.group).collect();
+        assert_eq!(groups.len(), 5, "each new partition is a new group");
+        m.apply(&ControllerCommand::CreatePartitions { name: "t".into(), count: 6, assignment: Some(vec![vec![3, 1]]) }).unwrap();
+        assert_eq!(m.topics["t"].partitions[5].replicas, vec![3, 1]);
+        let before = m.clone();
+        for (count, assignment) in [(6, None), (4, None), (7, Some(vec![vec![1]])), (7, Some(vec![vec![1, 9]])), (8, Some(vec![vec![1, 2]]))] {
+            assert!(m.apply(&ControllerCommand::CreatePartitions { name: "t".into(), count, assignment: assignment.clone() }).is_err(), "{count} {assignment:?}");
+        }
+        assert!(m.apply(&ControllerCommand::CreatePartitions { name: "nope".into(), count: 2, assignment: None }).is_err());
+        assert_eq!(m, before, "a refused change changes nothing");
+    }
+
+    #[test]
     fn configs_change_for_topics_and_brokers() {
         let mut m = cluster(2);
         create(&mut m, "t", 1, 1).unwrap();
@@ -344,7 +426,7 @@ mod tests {
     fn rejects_bad_topics() {
         let mut m = cluster(1);
         assert!(matches!(create(&mut m, "x", 1, 2), Err(ControllerError::InvalidReplicationFactor(2, 1))));
-        assert!(matches!(create(&mut m, "x", 0, 1), Err(ControllerError::InvalidPartitions(0))));
+        assert!(matches!(create(&mut m, "x", 0, 1), Err(ControllerError::InvalidPartitions(0, _))));
         for name in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
             assert!(matches!(create(&mut m, name, 1, 1), Err(ControllerError::InvalidTopic(..))), "{name:?}");
         }

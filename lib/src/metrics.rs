@@ -93,6 +93,7 @@ pub struct Metrics {
     pub storage_live_bytes: Family<NodeLabels, Gauge>,
     pub storage_relocation_queue: Family<NodeLabels, Gauge>,
     pub raft_leader_elections: Family<NodeLabels, Counter>,
+    pub leader_balance_moves: Family<NodeLabels, Counter>,
     pub raft_append_entries: Family<NodeLabels, Counter>,
     pub raft_vote_requests: Family<VoteLabels, Counter>,
     pub raft_heartbeats: Family<NodeLabels, Counter>,
@@ -134,6 +135,7 @@ impl Metrics {
             storage_live_bytes: Family::default(),
             storage_relocation_queue: Family::default(),
             raft_leader_elections: Family::default(),
+            leader_balance_moves: Family::default(),
             raft_append_entries: Family::default(),
             raft_vote_requests: Family::default(),
             raft_heartbeats: Family::default(),
@@ -202,6 +204,7 @@ impl Metrics {
         r.register("chronik_storage_relocation_queue_pages", "Pages sled has queued for relocation out of draining segments", self.storage_relocation_queue.clone());
         r.register("chronik_storage_live_bytes", "Bytes of live pages in sled's log; the rest of the file is reclaimable", self.storage_live_bytes.clone());
         r.register("raft_leader_elections", "Raft groups this node became leader of", self.raft_leader_elections.clone());
+        r.register("chronik_leader_balance_moves", "Partitions this node handed back to their preferred leader (the leader balancer)", self.leader_balance_moves.clone());
         r.register("raft_append_entries", "AppendEntries requests received (heartbeats included)", self.raft_append_entries.clone());
         r.register("raft_vote_requests", "Vote and pre-vote requests received", self.raft_vote_requests.clone());
         r.register("raft_heartbeats", "Heartbeats sent for the groups this node leads", self.raft_heartbeats.clone());

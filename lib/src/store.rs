@@ -63,6 +63,10 @@ pub enum StoreError {
     ShuttingDown { node: NodeId },
     #[error("partition {0} refused the batch: {1}")]
     ProducerRefused(TopicPartition, ProducerRefusal),
+    #[error("partition {0} is led by its preferred replica already")]
+    ElectionNotNeeded(TopicPartition),
+    #[error("the preferred leader of {0}, node {1}, is not alive and in sync")]
+    PreferredLeaderNotAvailable(TopicPartition, NodeId),
     #[error("node {node} refuses writes: {free_bytes} bytes free on its data disk, below the {reserve_bytes}-byte reserve (min_free_disk_bytes)")]
     DiskFull { node: NodeId, free_bytes: u64, reserve_bytes: u64 },
 }
@@ -229,6 +233,18 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     fn delete_topic(&self, name: String) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Grows topic `name` to `count` partitions (CreatePartitions), placed
+    /// round-robin or as `assignment` says (a replica list per new
+    /// partition), or only checks it (`validate_only`). Returns once the new
+    /// partitions have leaders (bounded).
+    fn create_partitions(
+        &self,
+        name: String,
+        count: i32,
+        assignment: Option<Vec<Vec<NodeId>>>,
+        validate_only: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Changes a topic's configs or dynamic broker configs through the
     /// controller (IncrementalAlterConfigs; AlterConfigs with `replace`),
     /// or only checks the change (`validate_only`). Returns once this node's
@@ -315,6 +331,10 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// Every group stored in the offsets partitions this node serves.
     fn served_group_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// ElectLeaders (preferred): hands `tp`'s leadership to its first
+    /// replica, through whichever node leads it.
+    fn elect_preferred_leader(&self, tp: &TopicPartition) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Moves the leadership of `tp` (led by this node) to replica `to`;
     /// returns once `to` leads, or Timeout.

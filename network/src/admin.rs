@@ -94,6 +94,7 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/topics", get(topics::<S>).post(create_topic::<S>))
         .route("/v1/topics/{name}", get(describe_topic::<S>).delete(delete_topic::<S>))
         .route("/v1/topics/{name}/configs", axum::routing::patch(alter_topic_configs::<S>))
+        .route("/v1/topics/{name}/partitions", axum::routing::post(create_partitions::<S>))
         .route("/v1/broker-configs", get(broker_configs::<S>).patch(alter_cluster_configs::<S>))
         .route("/v1/broker-configs/{node}", axum::routing::patch(alter_node_configs::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/leader", axum::routing::post(transfer_leader::<S>))
@@ -327,6 +328,24 @@ fn topic_detail<S: PartitionStore>(store: &S, name: &str) -> Option<serde_json::
             })
         }).collect::<Vec<_>>(),
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPartitions {
+    count: i32,
+}
+
+/// POST /v1/topics/{name}/partitions {"count": N}: grows the topic to N partitions.
+async fn create_partitions<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(name): Path<String>, body: Bytes) -> Response {
+    let req: NewPartitions = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid partitions JSON: {e}")),
+    };
+    match s.store.create_partitions(name.clone(), req.count, None, false).await {
+        Ok(()) => Json(topic_detail(&*s.store, &name).unwrap_or(json!({"name": name}))).into_response(),
+        Err(e) => store_error(&e),
+    }
 }
 
 /// A change to a topic's or broker's configs: keys to set, keys to drop

@@ -180,6 +180,14 @@ impl Transport for HttpTransport {
         async move { self.post(url, &status, Duration::from_secs(1)).await }
     }
 
+    fn move_leader(&self, peer: NodeId, addr: &NodeAddr, group: GroupId, to: NodeId) -> impl Future<Output = Result<(), String>> + Send {
+        let url = format!("http://{}/cluster/move-leader", addr.raft_addr);
+        async move {
+            let r: Result<(), String> = self.post(url, &MoveLeader { to: peer, group, leader: to }, Duration::from_secs(10)).await?;
+            r
+        }
+    }
+
     fn forward_controller(
         &self,
         peer: NodeId,

@@ -31,6 +31,7 @@ pub fn router<H: RaftRpcHandler>(handler: Arc<H>) -> Router {
         .route("/raft/{group}/snapshot", post(snapshot::<H>))
         .route("/cluster/ping/{node}", post(ping::<H>))
         .route("/cluster/controller", post(controller::<H>))
+        .route("/cluster/move-leader", post(move_leader::<H>))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(Extension(Arc::new(Assemblies::default())))
         .with_state(handler)
@@ -128,6 +129,13 @@ async fn ping<H: RaftRpcHandler>(State(h): State<Arc<H>>, Path(node): Path<NodeI
         return wrong_node(h.node_id(), node);
     }
     Json(h.ping(status)).into_response()
+}
+
+async fn move_leader<H: RaftRpcHandler>(State(h): State<Arc<H>>, Json(req): Json<MoveLeader>) -> Response {
+    if req.to != h.node_id() {
+        return wrong_node(h.node_id(), req.to);
+    }
+    Json(h.move_leader(req.group, req.leader).await).into_response()
 }
 
 async fn controller<H: RaftRpcHandler>(State(h): State<Arc<H>>, Json(req): Json<ControllerForward>) -> Response {

@@ -1,7 +1,7 @@
 //! What travels between nodes. Raft messages of many groups to one peer ride
 //! in one [`BatchRequest`]; the answers come back in the same order.
 
-use chronik::{NodeId, SnapshotMeta, TypeConfig};
+use chronik::{GroupId, NodeId, SnapshotMeta, TypeConfig};
 use openraft::alias::VoteOf;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse};
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,14 @@ pub struct SnapshotChunk {
 
 /// The answer to a chunk: None until the last, then the install's.
 pub type SnapshotChunkReply = Result<Option<openraft::raft::SnapshotResponse<TypeConfig>>, String>;
+
+/// A request to the node leading `group` to hand it to `leader`.
+#[derive(Serialize, Deserialize)]
+pub struct MoveLeader {
+    pub to: NodeId,
+    pub group: GroupId,
+    pub leader: NodeId,
+}
 
 #[derive(Serialize, Deserialize)]
 pub struct ControllerForward {

@@ -3,6 +3,7 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
@@ -10,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod incremental_alter_configs;
@@ -75,6 +77,8 @@ pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind,
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(&ctx, r).await),
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster::handle(&ctx, version)),
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(&ctx, r).await),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(&ctx, r).await),
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(&ctx, r, version).await),
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(&ctx, r).await),
         other => unreachable!("{other:?} passed the version table but has no handler"),
     }
@@ -107,6 +111,10 @@ pub fn error_codes(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::DeleteRecords(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         ResponseKind::OffsetForLeaderEpoch(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         ResponseKind::AlterConfigs(r) => r.responses.iter().map(|r| r.error_code).collect(),
+        ResponseKind::CreatePartitions(r) => r.results.iter().map(|r| r.error_code).collect(),
+        ResponseKind::ElectLeaders(r) => std::iter::once(r.error_code)
+            .chain(r.replica_election_results.iter().flat_map(|t| t.partition_result.iter().map(|p| p.error_code)))
+            .collect(),
         ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().map(|r| r.error_code).collect(),
         _ => vec![],
     };
