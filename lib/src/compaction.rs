@@ -5,10 +5,6 @@
 //! Raft group. Every replica then runs that same job on its own log in the
 //! background (the storage engine's cleaner), so all end with the same bytes.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
-
 use tracing::{info, warn};
 
 use crate::engine::{StorageEngine, Transport};
@@ -24,16 +20,6 @@ use crate::types::Command;
 pub const KEY_MAP_ENTRY_BYTES: usize = 40;
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
-    pub(crate) async fn compaction_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.retention.cleaner_backoff_ms));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        while !self.stopping.load(Ordering::Relaxed) {
-            tick.tick().await;
-            self.compact_due().await;
-        }
-    }
-
     /// One look at every compacted partition led here.
     pub async fn compact_due(&self) {
         let md = self.metadata();

@@ -231,10 +231,14 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().register_nodes_loop());
         tokio::spawn(mgr.clone().reconcile_loop());
         tokio::spawn(mgr.clone().timing_loop());
-        tokio::spawn(mgr.clone().retention_loop());
-        tokio::spawn(mgr.clone().compaction_loop());
-        tokio::spawn(mgr.clone().offset_expiry_loop());
-        tokio::spawn(mgr.clone().leader_balance_loop());
+        let ms = Duration::from_millis;
+        let r = &mgr.cfg.retention;
+        tokio::spawn(mgr.clone().every(ms(r.check_interval_ms), |m| async move { m.apply_retention().await }));
+        tokio::spawn(mgr.clone().every(ms(r.cleaner_backoff_ms), |m| async move { m.compact_due().await }));
+        tokio::spawn(mgr.clone().every(ms(r.offsets_retention_check_interval_ms), |m| async move { m.expire_offsets().await }));
+        if mgr.cfg.auto_leader_rebalance_enable {
+            tokio::spawn(mgr.clone().every(ms(mgr.cfg.leader_imbalance_check_interval_ms), |m| async move { m.balance_leaders().await }));
+        }
         tokio::spawn(mgr.clone().segment_loop());
         tokio::spawn(mgr.clone().topic_cleanup_loop());
         for peer in mgr.cfg.nodes.keys().copied().filter(|p| *p != node) {
@@ -249,6 +253,22 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone()
+    }
+
+    /// Runs `look` every `period` (first one period after the start) until
+    /// the node stops: retention, compaction, offset expiry, the balancer.
+    pub(crate) async fn every<F, Fut>(self: Arc<Self>, period: Duration, look: F)
+    where
+        F: Fn(Arc<Self>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        while !self.stopping.load(Ordering::Relaxed) {
+            tick.tick().await;
+            look(self.clone()).await;
+        }
     }
 
     pub fn partition(&self, group: GroupId) -> Option<Arc<PartitionGroup<E>>> {

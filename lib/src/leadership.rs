@@ -13,9 +13,6 @@
 //! leaders its peers gossip.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -54,19 +51,6 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     pub(crate) async fn move_leader_of(&self, group: GroupId, to: NodeId) -> Result<(), String> {
         let pg = self.partition(group).ok_or_else(|| format!("group {group} is not on node {}", self.node_id()))?;
         self.transfer_leadership(&pg.tp, to).await.map_err(|e| e.to_string())
-    }
-
-    pub(crate) async fn leader_balance_loop(self: Arc<Self>) {
-        if !self.cfg.auto_leader_rebalance_enable {
-            return;
-        }
-        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.leader_imbalance_check_interval_ms));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        while !self.stopping.load(Ordering::Relaxed) {
-            tick.tick().await;
-            self.balance_leaders().await;
-        }
     }
 
     /// One look: hands partitions led here back to their preferred replicas

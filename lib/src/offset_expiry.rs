@@ -5,10 +5,6 @@
 //! rule is `offsets::expired_offsets`), so every replica drops the same ones.
 //! A group left Empty without offsets goes with its last ones.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
-
 use tracing::{info, warn};
 
 use crate::engine::{StorageEngine, Transport};
@@ -19,16 +15,6 @@ use crate::trim::now_ms;
 use crate::types::Command;
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
-    pub(crate) async fn offset_expiry_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.retention.offsets_retention_check_interval_ms));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        while !self.stopping.load(Ordering::Relaxed) {
-            tick.tick().await;
-            self.expire_offsets().await;
-        }
-    }
-
     /// One look at the groups of every offsets partition led here.
     pub async fn expire_offsets(&self) {
         for pg in self.partition_groups() {

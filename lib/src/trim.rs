@@ -6,8 +6,6 @@
 //! `log_retention_check_interval_ms`, by the rule in `log::retention`; a new
 //! leader carries on where the old one stopped.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::impls::ProgressResponder;
@@ -85,17 +83,6 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             }
             Ok(_) => {}
             Err(e) => warn!(node_id = self.node_id(), partition = %pg.tp, error = %e, "could not read the idempotent producers"),
-        }
-    }
-
-    pub(crate) async fn retention_loop(self: Arc<Self>) {
-        let every = Duration::from_millis(self.cfg.retention.check_interval_ms);
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        while !self.stopping.load(Ordering::Relaxed) {
-            tick.tick().await;
-            self.apply_retention().await;
         }
     }
 
