@@ -8,6 +8,8 @@
 //!   chronik groups
 //!   chronik group describe GROUP
 //!   chronik replicas
+//!   chronik reassign TOPIC PARTITION --replicas 1,2,3 | --cancel
+//!   chronik reassignments
 //!
 //! `--admin URL` (or CHRONIK_ADMIN) picks the node, `--json` prints the API's
 //! JSON instead of a table.
@@ -52,6 +54,23 @@ enum Command {
     },
     /// The partition replicas on this node.
     Replicas,
+    /// Move a partition to other nodes, or change its replication factor
+    /// (Kafka's AlterPartitionReassignments): the first replica is the
+    /// preferred leader. The move runs in the background; see
+    /// `chronik reassignments`.
+    Reassign {
+        topic: String,
+        partition: i32,
+        /// The target replicas, comma-separated node ids.
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Vec<u64>,
+        /// Cancel the partition's move: it moves back to where it was.
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
+    },
+    /// Partition moves in progress, with how far each joining replica has
+    /// caught up.
+    Reassignments,
     /// Dynamic broker configs (topic defaults that change at runtime): show
     /// them, or change the cluster-wide ones (or one node's, with --node).
     BrokerConfigs {
@@ -301,6 +320,43 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             g
+        }
+        Command::Reassign { topic, partition, replicas, cancel } => {
+            let target = if *cancel { Value::Null } else { json!(replicas) };
+            let body = json!({"moves": [{"topic": topic, "partition": partition, "replicas": target}]});
+            let r = call(&client, reqwest::Method::POST, format!("{base}/v1/reassignments"), Some(body)).await?;
+            if !cli.json {
+                match *cancel {
+                    true => println!("{topic}-{partition}: move cancelled, moving back"),
+                    false => println!("{topic}-{partition}: moving to {replicas:?}; follow it with `chronik reassignments`"),
+                }
+            }
+            r
+        }
+        Command::Reassignments => {
+            let moves = get("/v1/reassignments".into()).await?;
+            if !cli.json {
+                table(
+                    &["PARTITION", "REPLICAS", "ADDING", "REMOVING", "LEADER", "STEP", "CAUGHT UP"],
+                    items(&moves)
+                        .iter()
+                        .map(|m| {
+                            let p = &m["progress"];
+                            let last = p["last_index"].as_u64().unwrap_or(0);
+                            let caught: Vec<String> = items(&m["adding"])
+                                .iter()
+                                .map(|n| {
+                                    let at = p["matched"][n.to_string()].as_u64().unwrap_or(0);
+                                    format!("{n}: {at}/{last}")
+                                })
+                                .collect();
+                            let step = p["step"].as_str().or(p["error"].as_str()).unwrap_or("-").to_string();
+                            vec![format!("{}-{}", cell(&m["topic"]), cell(&m["partition"])), cell(&m["replicas"]), cell(&m["adding"]), cell(&m["removing"]), cell(&m["leader"]), step, caught.join(" ")]
+                        })
+                        .collect(),
+                );
+            }
+            moves
         }
         Command::Replicas => {
             let r = get("/v1/replicas".into()).await?;

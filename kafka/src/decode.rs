@@ -161,6 +161,17 @@ mod tests {
             ApiKey::ElectLeaders => RequestKind::ElectLeaders(
                 ElectLeadersRequest::default().with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default().with_partitions(vec![0])])),
             ),
+            ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                alter_partition_reassignments_request::ReassignableTopic::default().with_partitions(vec![
+                    alter_partition_reassignments_request::ReassignablePartition::default().with_replicas(Some(vec![BrokerId(1)])),
+                ]),
+            ])),
+            ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default().with_topics(Some(vec![
+                list_partition_reassignments_request::ListPartitionReassignmentsTopics::default().with_partition_indexes(vec![0]),
+            ]))),
+            ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default().with_partitions(vec![0]),
+            ]))),
             _ => return Err(()),
         })
     }

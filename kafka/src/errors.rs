@@ -44,6 +44,7 @@ pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
+pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 pub const INVALID_RECORD: i16 = 87;
 
 pub fn code(err: &StoreError) -> i16 {
@@ -66,10 +67,11 @@ pub fn code(err: &StoreError) -> i16 {
         StoreError::ProducerRefused(_, ProducerRefusal::StaleEpoch { .. }) => INVALID_PRODUCER_EPOCH,
         StoreError::Controller(c) => match c {
             ControllerError::TopicExists(_) => TOPIC_ALREADY_EXISTS,
-            ControllerError::UnknownTopic(_) => UNKNOWN_TOPIC_OR_PARTITION,
+            ControllerError::UnknownTopic(_) | ControllerError::UnknownPartition(_) => UNKNOWN_TOPIC_OR_PARTITION,
+            ControllerError::NoReassignmentInProgress(_) => NO_REASSIGNMENT_IN_PROGRESS,
             ControllerError::InvalidTopic(..) => INVALID_TOPIC_EXCEPTION,
             ControllerError::InvalidPartitions(..) => INVALID_PARTITIONS,
-            ControllerError::InvalidReplicationFactor(..) => INVALID_REPLICATION_FACTOR,
+            ControllerError::InvalidReplicationFactor(..) | ControllerError::ReplicationFactorChange(..) => INVALID_REPLICATION_FACTOR,
             ControllerError::InvalidReplicaAssignment(_) => INVALID_REPLICA_ASSIGNMENT,
             ControllerError::InvalidConfig(ConfigChangeError::Invalid { .. }) => INVALID_CONFIG,
             ControllerError::InvalidConfig(ConfigChangeError::Request(_)) => INVALID_REQUEST,

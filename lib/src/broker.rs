@@ -88,7 +88,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// asks its followers at once and waits up to [`LEASE_RENEW_WAIT`] for
     /// a quorum (one cut off from its majority then refuses). Returns at
     /// once otherwise.
-    async fn wait_leader_ready(&self, tp: &TopicPartition, deadline: tokio::time::Instant) {
+    pub(crate) async fn wait_leader_ready(&self, tp: &TopicPartition, deadline: tokio::time::Instant) {
         let start = tokio::time::Instant::now();
         let deadline = deadline.min(start + LEADER_READY_WAIT);
         let mut renew_sent: Option<tokio::time::Instant> = None;
@@ -290,16 +290,24 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                     .map(|(i, a)| {
                         let (leader, epoch) = self.leader_view(a.group);
                         let alive = a.replicas.iter().filter(|n| **n == me || self.peers.is_alive(**n)).count();
+                        let adding = a.adding();
                         PartitionView {
                             partition: i as i32,
                             leader,
                             leader_epoch: epoch,
                             replicas: a.replicas.clone(),
+                            // Replicas joining a move are in sync once it ends.
                             isr: match leader {
                                 Some(l) => self.in_sync(a.group, l, &a.replicas),
                                 None => a.replicas.iter().copied().filter(|n| *n == me || self.peers.is_alive(*n)).collect(),
-                            },
+                            }
+                            .into_iter()
+                            .filter(|n| !adding.contains(n))
+                            .collect(),
                             electing: leader.is_none() && alive * 2 > a.replicas.len(),
+                            reassigning: a.reassignment.is_some(),
+                            removing: a.removing(),
+                            adding,
                         }
                     })
                     .collect(),
@@ -679,6 +687,23 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     async fn elect_preferred_leader(&self, tp: &TopicPartition) -> Result<(), StoreError> {
         self.elect_preferred_of(tp).await
+    }
+
+    async fn reassign_partitions(&self, moves: Vec<(TopicPartition, Option<Vec<NodeId>>)>, allow_rf_change: bool) -> Vec<Result<(), StoreError>> {
+        self.wait_controller_ready().await;
+        self.reassign(moves, allow_rf_change).await
+    }
+
+    fn disk_free_bytes(&self) -> Option<u64> {
+        self.engine_disk_free()
+    }
+
+    fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::reassignment::MoveProgress>, StoreError> {
+        let l = self.leadership_of(&*self.replica(tp)?);
+        match l.leads {
+            true => Ok(self.move_progress_of(tp)),
+            false => Err(StoreError::NotLeader(tp.clone(), l.leader.filter(|n| *n != self.node_id()))),
+        }
     }
 
     async fn transfer_leadership(&self, tp: &TopicPartition, to: NodeId) -> Result<(), StoreError> {

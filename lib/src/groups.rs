@@ -142,6 +142,8 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub(crate) producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     /// Serializes the creation of the offsets topic on this node.
     pub(crate) offsets_topic_creation: tokio::sync::Mutex<()>,
+    /// The moves of partitions led here, as last stepped (`crate::reassignment`).
+    pub(crate) move_progress: RwLock<HashMap<TopicPartition, crate::reassignment::MoveProgress>>,
     /// The last reading of the data disk's free bytes, and when it was taken.
     disk_free: std::sync::Mutex<(Instant, Option<u64>)>,
     pub metrics: Arc<Metrics>,
@@ -217,12 +219,13 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             producer_ids: tokio::sync::Mutex::new(0..0),
             offsets_topic_creation: tokio::sync::Mutex::new(()),
             disk_free: std::sync::Mutex::new((Instant::now() - DISK_CHECK_EVERY, None)),
+            move_progress: Default::default(),
             metrics,
         });
         // Every counter exists from the start, at 0 (a standalone node never
         // receives a vote, but dashboards and alerts should find the series).
         let m = &mgr.metrics;
-        for c in [&m.raft_leader_elections, &m.raft_append_entries, &m.raft_heartbeats, &m.log_snapshots] {
+        for c in [&m.raft_leader_elections, &m.raft_append_entries, &m.raft_heartbeats, &m.log_snapshots, &m.reassignments_completed] {
             let _ = c.get_or_create(&m.node());
         }
         for kind in ["pre_vote", "vote"] {
@@ -236,6 +239,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().every(ms(r.check_interval_ms), |m| async move { m.apply_retention().await }));
         tokio::spawn(mgr.clone().every(ms(r.cleaner_backoff_ms), |m| async move { m.compact_due().await }));
         tokio::spawn(mgr.clone().every(ms(r.offsets_retention_check_interval_ms), |m| async move { m.expire_offsets().await }));
+        tokio::spawn(mgr.clone().every(crate::reassignment::LOOK_EVERY, |m| async move { m.drive_reassignments().await }));
         if mgr.cfg.auto_leader_rebalance_enable {
             tokio::spawn(mgr.clone().every(ms(mgr.cfg.leader_imbalance_check_interval_ms), |m| async move { m.balance_leaders().await }));
         }
@@ -308,6 +312,10 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             }
             _ => Ok(()),
         }
+    }
+
+    pub(crate) fn engine_disk_free(&self) -> Option<u64> {
+        self.engine.disk_free_bytes()
     }
 
     /// Brings the Raft gauges and partition health up to date (before a scrape).
@@ -527,7 +535,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             // initializing campaigns at once, and the preferred leaders spread
             // leadership evenly. If it is down, the timing loop lets the next
             // replica initialize instead.
-            if replicas.first() == Some(&me) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
+            if replicas.first() == Some(&me) && may_initialize(md, &tp) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
                 self.initialize_partition(&raft, &tp, &replicas, md).await;
             }
             Ok(Arc::new(PartitionGroup { tp: tp.clone(), group, metrics: raft.metrics(), raft, log, lease_wanted: Default::default() }))
@@ -708,7 +716,16 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                     continue;
                 }
                 let suspect_for = suspects.suspect(pg.group, leader, now);
-                let replicas = md.partition(&pg.tp).map(|a| a.replicas.clone()).unwrap_or_default();
+                let mut replicas = md.partition(&pg.tp).map(|a| a.replicas.clone()).unwrap_or_default();
+                if initialized {
+                    // Only voters campaign, ranked among voters (a group on
+                    // the move has learners, and replicas that left).
+                    let m = pg.metrics.borrow_watched();
+                    let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+                    replicas.retain(|n| voters.contains(n));
+                    let missing: Vec<NodeId> = voters.iter().filter(|v| !replicas.contains(v)).copied().collect();
+                    replicas.extend(missing);
+                }
                 let rank = replicas
                     .iter()
                     .filter(|n| Some(**n) != leader && (**n == me || self.peers.is_alive(**n)))
@@ -720,6 +737,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 let leader_dead = leader.is_some_and(|l| l != me && !self.peers.is_alive(l));
                 let at_once = term == 0 || replicas.len() <= 1 || leader_dead;
                 if !initialized {
+                    if !may_initialize(&md, &pg.tp) {
+                        continue;
+                    }
                     // The preferred replica initializes new groups; if nothing
                     // came from it, the next ones do, one election timeout apart.
                     let position = replicas.iter().position(|n| *n == me).unwrap_or(0);
@@ -835,6 +855,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         futures::future::join_all(groups.iter().map(|g| g.raft.shutdown())).await;
         let _ = self.controller.shutdown().await;
     }
+}
+
+/// Whether a replica may initialize `tp`'s group: only a new group, never
+/// one on the move (its joining replicas get it from its leader).
+fn may_initialize(md: &ClusterMetadata, tp: &TopicPartition) -> bool {
+    md.partition(tp).is_some_and(|a| a.reassignment.is_none())
 }
 
 /// The controller has a leader and this node has applied an entry of the

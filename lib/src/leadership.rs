@@ -31,6 +31,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let md = self.metadata();
         let a = md.partition(tp).ok_or_else(|| StoreError::UnknownTopicOrPartition(tp.clone()))?;
         let preferred = a.replicas[0];
+        if a.reassignment.is_some() {
+            return Err(StoreError::PreferredLeaderNotAvailable(tp.clone(), preferred));
+        }
         let leader = self.cluster_view(Some(&[tp.topic.to_string()])).topics.first().and_then(|t| t.partitions.get(tp.partition as usize)).and_then(|p| p.leader);
         let Some(leader) = leader else { return Err(StoreError::LeaderNotAvailable(tp.clone())) };
         if leader == preferred {
@@ -70,7 +73,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let threshold = self.cfg.leader_imbalance_per_broker_percentage as usize;
         let mut moved = 0;
         for t in &view.topics {
-            for p in t.partitions.iter().filter(|p| p.leader == Some(me) && p.replicas[0] != me) {
+            // A partition on the move gets its leader from the move.
+            for p in t.partitions.iter().filter(|p| p.leader == Some(me) && p.replicas[0] != me && !p.reassigning) {
                 let target = p.replicas[0];
                 let (prefers, not_led) = preferred.get(&target).copied().unwrap_or_default();
                 if not_led * 100 <= threshold * prefers || !p.isr.contains(&target) || !self.peers.is_alive(target) {

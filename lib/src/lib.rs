@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod offset_expiry;
 pub mod offsets;
+pub mod reassignment;
 pub mod segments;
 pub mod serde_b64;
 pub mod store;

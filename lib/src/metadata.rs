@@ -55,6 +55,21 @@ pub enum ControllerCommand {
         count: i32,
         assignment: Option<Vec<Vec<NodeId>>>,
     },
+    /// Starts, changes or cancels partition moves
+    /// (AlterPartitionReassignments): per partition, its target replicas,
+    /// or None to cancel a move in progress (it moves back to where it
+    /// was). The partitions' leaders carry the moves out
+    /// (`crate::reassignment`).
+    Reassign {
+        moves: Vec<(TopicPartition, Option<Vec<NodeId>>)>,
+    },
+    /// A partition's Raft group has reached its move's target (proposed by
+    /// its leader): the move is over.
+    CompleteReassignment {
+        tp: TopicPartition,
+        group: GroupId,
+        replicas: Vec<NodeId>,
+    },
 }
 
 /// Producer ids a node gets at a time (InitProducerId hands them out).
@@ -74,14 +89,53 @@ pub enum ControllerError {
     InvalidReplicationFactor(i16, usize),
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+    #[error("{0}: the replication factor would change from {1} to {2} (not allowed by the request)")]
+    ReplicationFactorChange(TopicPartition, usize, usize),
     #[error(transparent)]
     InvalidConfig(#[from] ConfigChangeError),
+    #[error("no reassignment of {0} is in progress")]
+    NoReassignmentInProgress(TopicPartition),
+    #[error("unknown partition {0}")]
+    UnknownPartition(TopicPartition),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionAssignment {
     pub group: GroupId,
+    /// The nodes that host the partition's replicas, the first the
+    /// preferred leader. While it moves: the target's replicas, then those
+    /// still to leave (as Kafka lists them).
     pub replicas: Vec<NodeId>,
+    /// A move in progress.
+    #[serde(default)]
+    pub reassignment: Option<Reassignment>,
+}
+
+/// A partition on the move (see `crate::reassignment`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    /// Where it goes.
+    pub target: Vec<NodeId>,
+    /// Where it was when the move started (a cancel moves it back there).
+    pub original: Vec<NodeId>,
+}
+
+impl PartitionAssignment {
+    pub fn new(group: GroupId, replicas: Vec<NodeId>) -> Self {
+        Self { group, replicas, reassignment: None }
+    }
+
+    /// Replicas that join in the move in progress (none without one).
+    pub fn adding(&self) -> Vec<NodeId> {
+        let Some(r) = &self.reassignment else { return vec![] };
+        r.target.iter().filter(|n| !r.original.contains(n)).copied().collect()
+    }
+
+    /// Replicas that leave in the move in progress (none without one).
+    pub fn removing(&self) -> Vec<NodeId> {
+        let Some(r) = &self.reassignment else { return vec![] };
+        self.replicas.iter().filter(|n| !r.target.contains(n)).copied().collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,8 +160,7 @@ pub struct ClusterMetadata {
     /// The start of the producer id block each node got last.
     pub producer_id_blocks: BTreeMap<NodeId, i64>,
     /// Dynamic broker configs (topic defaults), per node and cluster-wide.
-    /// The last field: state stored before it existed still decodes (see
-    /// `storage::state_machine::decode_state`).
+    #[serde(default, with = "dynamic_config::as_pairs")]
     pub broker_configs: BrokerConfigs,
 }
 
@@ -148,6 +201,25 @@ impl ClusterMetadata {
                 let added = self.new_partitions(name, *count, assignment.as_deref())?;
                 self.topics.get_mut(name).expect("checked above").partitions.extend(added);
                 Ok(())
+            }
+            ControllerCommand::Reassign { moves } => {
+                let changed = self.reassigned(moves)?;
+                for (tp, a) in changed {
+                    self.topics.get_mut(&*tp.topic).expect("checked").partitions[tp.partition as usize] = a;
+                }
+                Ok(())
+            }
+            ControllerCommand::CompleteReassignment { tp, group, replicas } => {
+                let a = self.partition_mut(tp).filter(|a| a.group == *group).ok_or_else(|| ControllerError::UnknownPartition(tp.clone()))?;
+                match &a.reassignment {
+                    // The move's target changed meanwhile: its leader goes on.
+                    Some(r) if r.target != *replicas => Err(ControllerError::InvalidReplicaAssignment(format!("{tp} now moves to {:?}", r.target))),
+                    Some(_) => {
+                        *a = PartitionAssignment::new(*group, replicas.clone());
+                        Ok(())
+                    }
+                    None => Err(ControllerError::NoReassignmentInProgress(tp.clone())),
+                }
             }
             ControllerCommand::AlterConfigs { resource, ops, replace } => {
                 let changed = self.altered_configs(resource, ops, *replace)?;
@@ -202,11 +274,41 @@ impl ClusterMetadata {
                     .map(|p| {
                         self.next_group += 1;
                         let replicas = (0..rf).map(|r| nodes[(start + p as usize + r) % nodes.len()]).collect();
-                        PartitionAssignment { group: GroupId(self.next_group), replicas }
+                        PartitionAssignment::new(GroupId(self.next_group), replicas)
                     })
                     .collect())
             }
         }
+    }
+
+    /// The assignments `moves` would give their partitions, checked as
+    /// Kafka checks AlterPartitionReassignments: known partitions, targets
+    /// of distinct known nodes, a cancel only of a move in progress. A move
+    /// to where the partition is, with none in progress, changes nothing.
+    pub fn reassigned(&self, moves: &[(TopicPartition, Option<Vec<NodeId>>)]) -> Result<Vec<(TopicPartition, PartitionAssignment)>, ControllerError> {
+        let mut out = Vec::new();
+        for (tp, target) in moves {
+            let a = self.partition(tp).ok_or_else(|| ControllerError::UnknownPartition(tp.clone()))?;
+            let target = match (target, &a.reassignment) {
+                (Some(t), _) => {
+                    let distinct = t.iter().enumerate().all(|(i, n)| !t[..i].contains(n));
+                    if t.is_empty() || !distinct || t.iter().any(|n| !self.nodes.contains_key(n)) {
+                        return Err(ControllerError::InvalidReplicaAssignment(format!("{tp}: {t:?} (replicas must be distinct nodes of this cluster)")));
+                    }
+                    t.clone()
+                }
+                (None, Some(r)) => r.original.clone(),
+                (None, None) => return Err(ControllerError::NoReassignmentInProgress(tp.clone())),
+            };
+            let original = a.reassignment.as_ref().map_or(&a.replicas, |r| &r.original).clone();
+            let mut next = PartitionAssignment::new(a.group, target.clone());
+            if a.reassignment.is_some() || target != a.replicas {
+                next.replicas.extend(a.replicas.iter().filter(|n| !target.contains(n)));
+                next.reassignment = Some(Reassignment { target, original });
+            }
+            out.push((tp.clone(), next));
+        }
+        Ok(out)
     }
 
     /// The configs `resource` would have after `ops`, checked as Kafka
@@ -252,7 +354,7 @@ impl ClusterMetadata {
             .iter()
             .map(|r| {
                 self.next_group += 1;
-                PartitionAssignment { group: GroupId(self.next_group), replicas: r.clone() }
+                PartitionAssignment::new(GroupId(self.next_group), r.clone())
             })
             .collect())
     }
@@ -275,7 +377,7 @@ impl ClusterMetadata {
             .map(|p| {
                 self.next_group += 1;
                 let replicas = (0..rf as usize).map(|r| nodes[(start + p + r) % nodes.len()]).collect();
-                PartitionAssignment { group: GroupId(self.next_group), replicas }
+                PartitionAssignment::new(GroupId(self.next_group), replicas)
             })
             .collect();
         Ok(out)
@@ -289,6 +391,10 @@ impl ClusterMetadata {
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionAssignment> {
         self.topics.get(&*tp.topic)?.partitions.get(usize::try_from(tp.partition).ok()?)
+    }
+
+    fn partition_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionAssignment> {
+        self.topics.get_mut(&*tp.topic)?.partitions.get_mut(usize::try_from(tp.partition).ok()?)
     }
 
     /// Every partition with its assignment.
@@ -388,6 +494,46 @@ mod tests {
             assert!(m.apply(&ControllerCommand::CreatePartitions { name: "t".into(), count, assignment: assignment.clone() }).is_err(), "{count} {assignment:?}");
         }
         assert!(m.apply(&ControllerCommand::CreatePartitions { name: "nope".into(), count: 2, assignment: None }).is_err());
+        assert_eq!(m, before, "a refused change changes nothing");
+    }
+
+    #[test]
+    fn a_move_lists_target_then_leaving_replicas_and_ends_at_its_target() {
+        let mut m = cluster(4);
+        create(&mut m, "t", 2, 2).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let before = m.partition(&tp).unwrap().clone();
+        let (group, original) = (before.group, before.replicas.clone());
+        let target = vec![4, original[1]];
+        m.apply(&ControllerCommand::Reassign { moves: vec![(tp.clone(), Some(target.clone()))] }).unwrap();
+        let a = m.partition(&tp).unwrap();
+        assert_eq!(a.replicas, vec![4, original[1], original[0]], "target first, then the replica leaving");
+        assert_eq!((a.adding(), a.removing()), (vec![4], vec![original[0]]));
+        assert_eq!(a.group, group, "the same Raft group moves");
+        // A new target while it moves: still relative to where it started.
+        m.apply(&ControllerCommand::Reassign { moves: vec![(tp.clone(), Some(vec![3, 4]))] }).unwrap();
+        let a = m.partition(&tp).unwrap();
+        assert_eq!(a.replicas[..2], [3, 4]);
+        assert_eq!(a.reassignment.as_ref().unwrap().original, original);
+        assert!(m.apply(&ControllerCommand::CompleteReassignment { tp: tp.clone(), group, replicas: target }).is_err(), "an old target does not end the move");
+        // Cancel: it moves back.
+        m.apply(&ControllerCommand::Reassign { moves: vec![(tp.clone(), None)] }).unwrap();
+        assert_eq!(m.partition(&tp).unwrap().reassignment.as_ref().unwrap().target, original);
+        m.apply(&ControllerCommand::CompleteReassignment { tp: tp.clone(), group, replicas: original.clone() }).unwrap();
+        assert_eq!(m.partition(&tp).unwrap(), &before, "back where it was, no move in progress");
+        assert_eq!(m.apply(&ControllerCommand::Reassign { moves: vec![(tp.clone(), None)] }), Err(ControllerError::NoReassignmentInProgress(tp.clone())));
+        m.apply(&ControllerCommand::Reassign { moves: vec![(tp.clone(), Some(original.clone()))] }).unwrap();
+        assert_eq!(m.partition(&tp).unwrap(), &before, "a move to where it is changes nothing");
+        // RF 2 to 3, then 3 to 1.
+        m.apply(&ControllerCommand::Reassign { moves: vec![(tp.clone(), Some(vec![1, 2, 3]))] }).unwrap();
+        m.apply(&ControllerCommand::CompleteReassignment { tp: tp.clone(), group, replicas: vec![1, 2, 3] }).unwrap();
+        m.apply(&ControllerCommand::Reassign { moves: vec![(tp.clone(), Some(vec![3]))] }).unwrap();
+        assert_eq!(m.partition(&tp).unwrap().removing(), vec![1, 2]);
+        let before = m.clone();
+        for (tp, t) in [(tp.clone(), Some(vec![])), (tp.clone(), Some(vec![1, 1])), (tp.clone(), Some(vec![9])), (TopicPartition::new("t", 2), Some(vec![1])), (TopicPartition::new("u", 0), Some(vec![1]))] {
+            let bad = vec![(TopicPartition::new("t", 1), Some(vec![1])), (tp.clone(), t.clone())];
+            assert!(m.apply(&ControllerCommand::Reassign { moves: bad }).is_err(), "{tp} {t:?}");
+        }
         assert_eq!(m, before, "a refused change changes nothing");
     }
 

@@ -94,6 +94,8 @@ pub struct Metrics {
     pub storage_relocation_queue: Family<NodeLabels, Gauge>,
     pub raft_leader_elections: Family<NodeLabels, Counter>,
     pub leader_balance_moves: Family<NodeLabels, Counter>,
+    pub reassignments_completed: Family<NodeLabels, Counter>,
+    pub reassignments_in_progress: Family<NodeLabels, Gauge>,
     pub raft_append_entries: Family<NodeLabels, Counter>,
     pub raft_vote_requests: Family<VoteLabels, Counter>,
     pub raft_heartbeats: Family<NodeLabels, Counter>,
@@ -136,6 +138,8 @@ impl Metrics {
             storage_relocation_queue: Family::default(),
             raft_leader_elections: Family::default(),
             leader_balance_moves: Family::default(),
+            reassignments_completed: Family::default(),
+            reassignments_in_progress: Family::default(),
             raft_append_entries: Family::default(),
             raft_vote_requests: Family::default(),
             raft_heartbeats: Family::default(),
@@ -205,6 +209,8 @@ impl Metrics {
         r.register("chronik_storage_live_bytes", "Bytes of live pages in sled's log; the rest of the file is reclaimable", self.storage_live_bytes.clone());
         r.register("raft_leader_elections", "Raft groups this node became leader of", self.raft_leader_elections.clone());
         r.register("chronik_leader_balance_moves", "Partitions this node handed back to their preferred leader (the leader balancer)", self.leader_balance_moves.clone());
+        r.register("chronik_reassignments_completed", "Partition moves this node finished as the partition's leader", self.reassignments_completed.clone());
+        r.register("chronik_reassignments_in_progress", "Partition moves under way whose partition this node leads", self.reassignments_in_progress.clone());
         r.register("raft_append_entries", "AppendEntries requests received (heartbeats included)", self.raft_append_entries.clone());
         r.register("raft_vote_requests", "Vote and pre-vote requests received", self.raft_vote_requests.clone());
         r.register("raft_heartbeats", "Heartbeats sent for the groups this node leads", self.raft_heartbeats.clone());

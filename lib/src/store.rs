@@ -117,6 +117,11 @@ pub struct PartitionView {
     /// No leader, but a majority of the replicas is alive: an election is
     /// under way and should end within an election timeout.
     pub electing: bool,
+    /// A move is in progress (`crate::reassignment`): the replicas joining
+    /// and leaving (`replicas` lists both).
+    pub reassigning: bool,
+    pub adding: Vec<NodeId>,
+    pub removing: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone)]
@@ -339,4 +344,21 @@ pub trait PartitionStore: Send + Sync + 'static {
     /// Moves the leadership of `tp` (led by this node) to replica `to`;
     /// returns once `to` leads, or Timeout.
     fn transfer_leadership(&self, tp: &TopicPartition, to: NodeId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// AlterPartitionReassignments: starts, changes or cancels (None) the
+    /// moves of partitions, each answered on its own; with
+    /// `allow_rf_change` false a target of another size is refused. Returns
+    /// once this node's metadata has the moves; their leaders carry them out.
+    fn reassign_partitions(
+        &self,
+        moves: Vec<(TopicPartition, Option<Vec<NodeId>>)>,
+        allow_rf_change: bool,
+    ) -> impl Future<Output = Vec<Result<(), StoreError>>> + Send;
+
+    /// The move of `tp` as its leader last stepped it (None: not moving, or
+    /// not stepped yet); NotLeader on another node.
+    fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::reassignment::MoveProgress>, StoreError>;
+
+    /// Free bytes on this node's data disk (DescribeLogDirs), if known.
+    fn disk_free_bytes(&self) -> Option<u64>;
 }

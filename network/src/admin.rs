@@ -43,7 +43,7 @@ pub const FORWARDED_BY: &str = "x-chronik-forwarded-by";
 /// How long a node waits for another's admin answer.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 
-fn forwarded(headers: &HeaderMap) -> bool {
+pub(crate) fn forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED_BY)
 }
 
@@ -57,7 +57,7 @@ async fn forward<S: PartitionStore>(s: &AdminState<S>, node: chronik::NodeId, me
     }
 }
 
-async fn ask<S: PartitionStore>(
+pub(crate) async fn ask<S: PartitionStore>(
     s: &AdminState<S>,
     node: chronik::NodeId,
     method: Method,
@@ -99,6 +99,8 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/broker-configs/{node}", axum::routing::patch(alter_node_configs::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/leader", axum::routing::post(transfer_leader::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/delete-records", axum::routing::post(delete_records::<S>))
+        .route("/v1/reassignments", get(crate::admin_moves::list::<S>).post(crate::admin_moves::start::<S>))
+        .route("/v1/topics/{name}/partitions/{partition}/reassignment", get(crate::admin_moves::progress::<S>))
         .route("/v1/nodes", get(nodes::<S>))
         .route("/v1/nodes/{id}", get(node::<S>))
         .route("/v1/groups", get(groups::<S>))
@@ -148,6 +150,9 @@ fn topics_json(view: &ClusterView) -> serde_json::Value {
                 "leader": p.leader,
                 "leader_epoch": p.leader_epoch,
                 "replicas": p.replicas,
+                "isr": p.isr,
+                "adding": p.adding,
+                "removing": p.removing,
             })).collect::<Vec<_>>(),
         }))
         .collect::<Vec<_>>())
@@ -262,16 +267,22 @@ async fn digest<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path((to
 }
 
 /// The one place where store errors become HTTP statuses.
-fn store_error(e: &StoreError) -> Response {
-    let status = match e {
+pub(crate) fn store_error(e: &StoreError) -> Response {
+    error(store_status(e), &e.to_string())
+}
+
+/// The HTTP status of a store error.
+pub(crate) fn store_status(e: &StoreError) -> StatusCode {
+    match e {
         StoreError::Controller(ControllerError::TopicExists(_)) => StatusCode::CONFLICT,
-        StoreError::Controller(ControllerError::UnknownTopic(_)) | StoreError::UnknownTopicOrPartition(_) => StatusCode::NOT_FOUND,
+        StoreError::Controller(ControllerError::UnknownTopic(_) | ControllerError::UnknownPartition(_)) | StoreError::UnknownTopicOrPartition(_) => {
+            StatusCode::NOT_FOUND
+        }
         StoreError::Controller(_) | StoreError::InvalidConfig { .. } | StoreError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
         StoreError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    error(status, &e.to_string())
+    }
 }
 
 #[derive(Deserialize)]
@@ -321,6 +332,8 @@ fn topic_detail<S: PartitionStore>(store: &S, name: &str) -> Option<serde_json::
                 "leader_epoch": p.leader_epoch,
                 "replicas": p.replicas,
                 "isr": p.isr,
+                "adding": p.adding,
+                "removing": p.removing,
                 "log_start_offset": here.map(|h| h.0),
                 "high_watermark": here.map(|h| h.1),
                 "log_end_offset": here.map(|h| h.1),
@@ -600,7 +613,7 @@ async fn node<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(id): 
 }
 
 /// `s` as one URL path segment.
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

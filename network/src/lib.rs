@@ -4,6 +4,7 @@
 //! nothing about topics or partitions.
 
 pub mod admin;
+mod admin_moves;
 pub mod client;
 pub mod server;
 pub mod wire;

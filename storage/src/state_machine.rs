@@ -43,61 +43,130 @@ pub(crate) struct SmState {
     /// Partition: the next offset to assign (the high watermark once applied).
     pub(crate) next_offset: Offset,
     pub(crate) log_start_offset: Offset,
-    /// Controller only.
+    /// Controller only, as JSON: self-describing, so a field added to the
+    /// metadata with a default still reads state stored before it.
+    #[serde(with = "metadata_json")]
     pub(crate) metadata: Option<ClusterMetadata>,
 }
 
-/// The encodings of [`SmState`] and [`SnapshotBody`] before cluster
-/// metadata had dynamic broker configs (its last field). bincode cannot skip
-/// a missing field, so state stored then is read with these.
+mod metadata_json {
+    use chronik::metadata::ClusterMetadata;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(m: &Option<ClusterMetadata>, s: S) -> Result<S::Ok, S::Error> {
+        m.as_ref().map(serde_json::to_vec).transpose().map_err(serde::ser::Error::custom)?.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ClusterMetadata>, D::Error> {
+        let json: Option<Vec<u8>> = Deserialize::deserialize(d)?;
+        json.map(|j| serde_json::from_slice(&j)).transpose().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The encodings of [`SmState`] and [`SnapshotBody`] whose cluster metadata
+/// was bincode (V2), and before that without dynamic broker configs (V1).
+/// bincode cannot skip a missing field, so state stored then is read with
+/// these frozen copies of the types of the day.
 mod legacy {
     use std::collections::BTreeMap;
 
-    use chronik::metadata::{ClusterMetadata, TopicMeta};
-    use chronik::{LogId, NodeAddr, NodeId, Offset, StoredMembership};
+    use chronik::dynamic_config::BrokerConfigs;
+    use chronik::metadata::{ClusterMetadata, PartitionAssignment, TopicMeta};
+    use chronik::{GroupId, LogId, NodeAddr, NodeId, Offset, StoredMembership};
     use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct PartitionAssignmentV1 {
+        group: GroupId,
+        replicas: Vec<NodeId>,
+    }
+
+    #[derive(Deserialize)]
+    struct TopicMetaV1 {
+        name: String,
+        id: u128,
+        partitions: Vec<PartitionAssignmentV1>,
+        configs: BTreeMap<String, String>,
+    }
 
     #[derive(Deserialize)]
     pub(super) struct ClusterMetadataV1 {
         nodes: BTreeMap<NodeId, NodeAddr>,
-        topics: BTreeMap<String, TopicMeta>,
+        topics: BTreeMap<String, TopicMetaV1>,
         next_group: u64,
         next_placement: u64,
         next_producer_id: i64,
         producer_id_blocks: BTreeMap<NodeId, i64>,
     }
 
+    /// V1's fields then broker configs: bincode writes a nested struct as
+    /// its fields in order, so these are the same bytes.
     #[derive(Deserialize)]
-    pub(super) struct SmStateV1 {
+    pub(super) struct ClusterMetadataV2 {
+        v1: ClusterMetadataV1,
+        broker_configs: BrokerConfigs,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct SmStateV<M> {
         last_applied: Option<LogId>,
         membership: StoredMembership,
         next_offset: Offset,
         log_start_offset: Offset,
-        metadata: Option<ClusterMetadataV1>,
+        metadata: Option<M>,
     }
 
     #[derive(Deserialize)]
-    pub(super) struct SnapshotBodyV1 {
-        pub(super) state: SmStateV1,
-        pub(super) records: Vec<(u8, Vec<u8>, Vec<u8>)>,
+    pub(super) struct SnapshotBodyV<M> {
+        state: SmStateV<M>,
+        records: Vec<(u8, Vec<u8>, Vec<u8>)>,
     }
 
-    impl From<SmStateV1> for super::SmState {
-        fn from(s: SmStateV1) -> Self {
+    pub(super) type SmStateV1 = SmStateV<ClusterMetadataV1>;
+    pub(super) type SmStateV2 = SmStateV<ClusterMetadataV2>;
+
+    impl From<ClusterMetadataV1> for ClusterMetadata {
+        fn from(m: ClusterMetadataV1) -> Self {
+            let topics = m
+                .topics
+                .into_iter()
+                .map(|(name, t)| {
+                    let partitions = t.partitions.into_iter().map(|p| PartitionAssignment::new(p.group, p.replicas)).collect();
+                    (name, TopicMeta { name: t.name, id: t.id, partitions, configs: t.configs })
+                })
+                .collect();
+            ClusterMetadata {
+                nodes: m.nodes,
+                topics,
+                next_group: m.next_group,
+                next_placement: m.next_placement,
+                next_producer_id: m.next_producer_id,
+                producer_id_blocks: m.producer_id_blocks,
+                broker_configs: Default::default(),
+            }
+        }
+    }
+
+    impl From<ClusterMetadataV2> for ClusterMetadata {
+        fn from(m: ClusterMetadataV2) -> Self {
+            ClusterMetadata { broker_configs: m.broker_configs, ..m.v1.into() }
+        }
+    }
+
+    impl<M: Into<ClusterMetadata>> From<SnapshotBodyV<M>> for super::SnapshotBody {
+        fn from(v: SnapshotBodyV<M>) -> Self {
+            Self { state: v.state.into(), records: v.records }
+        }
+    }
+
+    impl<M: Into<ClusterMetadata>> From<SmStateV<M>> for super::SmState {
+        fn from(s: SmStateV<M>) -> Self {
             Self {
                 last_applied: s.last_applied,
                 membership: s.membership,
                 next_offset: s.next_offset,
                 log_start_offset: s.log_start_offset,
-                metadata: s.metadata.map(|m| ClusterMetadata {
-                    nodes: m.nodes,
-                    topics: m.topics,
-                    next_group: m.next_group,
-                    next_placement: m.next_placement,
-                    next_producer_id: m.next_producer_id,
-                    producer_id_blocks: m.producer_id_blocks,
-                    broker_configs: Default::default(),
-                }),
+                metadata: s.metadata.map(Into::into),
             }
         }
     }
@@ -106,7 +175,9 @@ mod legacy {
 impl SmState {
     /// Decodes a stored state, of this version or an older one.
     pub(crate) fn decode(b: &[u8]) -> io::Result<Self> {
-        decode::<SmState>(b).or_else(|e| decode::<legacy::SmStateV1>(b).map(Into::into).map_err(|_| e))
+        decode::<SmState>(b)
+            .or_else(|e| decode::<legacy::SmStateV2>(b).map(Into::into).map_err(|_| e))
+            .or_else(|e| decode::<legacy::SmStateV1>(b).map(Into::into).map_err(|_| e))
     }
 }
 
@@ -115,7 +186,8 @@ impl SnapshotBody {
     /// before keyed state, which held the state alone).
     pub(crate) fn decode(b: &[u8]) -> io::Result<Self> {
         decode::<SnapshotBody>(b)
-            .or_else(|e| decode::<legacy::SnapshotBodyV1>(b).map(|v| SnapshotBody { state: v.state.into(), records: v.records }).map_err(|_| e))
+            .or_else(|e| decode::<legacy::SnapshotBodyV<legacy::ClusterMetadataV2>>(b).map(Into::into).map_err(|_| e))
+            .or_else(|e| decode::<legacy::SnapshotBodyV<legacy::ClusterMetadataV1>>(b).map(Into::into).map_err(|_| e))
             .or_else(|e| SmState::decode(b).map(|state| SnapshotBody { state, records: vec![] }).map_err(|_| e))
     }
 }

@@ -532,34 +532,51 @@ async fn a_log_with_a_hole_is_refused() {
     assert_eq!(opened.log.try_get_log_entries(4..=5).await.unwrap().len(), 2, "the part after the hole still reads");
 }
 
-/// State stored before cluster metadata had dynamic broker configs (its
-/// last field) still loads: the controller's applied state and snapshot,
-/// and a partition's snapshot with its keyed records. bincode writes a
-/// struct as its fields in order, so tuples give the old layouts.
+/// State stored in the older layouts still loads: cluster metadata in
+/// bincode before it had dynamic broker configs (V1) and with them (V2), as
+/// the controller's applied state and snapshot; a partition's snapshot with
+/// its keyed records. bincode writes a struct as its fields in order, so
+/// tuples give the old layouts. Today's metadata is JSON, so a field added
+/// with a default reads what is stored now.
 #[test]
-fn state_from_before_broker_configs_still_decodes() {
+fn state_in_older_layouts_still_decodes() {
     use crate::log_store::encode;
     use crate::state_machine::{SmState, SnapshotBody};
-    use chronik::metadata::ClusterMetadata;
+    use chronik::metadata::{ClusterMetadata, PartitionAssignment, Reassignment, TopicMeta};
     let mut md = ClusterMetadata { next_group: 7, next_producer_id: 3000, ..Default::default() };
     md.nodes.insert(1, chronik::NodeAddr { kafka_addr: "a:1".into(), raft_addr: "a:2".into() });
     md.producer_id_blocks.insert(1, 2000);
-    let old_md = (md.nodes.clone(), md.topics.clone(), md.next_group, md.next_placement, md.next_producer_id, md.producer_id_blocks.clone());
+    let partitions = vec![PartitionAssignment::new(GroupId(3), vec![1, 2]), PartitionAssignment::new(GroupId(4), vec![2, 1])];
+    let configs: std::collections::BTreeMap<String, String> = [("cleanup.policy".to_string(), "compact".to_string())].into();
+    md.topics.insert("t".into(), TopicMeta { name: "t".into(), id: u128::MAX - 5, partitions: partitions.clone(), configs: configs.clone() });
+    let old_topics: std::collections::BTreeMap<String, _> =
+        [("t".to_string(), ("t".to_string(), u128::MAX - 5, partitions.iter().map(|p| (p.group, p.replicas.clone())).collect::<Vec<_>>(), configs))].into();
+    let v1_md = (md.nodes.clone(), old_topics, md.next_group, md.next_placement, md.next_producer_id, md.producer_id_blocks.clone());
     let state = SmState { metadata: Some(md.clone()), next_offset: 5, log_start_offset: 2, ..Default::default() };
-    let old_state = (state.last_applied, state.membership.clone(), state.next_offset, state.log_start_offset, Some(old_md));
-    let decoded = SmState::decode(&encode(&old_state).unwrap()).unwrap();
+    let v1_state = (state.last_applied, state.membership.clone(), state.next_offset, state.log_start_offset, Some(v1_md.clone()));
+    let decoded = SmState::decode(&encode(&v1_state).unwrap()).unwrap();
     assert_eq!((decoded.metadata.as_ref(), decoded.next_offset, decoded.log_start_offset), (Some(&md), 5, 2));
-    let body = SnapshotBody::decode(&encode(&(old_state, Vec::<(u8, Vec<u8>, Vec<u8>)>::new())).unwrap()).unwrap();
+    let body = SnapshotBody::decode(&encode(&(v1_state, Vec::<(u8, Vec<u8>, Vec<u8>)>::new())).unwrap()).unwrap();
     assert_eq!(body.state.metadata, Some(md.clone()));
+    // V2: the same in bincode, broker configs last.
+    md.broker_configs.insert(None, [("log.retention.ms".to_string(), "5".to_string())].into());
+    md.broker_configs.insert(Some(2), [("log.roll.ms".to_string(), "6".to_string())].into());
+    let (n, t, g, p, i, b) = v1_md;
+    let v2_state = (state.last_applied, state.membership.clone(), 5i64, 2i64, Some((n, t, g, p, i, b, md.broker_configs.clone())));
+    assert_eq!(SmState::decode(&encode(&v2_state).unwrap()).unwrap().metadata, Some(md.clone()));
+    let body = SnapshotBody::decode(&encode(&(v2_state, vec![(b'x', vec![1u8], vec![2u8])])).unwrap()).unwrap();
+    assert_eq!((body.state.metadata, body.records.len()), (Some(md.clone()), 1));
     // A partition's: no metadata, keyed records after it.
     let records = vec![(b'P', vec![1, 2], vec![3, 4, 5])];
     let partition = (None::<chronik::LogId>, state.membership.clone(), 9i64, 4i64, None::<()>);
     let body = SnapshotBody::decode(&encode(&(partition, records.clone())).unwrap()).unwrap();
     assert_eq!((body.state.next_offset, body.state.metadata.is_none(), body.records), (9, true, records));
-    // Today's round-trip, with broker configs.
-    md.broker_configs.insert(None, [("log.retention.ms".to_string(), "5".to_string())].into());
+    // Today's round-trip, with a move in progress.
+    md.topics.get_mut("t").unwrap().partitions[0].reassignment = Some(Reassignment { target: vec![2], original: vec![1, 2] });
     let now = SmState { metadata: Some(md.clone()), ..Default::default() };
-    assert_eq!(SmState::decode(&encode(&now).unwrap()).unwrap().metadata, Some(md));
+    assert_eq!(SmState::decode(&encode(&now).unwrap()).unwrap().metadata, Some(md.clone()));
+    let body = SnapshotBody { state: now, records: vec![] };
+    assert_eq!(SnapshotBody::decode(&encode(&body).unwrap()).unwrap().state.metadata, Some(md));
 }
 
 /// A replica's cleaner runs the compaction job a `Command::Compact` leaves:

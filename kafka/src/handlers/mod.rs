@@ -2,6 +2,7 @@
 //! store and its results into a response.
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -11,6 +12,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
@@ -21,6 +23,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
@@ -80,6 +83,11 @@ pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind,
         RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(&ctx, r).await),
         RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(&ctx, r, version).await),
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(&ctx, r).await),
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(alter_partition_reassignments::handle(&ctx, r, version).await)
+        }
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&ctx, r, version)),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&ctx, r)),
         other => unreachable!("{other:?} passed the version table but has no handler"),
     }
 }
@@ -116,6 +124,11 @@ pub fn error_codes(resp: &ResponseKind) -> Vec<i16> {
             .chain(r.replica_election_results.iter().flat_map(|t| t.partition_result.iter().map(|p| p.error_code)))
             .collect(),
         ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().map(|r| r.error_code).collect(),
+        ResponseKind::AlterPartitionReassignments(r) => std::iter::once(r.error_code)
+            .chain(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+            .collect(),
+        ResponseKind::ListPartitionReassignments(r) => vec![r.error_code],
+        ResponseKind::DescribeLogDirs(r) => std::iter::once(r.error_code).chain(r.results.iter().map(|d| d.error_code)).collect(),
         _ => vec![],
     };
     codes.into_iter().filter(|c| *c != 0).collect()
