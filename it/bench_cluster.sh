@@ -4,11 +4,14 @@
 #   - max throughput with 1 and with 3 producers (kbench, every message checked),
 #   - produce and end-to-end (fetch) latency at a fixed 10,000 msg/s,
 #   - failover: kill -9 of a partition leader to the first acknowledged produce,
-#   - idle CPU and RSS per node with 1,000 partitions.
+#   - idle CPU and RSS per node with 1,000 partitions,
+#   - moving a partition holding MOVE_MB (1024) MB to another node while a
+#     producer writes to it: the move's time, the producer's rate meanwhile.
 set -euo pipefail
 KBENCH=${1:-../shared/tools/kbench.py}
 MESSAGES=${MESSAGES:-200000}
 RATE=${RATE:-10000}
+MOVE_MB=${MOVE_MB:-1024}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/it/bench_local_cluster.sh" chronik-bench-cluster
 $CLUSTER start >/dev/null
@@ -31,6 +34,8 @@ python3 "$ROOT/it/cluster_bench.py" create --bootstrap "$BOOT" --topic idle-1000
 sleep 10
 python3 "$ROOT/it/cluster_bench.py" idle --seconds 20 \
   --pid "1=$CLUSTER_DIR/node1.pid" --pid "2=$CLUSTER_DIR/node2.pid" --pid "3=$CLUSTER_DIR/node3.pid" >"$TMP/idle.json"
+echo "moving a partition of $MOVE_MB MB..." >&2
+python3 "$ROOT/it/cluster_bench.py" move --bootstrap "$BOOT" --admin-ports 29292 29293 29294 --mb "$MOVE_MB" >"$TMP/move.json"
 echo "failover..." >&2
 python3 "$ROOT/it/cluster_bench.py" failover --bootstrap "$BOOT" --admin-ports 29292 29293 29294 --cluster-dir "$CLUSTER_DIR" >"$TMP/failover.json"
 
@@ -53,5 +58,8 @@ print(f"{'end to end (produce->fetch), 1 p.':<34}{e['consumed'] / (e['messages']
 f = load("failover.json")
 print(f"failover (kill -9 leader of node {f['killed_node']} -> first ack): {f['failover_s']} s")
 i = load("idle.json")
+m = load("move.json")
+print(f"move of a {m['mb']} MB partition to another node: {m['move_s']} s ({m['copy_mb_s']} MB/s); "
+      f"a producer to it: {m['msg_s_before']} msg/s before, {m['msg_s_during']} msg/s during")
 print("idle with 1,000 partitions: " + ", ".join(f"node {n}: {v['cpu_pct']}% CPU, {v['rss_mib']} MiB RSS" for n, v in sorted(i.items())))
 PY

@@ -46,7 +46,7 @@ def node_ips(n):
 
 
 # Cluster size per scenario (3 unless said otherwise).
-SIZES = {"power-loss-minority": 5}
+SIZES = {"power-loss-minority": 5, "moves-under-faults": 4}
 KAFKA, RAFT, ADMIN = 19092, 19192, 19292
 # Peers reach a node's Raft port through the harness proxy on this port.
 RAFT_PROXY = 19193
@@ -811,6 +811,70 @@ def retention_compaction(c, rng, duration):
     return events + cascading(c, rng, max(0.0, end - time.monotonic()))
 
 
+def post_admin(c, i, path, body):
+    req = urllib.request.Request(f"http://{c.ips[i]}:{ADMIN}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def moves_under_faults(c, rng, duration):
+    """Partitions move between the 4 nodes (a replica joins, one leaves,
+    often the leader) while a node among the leader, the joiner and the
+    leaver is killed, paused or cut off mid-move (Jepsen found lost writes
+    in Redpanda under kill plus membership change). Each move must finish
+    once the faults heal; the checker judges the writes, and the replicas
+    of the final assignment must be byte-identical."""
+    events, end = [], time.monotonic() + duration
+    first = True
+    while first or time.monotonic() < end - 5:
+        first = False
+        time.sleep(rng.uniform(0.5, 1.5))
+        live = [i for i in sorted(c.ips) if c.alive(i)]
+        try:
+            current = c.replicas_of()
+            leaders = c.leaders()
+        except OSError:
+            continue
+        p = rng.randrange(PARTITIONS)
+        if p not in current or not live:
+            continue
+        target = rng.sample(sorted(c.ips), 3)
+        status, body = post_admin(c, rng.choice(live), "/v1/reassignments", {"moves": [{"topic": TOPIC, "partition": p, "replicas": target}]})
+        if status != 200:
+            print(f"  moves-under-faults: move of {p} to {target} refused ({status}): {body}", file=sys.stderr)
+        time.sleep(rng.uniform(0.1, 1.0))
+        around = {leaders.get(p)} | (set(target) ^ set(current[p]))
+        victim = rng.choice(sorted(n for n in around if n))
+        fault = rng.choice(["kill", "pause", "isolate"])
+        events.append((time.monotonic(), [p]))
+        {"kill": c.kill, "pause": c.pause, "isolate": c.isolate}[fault](victim)
+        time.sleep(rng.uniform(1, 3))
+        {"kill": c.start, "pause": c.resume, "isolate": lambda _: c.heal()}[fault](victim)
+    c.heal()
+    for i in c.ips:
+        if c.procs[i].poll() is not None:
+            c.start(i)
+
+    def moves_finished():
+        deadline = time.time() + 90
+        left = None
+        while time.time() < deadline:
+            try:
+                left = c.admin(min(c.ips), "/v1/reassignments") if c.alive(min(c.ips)) else left
+                if left == []:
+                    return []
+            except OSError as e:
+                left = str(e)
+            time.sleep(1)
+        return [{"kind": "move-stuck", "ops": [], "detail": f"partition moves still in progress 90 s after healing: {left}"}]
+    c.after_heal.insert(0, moves_finished)
+    return events
+
+
 SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "leader-isolated": leader_isolated,
              "follower-isolated": follower_isolated, "majority-lost": majority_lost,
              "graceful-restart": leader_restarted_gracefully, "rolling-restart": rolling_restart,
@@ -819,7 +883,7 @@ SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "le
              "loss-20pct": with_background(loss_20, lambda c: c.heal()),
              "clock-skew": clock_skew, "disk-full": disk_full, "power-loss": power_loss,
              "power-loss-minority": power_loss_minority, "concurrent": concurrent,
-             "retention-compaction": retention_compaction}
+             "retention-compaction": retention_compaction, "moves-under-faults": moves_under_faults}
 # Scenarios whose nodes need a special data disk.
 DISKS = {"disk-full": "tmpfs", "power-loss": "xfs", "power-loss-minority": "xfs"}
 

@@ -10,6 +10,10 @@
   leaders   wait until Metadata (all topics) names a leader for every
             partition; prints how long that took.
   metadata  Metadata for all topics, a few times: latency and size.
+  move      fill an RF 1 partition with --mb MB, then move it to another
+            node (AlterPartitionReassignments through the admin API) while
+            a producer keeps writing 1 KB messages to it: the time the move
+            takes, and the producer's rate before and during it.
 
 Each prints one JSON line on stdout.
 """
@@ -134,6 +138,63 @@ def failover(a):
     print(json.dumps({"killed_node": leader, "failover_s": gap}))
 
 
+def admin_post(port, path, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def move(a):
+    topic = f"move-{time.time_ns()}"
+    admin = AdminClient({"bootstrap.servers": a.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1]])])[topic].result(timeout=60)
+    time.sleep(1)
+    fill = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 20, "batch.size": 1 << 20,
+                     "queue.buffering.max.kbytes": 1 << 20})
+    chunk = os.urandom(1 << 20)
+    for i in range(a.mb * 1024):
+        while True:
+            try:
+                fill.produce(topic, value=chunk[(i % 1000):(i % 1000) + 1024], partition=0)
+                break
+            except BufferError:
+                fill.poll(0.05)
+        if i % 1024 == 0:
+            fill.poll(0)
+    assert fill.flush(300) == 0, "fill not acknowledged"
+    acks = []
+    stop = threading.Event()
+
+    def write():
+        p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 5, "message.timeout.ms": 60000})
+        while not stop.is_set():
+            try:
+                p.produce(topic, value=chunk[:1024], partition=0, on_delivery=lambda e, m: e is None and acks.append(time.monotonic()))
+            except BufferError:
+                pass
+            p.poll(0)
+        p.flush(60)
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    time.sleep(5)
+    before_start = time.monotonic()
+    time.sleep(5)
+    started = time.monotonic()
+    admin_post(a.admin_ports[0], "/v1/reassignments", {"moves": [{"topic": topic, "partition": 0, "replicas": [2]}]})
+    while admin_get(a.admin_ports[0], "/v1/reassignments"):
+        if time.monotonic() - started > 600:
+            break
+        time.sleep(0.2)
+    done = time.monotonic()
+    stop.set()
+    t.join(60)
+    rate = lambda lo, hi: round(sum(1 for x in acks if lo <= x < hi) / max(hi - lo, 1e-9))
+    print(json.dumps({"mb": a.mb, "move_s": round(done - started, 2), "copy_mb_s": round(a.mb / max(done - started, 1e-9), 1),
+                      "msg_s_before": rate(before_start, started), "msg_s_during": rate(started, done)}))
+
+
 def idle(a):
     def sample():
         out = {}
@@ -205,6 +266,10 @@ def main():
     i = sub.add_parser("idle")
     i.add_argument("--seconds", type=float, default=20)
     i.add_argument("--pid", action="append", default=[], help="node=pidfile")
+    m = sub.add_parser("move")
+    m.add_argument("--bootstrap", required=True)
+    m.add_argument("--admin-ports", type=int, nargs="+", required=True)
+    m.add_argument("--mb", type=int, default=1024)
     for name in ("leaders", "metadata"):
         x = sub.add_parser(name)
         x.add_argument("--bootstrap", required=True)
@@ -215,7 +280,7 @@ def main():
     if a.cmd == "create":
         create(a.bootstrap, a.topic, a.partitions)
         return
-    {"e2e": e2e, "failover": failover, "idle": idle, "leaders": leaders, "metadata": metadata}[a.cmd](a)
+    {"e2e": e2e, "failover": failover, "idle": idle, "leaders": leaders, "metadata": metadata, "move": move}[a.cmd](a)
 
 
 if __name__ == "__main__":
