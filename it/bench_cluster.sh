@@ -5,8 +5,9 @@
 #   - produce and end-to-end (fetch) latency at a fixed 10,000 msg/s,
 #   - failover: kill -9 of a partition leader to the first acknowledged produce,
 #   - idle CPU and RSS per node with 1,000 partitions,
-#   - moving a partition holding MOVE_MB (1024) MB to another node while a
-#     producer writes to it: the move's time, the producer's rate meanwhile.
+#   - moving a partition holding MOVE_MB (1024) MB (nodes 1,2 to 2,3) while a
+#     producer writes 5,000 msg/s to it: the move's time, the producer's
+#     rate and latency before and during.
 set -euo pipefail
 KBENCH=${1:-../shared/tools/kbench.py}
 MESSAGES=${MESSAGES:-200000}
@@ -59,7 +60,9 @@ f = load("failover.json")
 print(f"failover (kill -9 leader of node {f['killed_node']} -> first ack): {f['failover_s']} s")
 i = load("idle.json")
 m = load("move.json")
-print(f"move of a {m['mb']} MB partition to another node: {m['move_s']} s ({m['copy_mb_s']} MB/s); "
-      f"a producer to it: {m['msg_s_before']} msg/s before, {m['msg_s_during']} msg/s during")
+b, w = m["before"], m["during"]
+print(f"move of a {m['mb']} MB partition (nodes 1,2 to 2,3): {m['move_s']} s ({m['copy_mb_s']} MB/s{'' if m['finished'] else ', NOT FINISHED'}); "
+      f"a producer to it at {m['rate']} msg/s: {b['msg_s']} msg/s, p50/p99 {b['p50_ms']:.1f}/{b['p99_ms']:.1f} ms before, "
+      f"{w['msg_s']} msg/s, {w['p50_ms']:.1f}/{w['p99_ms']:.1f} ms during")
 print("idle with 1,000 partitions: " + ", ".join(f"node {n}: {v['cpu_pct']}% CPU, {v['rss_mib']} MiB RSS" for n, v in sorted(i.items())))
 PY

@@ -10,10 +10,11 @@
   leaders   wait until Metadata (all topics) names a leader for every
             partition; prints how long that took.
   metadata  Metadata for all topics, a few times: latency and size.
-  move      fill an RF 1 partition with --mb MB, then move it to another
-            node (AlterPartitionReassignments through the admin API) while
-            a producer keeps writing 1 KB messages to it: the time the move
-            takes, and the producer's rate before and during it.
+  move      fill a partition on nodes 1 and 2 with --mb MB, then move it to
+            nodes 2 and 3 (AlterPartitionReassignments through the admin
+            API: a copy to node 3, then its leader leaves) while a producer
+            writes 1 KB messages to it at --rate msg/s: the time the move
+            takes, and the producer's rate and latency before and during.
 
 Each prints one JSON line on stdout.
 """
@@ -148,7 +149,7 @@ def admin_post(port, path, body):
 def move(a):
     topic = f"move-{time.time_ns()}"
     admin = AdminClient({"bootstrap.servers": a.bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1]])])[topic].result(timeout=60)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2]])])[topic].result(timeout=60)
     time.sleep(1)
     fill = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 20, "batch.size": 1 << 20,
                      "queue.buffering.max.kbytes": 1 << 20})
@@ -163,36 +164,51 @@ def move(a):
         if i % 1024 == 0:
             fill.poll(0)
     assert fill.flush(300) == 0, "fill not acknowledged"
+    # (ack time, latency) of the producer that writes at a fixed rate throughout.
     acks = []
     stop = threading.Event()
 
     def write():
         p = Producer({"bootstrap.servers": a.bootstrap, "acks": "all", "linger.ms": 5, "message.timeout.ms": 60000})
+        n, t0 = 0, time.monotonic()
         while not stop.is_set():
+            sent = time.monotonic()
             try:
-                p.produce(topic, value=chunk[:1024], partition=0, on_delivery=lambda e, m: e is None and acks.append(time.monotonic()))
+                p.produce(topic, value=chunk[:1024], partition=0,
+                          on_delivery=lambda e, m, sent=sent: e is None and acks.append((time.monotonic(), time.monotonic() - sent)))
+                n += 1
             except BufferError:
                 pass
             p.poll(0)
+            ahead = n / a.rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
         p.flush(60)
 
     t = threading.Thread(target=write, daemon=True)
     t.start()
-    time.sleep(5)
+    time.sleep(3)
     before_start = time.monotonic()
-    time.sleep(5)
+    time.sleep(7)
     started = time.monotonic()
-    admin_post(a.admin_ports[0], "/v1/reassignments", {"moves": [{"topic": topic, "partition": 0, "replicas": [2]}]})
-    while admin_get(a.admin_ports[0], "/v1/reassignments"):
+    # Node 3 joins, node 1 (the leader) leaves: the copy, then a handover.
+    admin_post(a.admin_ports[0], "/v1/reassignments", {"moves": [{"topic": topic, "partition": 0, "replicas": [2, 3]}]})
+    while admin_get(a.admin_ports[1], "/v1/reassignments"):
         if time.monotonic() - started > 600:
             break
         time.sleep(0.2)
     done = time.monotonic()
+    time.sleep(2)
     stop.set()
     t.join(60)
-    rate = lambda lo, hi: round(sum(1 for x in acks if lo <= x < hi) / max(hi - lo, 1e-9))
+
+    def window(lo, hi):
+        lat = sorted(l for x, l in acks if lo <= x < hi)
+        return round(len(lat) / max(hi - lo, 1e-9)), pct(lat, 50), pct(lat, 99)
+    b, d = window(before_start, started), window(started, done)
     print(json.dumps({"mb": a.mb, "move_s": round(done - started, 2), "copy_mb_s": round(a.mb / max(done - started, 1e-9), 1),
-                      "msg_s_before": rate(before_start, started), "msg_s_during": rate(started, done)}))
+                      "rate": a.rate, "before": {"msg_s": b[0], "p50_ms": b[1], "p99_ms": b[2]},
+                      "during": {"msg_s": d[0], "p50_ms": d[1], "p99_ms": d[2]}, "finished": not admin_get(a.admin_ports[1], "/v1/reassignments")}))
 
 
 def idle(a):
@@ -270,6 +286,7 @@ def main():
     m.add_argument("--bootstrap", required=True)
     m.add_argument("--admin-ports", type=int, nargs="+", required=True)
     m.add_argument("--mb", type=int, default=1024)
+    m.add_argument("--rate", type=int, default=5000, help="the producer's messages/s (1 KB) during the move")
     for name in ("leaders", "metadata"):
         x = sub.add_parser(name)
         x.add_argument("--bootstrap", required=True)
