@@ -174,7 +174,8 @@ def test_replication_factor_goes_from_1_to_3_and_back_to_1(cluster_factory):
     assert status == 200, body
     wait_for("RF 3", lambda: not moves(c) and assignment(c, "rf")["replicas"] == three, timeout=60)
     wait_for("3 identical replicas", lambda: digests_agree(c, "rf", 0, three), timeout=60)
-    assert sorted(assignment(c, "rf")["isr"]) == [1, 2, 3]
+    # The leader counts the new replicas in sync once it has seen them keep up.
+    wait_for("3 replicas in sync", lambda: sorted(assignment(c, "rf")["isr"]) == [1, 2, 3], timeout=30)
     # A change of RF is refused when the request does not allow it.
     status, body = post(f"{c.nodes[1].admin}/v1/reassignments", {"moves": [{"topic": "rf", "partition": 0, "replicas": [first]}], "allow_replication_factor_change": False})
     assert status == 400 and "replication factor" in body["error"], body

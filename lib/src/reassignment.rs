@@ -79,6 +79,8 @@ pub struct Members {
     pub last_index: u64,
     /// Replicas the node-level status exchange finds alive.
     pub alive: BTreeSet<NodeId>,
+    /// The membership above is committed (not only appended here).
+    pub committed: bool,
 }
 
 /// The leader's next step toward `target`.
@@ -95,7 +97,10 @@ pub enum Step {
     SetVoters(BTreeSet<NodeId>),
     /// The leader is not in the target: hand leadership to this node.
     HandOver(NodeId),
-    /// The group's voters are the target.
+    /// The voters are the target, in an entry not committed yet: wait (a
+    /// replica leaving may still be needed for the joint majority).
+    AwaitCommit,
+    /// The group's voters are the target, committed.
     Done,
 }
 
@@ -128,7 +133,7 @@ pub fn plan(me: NodeId, m: &Members, target: &[NodeId]) -> Step {
         return Step::CatchUp(behind);
     }
     if voters == want {
-        return Step::Done;
+        return if m.committed { Step::Done } else { Step::AwaitCommit };
     }
     if want.contains(&me) {
         return Step::SetVoters(want);
@@ -244,6 +249,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             matched: m.replication.iter().flatten().filter_map(|(n, at)| Some((*n, at.as_ref()?.index))).collect(),
             last_index: m.last_log_index.unwrap_or(0),
             alive: membership.nodes().map(|(n, _)| *n).filter(|n| *n == self.node_id() || self.peers.is_alive(*n)).collect(),
+            committed: m.membership_config.log_id().as_ref().map(|l| l.index) <= m.local_committed.as_ref().map(|c| c.index),
         }
     }
 
@@ -263,13 +269,14 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             step: format!("{step:?}"),
         };
         self.move_progress.write().unwrap().insert(pg.tp.clone(), progress);
-        if !matches!(step, Step::CatchUp(_) | Step::Done) {
+        if !matches!(step, Step::CatchUp(_) | Step::AwaitCommit | Step::Done) {
             // An idle leader's lease may have lapsed: renew it (bounded)
             // before proposing, as a write would.
             self.wait_leader_ready(&pg.tp, tokio::time::Instant::now() + STEP_TIMEOUT).await;
         }
         let raft = &pg.raft;
         let result: Result<(), String> = match &step {
+            Step::AwaitCommit => Ok(()),
             Step::CatchUp(behind) => {
                 let (node, at, last) = behind[0];
                 info!(node_id = me, partition = %pg.tp, replica = node, at, of = last, "partition move: replica catching up");
@@ -335,6 +342,7 @@ mod tests {
             matched: matched.iter().copied().collect(),
             last_index: last,
             alive: (1..=6).collect(),
+            committed: true,
         }
     }
 
@@ -350,6 +358,8 @@ mod tests {
         assert_eq!(plan(1, &members(&[1, 2, 3], &[4], &[(4, 10)], 500), &t), Step::CatchUp(vec![(4, 10, 500)]));
         assert_eq!(plan(1, &members(&[1, 2, 3], &[4], &[(4, 450)], 500), &t), Step::SetVoters(set(&t)));
         assert_eq!(plan(1, &members(&[1, 2, 4], &[], &[], 500), &t), Step::Done);
+        let appended = Members { committed: false, ..members(&[1, 2, 4], &[], &[], 500) };
+        assert_eq!(plan(1, &appended, &t), Step::AwaitCommit, "the move ends only once the target is committed");
     }
 
     #[test]
