@@ -33,6 +33,18 @@ def preferred_lead(c, topic):
     return all(p["leader"] == p["replicas"][0] for p in t["partitions"]) and t["partitions"]
 
 
+def leaders_led_elsewhere_meanwhile(c, topic, away, ask):
+    """Creates `topic` (6 partitions, RF 3) led by its preferred replicas,
+    stops node `away` until node `ask` sees every partition led by another
+    node, then starts it again."""
+    create(c.bootstrap, topic, rf=3, partitions=6)
+    wait_for("preferred leaders at first", lambda: preferred_lead(c, topic), timeout=20)
+    c.nodes[away].stop()
+    wait_for("new leaders", lambda: all(p["leader"] not in (None, away) for p in topic_view(c, topic, node=ask)["partitions"]), timeout=20)
+    c.nodes[away].start()
+    c.wait_ready()
+
+
 def test_partitions_are_added_to_a_running_topic(cluster_factory):
     c = cluster_factory(3, extra_args=NO_BALANCER).start()
     b = c.bootstrap
@@ -79,13 +91,8 @@ def test_partitions_are_added_to_a_running_topic(cluster_factory):
 def test_kafka_leader_election_tool_elects_preferred_leaders(cluster_factory):
     c = cluster_factory(3, extra_args=NO_BALANCER).start()
     b = c.bootstrap
-    create(b, "elect", rf=3, partitions=6)
-    wait_for("preferred leaders at first", lambda: preferred_lead(c, "elect"), timeout=20)
     # Node 1 goes away and comes back: its partitions stay led elsewhere.
-    c.nodes[1].stop()
-    wait_for("new leaders", lambda: all(p["leader"] not in (None, 1) for p in topic_view(c, "elect", node=2)["partitions"]), timeout=20)
-    c.nodes[1].start()
-    c.wait_ready()
+    leaders_led_elsewhere_meanwhile(c, "elect", away=1, ask=2)
     time.sleep(2)
     assert not preferred_lead(c, "elect"), "no balancer: leaders stay where they went"
     out = kafka_tool("org.apache.kafka.tools.LeaderElectionCommand", "--bootstrap-server", b,
@@ -104,13 +111,7 @@ def test_kafka_leader_election_tool_elects_preferred_leaders(cluster_factory):
 
 def test_leaders_go_back_to_their_preferred_replicas_when_a_node_returns(cluster_factory):
     c = cluster_factory(3, extra_args=FAST_BALANCER).start()
-    b = c.bootstrap
-    create(b, "balance", rf=3, partitions=6)
-    wait_for("preferred leaders at first", lambda: preferred_lead(c, "balance"), timeout=20)
-    c.nodes[2].stop()
-    wait_for("new leaders", lambda: all(p["leader"] not in (None, 2) for p in topic_view(c, "balance", node=1)["partitions"]), timeout=20)
-    c.nodes[2].start()
-    c.wait_ready()
+    leaders_led_elsewhere_meanwhile(c, "balance", away=2, ask=1)
     wait_for("leaders back on their preferred replicas", lambda: preferred_lead(c, "balance"), timeout=30)
     moves = 0
     for i in c.nodes:
