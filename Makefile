@@ -10,7 +10,7 @@ PYTEST     ?= python3 -m pytest
 # (it/setup.sh makes it); every python3 below is that one.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster bench-scale bench-compare soak chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-stop cluster-clean
+.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster bench-scale bench-compare soak chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-add-node cluster-remove-node cluster-stop cluster-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -101,6 +101,22 @@ cluster: build
 
 cluster-status:
 	@bash deploy/local/cluster.sh status
+
+## A new node (the next id, Kafka port 9091+id) joins the running local
+## cluster; replicas move onto it (partition_autobalancing = node_add).
+cluster-add-node: build
+	bash deploy/local/cluster.sh add
+
+## Decommissions node N (make cluster-remove-node 3, or N=3): its replicas move
+## to the other nodes, then it leaves the cluster and is stopped.
+ifeq (cluster-remove-node,$(firstword $(MAKECMDGOALS)))
+  # `make cluster-remove-node 3` as well as N=3.
+  N ?= $(word 2,$(MAKECMDGOALS))
+  $(eval $(N):;@:)
+endif
+cluster-remove-node:
+	@test -n "$(N)" || { echo "usage: make cluster-remove-node N=<node id>"; exit 2; }
+	bash deploy/local/cluster.sh remove $(N)
 
 cluster-stop:
 	bash deploy/local/cluster.sh stop

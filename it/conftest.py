@@ -42,12 +42,13 @@ class Node:
     """One chronik-server process with its own data dir: a standalone node,
     or (with `config` and `node_id`) one node of a cluster."""
 
-    def __init__(self, data_dir, extra_args=(), port=None, config=None, node_id=None):
+    def __init__(self, data_dir, extra_args=(), port=None, config=None, node_id=None, join=None):
         self.data_dir = data_dir
         self.port = port or free_port_block()
         self.extra_args = list(extra_args)
         self.config = config
         self.node_id = node_id
+        self.join = join
         self.proc = None
         self.log_path = os.path.join(os.path.dirname(data_dir), f"node-{self.port}.log")
 
@@ -56,12 +57,21 @@ class Node:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def raft(self):
+        return f"127.0.0.1:{self.port + 100}"
+
+    @property
     def admin(self):
         return f"http://127.0.0.1:{self.port + 200}"
 
     def start(self):
         log = open(self.log_path, "ab")
-        mode = ["standalone"] if self.config is None else ["start", "--config", self.config, "--node-id", str(self.node_id)]
+        if self.join:
+            mode = ["start", "--join", self.join, "--node-id", str(self.node_id)]
+        elif self.config is None:
+            mode = ["standalone"]
+        else:
+            mode = ["start", "--config", self.config, "--node-id", str(self.node_id)]
         self.proc = subprocess.Popen(
             [BINARY, *mode, "--data-dir", self.data_dir,
              "--advertised-addr", self.bootstrap,
@@ -135,8 +145,20 @@ class Cluster:
             for i, p in enumerate(ports, 1):
                 f.write(f'  {{ id = {i}, kafka_addr = "127.0.0.1:{p}", raft_addr = "127.0.0.1:{p + 100}" }},\n')
             f.write("]\n")
+        self.base, self.extra_args = base, list(extra_args)
         self.nodes = {i: Node(os.path.join(base, f"node{i}"), extra_args, port=p, config=self.config, node_id=i)
                       for i, p in enumerate(ports, 1)}
+
+    def add_node(self, via=1):
+        """Starts the next node id, which joins the running cluster through
+        node `via`'s Raft port (it is in the cluster once registered)."""
+        n = max(self.nodes) + 1
+        while True:
+            p = free_port_block()
+            if all(abs(p - q.port) > 300 for q in self.nodes.values()):
+                break
+        self.nodes[n] = Node(os.path.join(self.base, f"node{n}"), self.extra_args, port=p, node_id=n, join=self.nodes[via].raft).start()
+        return n
 
     @property
     def bootstrap(self):

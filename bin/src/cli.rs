@@ -10,6 +10,8 @@
 //!   chronik replicas
 //!   chronik reassign TOPIC PARTITION --replicas 1,2,3 | --cancel
 //!   chronik reassignments
+//!   chronik nodes
+//!   chronik decommission NODE [--cancel]
 //!
 //! `--admin URL` (or CHRONIK_ADMIN) picks the node, `--json` prints the API's
 //! JSON instead of a table.
@@ -71,6 +73,16 @@ enum Command {
     /// Partition moves in progress, with how far each joining replica has
     /// caught up.
     Reassignments,
+    /// Every node: alive, controller role, replicas, leaders, draining.
+    Nodes,
+    /// Moves every replica off NODE, then removes it from the cluster
+    /// (works for a dead node too: that is how one is replaced).
+    Decommission {
+        node: u64,
+        /// Stop the decommission (replicas already moved stay where they went).
+        #[arg(long)]
+        cancel: bool,
+    },
     /// Dynamic broker configs (topic defaults that change at runtime): show
     /// them, or change the cluster-wide ones (or one node's, with --node).
     BrokerConfigs {
@@ -357,6 +369,34 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             moves
+        }
+        Command::Nodes => {
+            let nodes = get("/v1/nodes".into()).await?;
+            if !cli.json {
+                table(
+                    &["NODE", "HOST", "PORT", "ALIVE", "CONTROLLER", "REPLICAS", "LEADERS", "STATE"],
+                    items(&nodes)
+                        .iter()
+                        .map(|n| {
+                            let role = format!("{}{}", cell(&n["controller_role"]), if n["controller"] == true { " (leader)" } else { "" });
+                            let state = if n["draining"] == true { "decommissioning" } else { "active" };
+                            vec![cell(&n["id"]), cell(&n["host"]), cell(&n["port"]), cell(&n["alive"]), role, cell(&n["replicas"]), cell(&n["leaders"]), state.into()]
+                        })
+                        .collect(),
+                );
+            }
+            nodes
+        }
+        Command::Decommission { node, cancel } => {
+            let action = if *cancel { "recommission" } else { "decommission" };
+            let r = call(&client, reqwest::Method::POST, format!("{base}/v1/nodes/{node}/{action}"), None).await?;
+            if !cli.json {
+                match *cancel {
+                    true => println!("node {node}: decommission stopped"),
+                    false => println!("node {node}: decommissioning; its replicas move away (`chronik reassignments`), then it leaves (`chronik nodes`)"),
+                }
+            }
+            r
         }
         Command::Replicas => {
             let r = get("/v1/replicas".into()).await?;

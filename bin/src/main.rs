@@ -2,6 +2,7 @@
 //!
 //!   chronik-server standalone [--advertised-addr localhost:9092] [--data-dir ./data]
 //!   chronik-server start --config cluster.toml --node-id 2
+//!   chronik-server start --node-id 4 --advertised-addr host4:9092 --join host1:9192
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +34,8 @@ struct Cli {
 enum Mode {
     /// A single node: a one-node cluster (same code path as a cluster).
     Standalone(Flags),
-    /// A cluster node: `--config` lists every node, `--node-id` says which one this is.
+    /// A cluster node: `--config` lists the nodes a new cluster starts with
+    /// and `--node-id` says which one this is; or `--join` a running cluster.
     Start(Flags),
 }
 
@@ -181,6 +183,22 @@ struct Flags {
     /// batch (default 86400000, one day, as Kafka's producer.id.expiration.ms).
     #[arg(long)]
     producer_id_expiration_ms: Option<i64>,
+    /// The Raft address (host:port) of any node of a running cluster: this
+    /// node joins it (see README, "Growing and shrinking a cluster").
+    #[arg(long, env = "CHRONIK_JOIN")]
+    join: Option<String>,
+    /// Most voters of the controller group (default 5); other nodes are its
+    /// learners.
+    #[arg(long)]
+    controller_voters_max: Option<usize>,
+    /// node_add (default): replicas move onto a node added to the cluster;
+    /// off: they stay where they are.
+    #[arg(long)]
+    partition_autobalancing: Option<chronik::config::Autobalancing>,
+    /// Most partition moves balancing and decommissions keep under way at
+    /// once (default 8).
+    #[arg(long)]
+    partition_moves_max: Option<usize>,
 }
 
 impl Flags {
@@ -195,8 +213,14 @@ impl Flags {
         if standalone && !file.cluster.nodes.is_empty() {
             anyhow::bail!("standalone mode takes no [cluster] nodes; use `start` for a cluster");
         }
-        if !standalone && file.cluster.nodes.is_empty() {
-            anyhow::bail!("`start` needs a --config with [cluster] nodes; use `standalone` for one node");
+        if self.join.is_some() {
+            file.join = self.join.clone();
+        }
+        if standalone && file.join.is_some() {
+            anyhow::bail!("standalone mode joins no cluster; use `start --join` for a node that joins one");
+        }
+        if !standalone && file.cluster.nodes.is_empty() && file.join.is_none() {
+            anyhow::bail!("`start` needs a --config with [cluster] nodes, or --join with a node of a running cluster; use `standalone` for one node");
         }
         macro_rules! set { ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* } }
         set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes, cache_bytes,
@@ -205,7 +229,8 @@ impl Flags {
             log_cleaner_dedupe_buffer_bytes, log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms, log_cleaner_backoff_ms,
             log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms,
             offsets_retention_minutes, offsets_retention_ms, offsets_retention_check_interval_ms,
-            auto_leader_rebalance_enable, leader_imbalance_check_interval_ms, leader_imbalance_per_broker_percentage);
+            auto_leader_rebalance_enable, leader_imbalance_check_interval_ms, leader_imbalance_per_broker_percentage,
+            controller_voters_max, partition_autobalancing, partition_moves_max);
         Ok(file.resolve()?)
     }
 }

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Starts, stops and inspects a local 3-node cluster (see cluster.toml).
+# Starts, stops and inspects a local 3-node cluster (see cluster.toml), and
+# grows or shrinks it.
 #   cluster.sh start|stop|status|clean|bootstrap|pid N
+#   cluster.sh add          a new node (next id) joins the running cluster
+#   cluster.sh remove N     decommissions node N (its replicas move away),
+#                           then stops it once it has left the cluster
 # Environment: CONFIG (default deploy/local/cluster.toml), CLUSTER_DIR.
 # Data and logs live under $CLUSTER_DIR (default ./.cluster): nodeN/ is a
-# node's data, nodeN.log its log, nodeN.pid its process id.
+# node's data, nodeN.log its log, nodeN.pid its process id; `added` lists
+# the nodes that joined ("id kafka_port"), `removed` those that left.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/chronik-server}
@@ -14,9 +19,13 @@ mapfile -t SPEC < <(python3 -c '
 import sys, tomllib
 for n in tomllib.load(open(sys.argv[1], "rb"))["cluster"]["nodes"]:
     print(n["id"], n["kafka_addr"].rsplit(":", 1)[1])' "$CONFIG")
+SEEDS=" ${SPEC[*]%% *} "
+[[ -f "$DIR/added" ]] && mapfile -t -O "${#SPEC[@]}" SPEC <"$DIR/added"
 NODES=(); declare -A KAFKA ADMIN
 for line in "${SPEC[@]}"; do
-  read -r id port <<<"$line"; NODES+=("$id"); KAFKA[$id]=$port; ADMIN[$id]=$((port + 200))
+  read -r id port <<<"$line"
+  grep -qx "$id" "$DIR/removed" 2>/dev/null && continue
+  NODES+=("$id"); KAFKA[$id]=$port; ADMIN[$id]=$((port + 200))
 done
 
 bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("127.0.0.1:${KAFKA[$n]}"); done; (IFS=,; echo "${out[*]}"); }
@@ -29,21 +38,78 @@ running() {
   kill -0 "$pid" 2>/dev/null && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]
 }
 
+# Starts node $1: a seed node from the config, or one that joins through
+# the Raft port of the first other node listed.
+start_node() {
+  local n=$1 args=(--config "$CONFIG")
+  if [[ "$SEEDS" != *" $n "* ]]; then
+    local k=${KAFKA[$n]} via
+    for via in "${NODES[@]}"; do [[ $via != "$n" ]] && break; done
+    args=(--advertised-addr "127.0.0.1:$k" --join "127.0.0.1:$((KAFKA[$via] + 100))")
+  fi
+  "$BIN" start "${args[@]}" --node-id "$n" --data-dir "$DIR/node$n" >>"$DIR/node$n.log" 2>&1 &
+  echo $! >"$DIR/node$n.pid"
+  echo "node $n started (pid $!), Kafka 127.0.0.1:${KAFKA[$n]}, admin http://127.0.0.1:${ADMIN[$n]}, log $DIR/node$n.log"
+}
+
+# Waits (30 s at most) until node $1 answers ready.
+await_ready() {
+  for _ in $(seq 1 150); do
+    curl -fsS "http://127.0.0.1:${ADMIN[$1]}/v1/health/ready" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "node $1 did not become ready within 30 s; see $DIR/node$1.log" >&2; return 1
+}
+
 start() {
   mkdir -p "$DIR"
   for n in "${NODES[@]}"; do
     if running "$n"; then echo "node $n already running (pid $(cat "$DIR/node$n.pid"))"; continue; fi
-    "$BIN" start --config "$CONFIG" --node-id "$n" --data-dir "$DIR/node$n" >>"$DIR/node$n.log" 2>&1 &
-    echo $! >"$DIR/node$n.pid"
-    echo "node $n started (pid $!), Kafka 127.0.0.1:${KAFKA[$n]}, admin http://127.0.0.1:${ADMIN[$n]}, log $DIR/node$n.log"
+    start_node "$n"
   done
+  await_ready "${NODES[0]}" && echo "cluster ready: kcat -b $(bootstrap) -L"
+}
+
+# A new node, the next id, joins the running cluster; with the default
+# partition_autobalancing (node_add) replicas then move onto it.
+add() {
+  mkdir -p "$DIR"
+  local max=0 n line id port
+  for line in "${SPEC[@]}"; do read -r id port <<<"$line"; ((id > max)) && max=$id; done
+  n=$((max + 1)); port=$((9091 + n))
+  echo "$n $port" >>"$DIR/added"
+  NODES+=("$n"); KAFKA[$n]=$port; ADMIN[$n]=$((port + 200))
+  start_node "$n"
+  await_ready "$n"
   for _ in $(seq 1 150); do
-    if curl -fsS "http://127.0.0.1:${ADMIN[${NODES[0]}]}/v1/health/ready" >/dev/null 2>&1; then
-      echo "cluster ready: kcat -b $(bootstrap) -L"; return 0
-    fi
+    curl -fsS "http://127.0.0.1:${ADMIN[$n]}/v1/nodes/$n" >/dev/null 2>&1 && { echo "node $n joined the cluster: chronik --admin http://127.0.0.1:${ADMIN[$n]} nodes"; return 0; }
     sleep 0.2
   done
-  echo "cluster did not become ready within 30 s; see $DIR/node*.log" >&2; return 1
+  echo "node $n did not join within 30 s; see $DIR/node$n.log" >&2; return 1
+}
+
+# Decommissions node $1 through another node, follows the moves, then stops
+# it once the cluster no longer lists it.
+remove() {
+  local n=$1 via t
+  [[ -n "${KAFKA[$n]:-}" ]] || { echo "node $n is not part of this cluster" >&2; return 2; }
+  for via in "${NODES[@]}"; do [[ $via != "$n" ]] && running "$via" && break; done
+  local api="http://127.0.0.1:${ADMIN[$via]}"
+  curl -fsS -X POST "$api/v1/nodes/$n/decommission" >/dev/null || { curl -sS -X POST "$api/v1/nodes/$n/decommission"; echo; return 1; }
+  echo "node $n: decommissioning (its replicas move away)"
+  for t in $(seq 1 3600); do
+    local left
+    left=$(curl -fsS "$api/v1/nodes" | python3 -c "import json,sys; n=[x for x in json.load(sys.stdin) if x['id']==$n]; print(n[0]['replicas'] if n else 'gone')") || left="?"
+    if [[ $left == gone ]]; then
+      echo "node $n left the cluster"
+      echo "$n" >>"$DIR/removed"
+      if running "$n"; then kill -TERM "$(cat "$DIR/node$n.pid")"; echo "node $n stopped"; fi
+      rm -f "$DIR/node$n.pid"; return 0
+    fi
+    (( t % 10 == 1 )) && echo "node $n: $left replicas still to move"
+    sleep 1
+  done
+  echo "node $n still hosts replicas after an hour; see chronik reassignments" >&2; return 1
 }
 
 stop() {
@@ -96,5 +162,7 @@ case "${1:-}" in
   clean) stop; rm -rf "$DIR"; echo "removed $DIR" ;;
   bootstrap) bootstrap ;;
   pid) cat "$DIR/node$2.pid" ;;
-  *) echo "usage: $0 start|stop|status|clean|bootstrap|pid N" >&2; exit 2 ;;
+  add) add ;;
+  remove) remove "${2:?usage: $0 remove N}" ;;
+  *) echo "usage: $0 start|stop|status|clean|bootstrap|pid N|add|remove N" >&2; exit 2 ;;
 esac

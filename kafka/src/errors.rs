@@ -12,6 +12,7 @@ pub const CORRUPT_MESSAGE: i16 = 2;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const LEADER_NOT_AVAILABLE: i16 = 5;
 pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+pub const BROKER_NOT_AVAILABLE: i16 = 8;
 pub const REQUEST_TIMED_OUT: i16 = 7;
 pub const MESSAGE_TOO_LARGE: i16 = 10;
 pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
@@ -75,6 +76,8 @@ pub fn code(err: &StoreError) -> i16 {
             ControllerError::InvalidReplicaAssignment(_) => INVALID_REPLICA_ASSIGNMENT,
             ControllerError::InvalidConfig(ConfigChangeError::Invalid { .. }) => INVALID_CONFIG,
             ControllerError::InvalidConfig(ConfigChangeError::Request(_)) => INVALID_REQUEST,
+            ControllerError::UnknownNode(_) | ControllerError::NodeRemoved(_) => BROKER_NOT_AVAILABLE,
+            ControllerError::CannotDecommission(..) | ControllerError::NodeNotEmpty(..) => INVALID_REQUEST,
         },
     }
 }

@@ -142,15 +142,17 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
 
     fn validate_spec(&self, spec: &TopicSpec) -> Result<(i32, i16), StoreError> {
         validate_topic_name(&spec.name)?;
-        let nodes = self.metadata().nodes.len();
-        if nodes == 0 {
+        let md = self.metadata();
+        if md.nodes.is_empty() {
             // The controller has not registered the nodes yet (a new cluster's
             // first moments): NOT_CONTROLLER makes the client retry.
             return Err(StoreError::NotController(None));
         }
+        // Nodes being decommissioned take no new replica.
+        let nodes = md.placeable().len();
         let (partitions, rf) = match &spec.assignment {
             Some(a) => self.validate_assignment(a)?,
-            None => (spec.partitions.unwrap_or(self.cfg.default_partitions), spec.replication_factor.unwrap_or_else(|| self.cfg.replication_factor_default())),
+            None => (spec.partitions.unwrap_or(self.cfg.default_partitions), spec.replication_factor.unwrap_or_else(|| self.cfg.replication_factor_default(nodes))),
         };
         if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
             return Err(ControllerError::InvalidPartitions(partitions, format!("must be 1..={TOPIC_PARTITIONS_MAX}")).into());
@@ -524,7 +526,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
     }
 
     fn cluster_addr(&self, node: NodeId) -> Option<String> {
-        self.cfg.nodes.get(&node).map(|a| a.raft_addr.clone())
+        self.node_addr(node).map(|a| a.raft_addr)
     }
 
     fn replicas(&self) -> Vec<ReplicaView> {
@@ -696,6 +698,15 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn disk_free_bytes(&self) -> Option<u64> {
         self.engine_disk_free()
+    }
+
+    async fn decommission(&self, node: NodeId, cancel: bool) -> Result<(), StoreError> {
+        self.wait_controller_ready().await;
+        crate::groups::GroupManager::decommission(self, node, cancel).await
+    }
+
+    fn membership(&self) -> std::collections::BTreeMap<NodeId, crate::membership::NodeMembership> {
+        self.membership_view()
     }
 
     fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::reassignment::MoveProgress>, StoreError> {

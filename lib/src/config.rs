@@ -151,6 +151,10 @@ pub struct FileConfig {
     pub log_roll_hours: Option<i64>,
     pub offsets_topic_segment_bytes: Option<u64>,
     pub producer_id_expiration_ms: Option<i64>,
+    pub join: Option<String>,
+    pub controller_voters_max: Option<usize>,
+    pub partition_autobalancing: Option<Autobalancing>,
+    pub partition_moves_max: Option<usize>,
     #[serde(default)]
     pub cluster: ClusterSection,
 }
@@ -197,6 +201,39 @@ pub struct NodeConfig {
     /// Topics' retention unless they set their own (Kafka's log.retention.*),
     /// and how often a leader applies it.
     pub retention: RetentionDefaults,
+    /// The Raft address of a node of a running cluster that this node joins
+    /// (it then never initializes the controller group itself).
+    pub join: Option<String>,
+    /// Most voters of the controller group (default 5); other nodes are its
+    /// learners. The count stays odd from 3 up, unless a seed list was even.
+    pub controller_voters_max: usize,
+    /// Whether replicas move onto a node added to the cluster (default
+    /// `node_add`, as Redpanda's partition_autobalancing_mode) or not (`off`).
+    pub partition_autobalancing: Autobalancing,
+    /// Most partition moves the cluster's own balancing and decommissions
+    /// keep under way at once (default 8; moves asked by operators are not
+    /// counted against it).
+    pub partition_moves_max: usize,
+}
+
+/// See [`NodeConfig::partition_autobalancing`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Autobalancing {
+    Off,
+    #[default]
+    NodeAdd,
+}
+
+impl std::str::FromStr for Autobalancing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "node_add" => Ok(Self::NodeAdd),
+            _ => Err(format!("{s:?}: expected node_add or off")),
+        }
+    }
 }
 
 /// See [`NodeConfig::cache_bytes`]: 256 MiB.
@@ -333,6 +370,15 @@ impl FileConfig {
         if retention.ms < -1 || retention.bytes < -1 || retention.check_interval_ms == 0 {
             return Err(ConfigError::Invalid("log_retention_ms and log_retention_bytes must be -1 (unbounded) or more, log_retention_check_interval_ms above 0".into()));
         }
+        let join = self.join.filter(|j| !j.is_empty());
+        if let Some(j) = &join {
+            split_host_port(j)?;
+        }
+        let controller_voters_max = self.controller_voters_max.unwrap_or(5);
+        let partition_moves_max = self.partition_moves_max.unwrap_or(8);
+        if controller_voters_max == 0 || partition_moves_max == 0 {
+            return Err(ConfigError::Invalid("controller_voters_max and partition_moves_max must be at least 1".into()));
+        }
         let segment_bytes_ok = |b: u64| (1 << 20..=i32::MAX as u64).contains(&b);
         if !segment_bytes_ok(retention.segment_bytes) || !segment_bytes_ok(retention.offsets_segment_bytes) || retention.segment_ms < 1 {
             return Err(ConfigError::Invalid("log_segment_bytes and offsets_topic_segment_bytes must be from 1048576 to 2147483647 (Kafka's bounds), log_roll_ms at least 1".into()));
@@ -361,6 +407,10 @@ impl FileConfig {
             heartbeat_interval_ms,
             election_timeout_min_ms,
             election_timeout_max_ms,
+            join,
+            controller_voters_max,
+            partition_autobalancing: self.partition_autobalancing.unwrap_or_default(),
+            partition_moves_max,
         })
     }
 }
@@ -392,8 +442,10 @@ impl Limits {
 }
 
 impl NodeConfig {
-    pub fn replication_factor_default(&self) -> i16 {
-        self.default_replication_factor.unwrap_or_else(|| self.nodes.len().min(3) as i16)
+    /// The replication factor of a topic created without one, in a cluster
+    /// of `nodes` nodes.
+    pub fn replication_factor_default(&self, nodes: usize) -> i16 {
+        self.default_replication_factor.unwrap_or_else(|| nodes.clamp(1, 3) as i16)
     }
 
     /// This node's broker configs under Kafka's names, as DescribeConfigs
@@ -411,7 +463,7 @@ impl NodeConfig {
             c("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string(), "true", Boolean),
             c("broker.id", self.node_id.to_string(), "-1", Int),
             c("compression.type", "producer".into(), "producer", Str),
-            c("default.replication.factor", self.replication_factor_default().to_string(), "1", Int),
+            c("default.replication.factor", self.replication_factor_default(self.nodes.len()).to_string(), "1", Int),
             c("fetch.max.bytes", l.fetch_max_bytes.to_string(), "57671680", Int),
             c("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string(), "3000", Int),
             c("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), "1800000", Int),
@@ -478,7 +530,7 @@ mod tests {
         assert_eq!(c.raft_listen, "0.0.0.0:9192");
         assert_eq!(c.admin_listen, "0.0.0.0:9292");
         assert_eq!(c.nodes[&1].kafka_addr, "localhost:9092");
-        assert_eq!(c.replication_factor_default(), 1);
+        assert_eq!(c.replication_factor_default(c.nodes.len()), 1);
         assert_eq!(c.limits, Limits::default());
     }
 
@@ -524,7 +576,7 @@ mod tests {
         assert_eq!(c.kafka_listen, "0.0.0.0:9093");
         assert_eq!(c.raft_listen, "0.0.0.0:7000");
         assert_eq!(c.admin_listen, "0.0.0.0:9293");
-        assert_eq!(c.replication_factor_default(), 3);
+        assert_eq!(c.replication_factor_default(c.nodes.len()), 3);
     }
 
     #[test]

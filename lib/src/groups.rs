@@ -195,7 +195,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let controller = Raft::new(node, controller_config, transport.factory(CONTROLLER_GROUP), opened.log, opened.sm)
             .await
             .map_err(fatal)?;
-        if !controller.is_initialized().await.map_err(fatal)? {
+        // A node that joins a running cluster gets the controller group from
+        // its leader; only the nodes a new cluster starts with initialize it.
+        if cfg.join.is_none() && !controller.is_initialized().await.map_err(fatal)? {
             info!(node_id = node, nodes = ?cfg.nodes.keys().collect::<Vec<_>>(), "initializing controller group");
             if let Err(e) = controller.initialize(cfg.nodes.clone()).await {
                 // Another node may have initialized it first: that is fine.
@@ -231,7 +233,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         for kind in ["pre_vote", "vote"] {
             let _ = m.raft_vote_requests.get_or_create(&VoteLabels { node_id: m.node_id.clone(), kind });
         }
-        tokio::spawn(mgr.clone().register_nodes_loop());
+        tokio::spawn(mgr.clone().register_loop());
+        tokio::spawn(mgr.clone().ping_peers_loop());
         tokio::spawn(mgr.clone().reconcile_loop());
         tokio::spawn(mgr.clone().timing_loop());
         let ms = Duration::from_millis;
@@ -240,14 +243,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().every(ms(r.cleaner_backoff_ms), |m| async move { m.compact_due().await }));
         tokio::spawn(mgr.clone().every(ms(r.offsets_retention_check_interval_ms), |m| async move { m.expire_offsets().await }));
         tokio::spawn(mgr.clone().every(crate::reassignment::LOOK_EVERY, |m| async move { m.drive_reassignments().await }));
+        tokio::spawn(mgr.clone().every(crate::membership::LOOK_EVERY, |m| async move { m.drive_membership().await }));
         if mgr.cfg.auto_leader_rebalance_enable {
             tokio::spawn(mgr.clone().every(ms(mgr.cfg.leader_imbalance_check_interval_ms), |m| async move { m.balance_leaders().await }));
         }
         tokio::spawn(mgr.clone().segment_loop());
         tokio::spawn(mgr.clone().topic_cleanup_loop());
-        for peer in mgr.cfg.nodes.keys().copied().filter(|p| *p != node) {
-            tokio::spawn(mgr.clone().ping_loop(peer));
-        }
         Ok(mgr)
     }
 
@@ -355,6 +356,10 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         if let Some(free) = self.engine.disk_free_bytes() {
             m.storage_disk_free_bytes.get_or_create(&node).set(free as i64);
         }
+        m.cluster_nodes.get_or_create(&node).set(md.nodes.len() as i64);
+        m.cluster_nodes_draining.get_or_create(&node).set(md.draining.len() as i64);
+        let voters = self.controller.metrics().borrow_watched().membership_config.membership().voter_ids().count();
+        m.controller_voters.get_or_create(&node).set(voters as i64);
     }
 
     /// The in-sync replicas of `group` led by `leader`, in replica order: the
@@ -436,27 +441,6 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 Err(StoreError::NotController(f.leader_id))
             }
             Err(e) => Err(StoreError::Storage { node, detail: format!("controller write failed: {e}") }),
-        }
-    }
-
-    /// While this node leads the controller, make the replicated node list
-    /// match the cluster config.
-    async fn register_nodes_loop(self: Arc<Self>) {
-        let mut metrics = self.controller.metrics();
-        loop {
-            let leads = leadership(&self.controller, self.node_id(), self.lease()).serving;
-            if leads && self.metadata().nodes != self.cfg.nodes {
-                let nodes: BTreeMap<NodeId, NodeAddr> = self.cfg.nodes.clone();
-                info!(node_id = self.node_id(), "registering cluster nodes in the controller");
-                if let Err(e) = self.propose(ControllerCommand::SetNodes(nodes)).await {
-                    warn!(node_id = self.node_id(), error = %e, "registering nodes failed; will retry");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-            if metrics.changed().await.is_err() {
-                return;
-            }
         }
     }
 
@@ -812,6 +796,35 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         }
     }
 
+    /// Keeps one status exchange going with each other node the metadata
+    /// (or, before it has any, the config) lists: a node that joins gets
+    /// one, a node removed loses its own.
+    async fn ping_peers_loop(self: Arc<Self>) {
+        let me = self.node_id();
+        let mut md_rx = self.metadata.clone();
+        let mut running: HashMap<NodeId, tokio::task::AbortHandle> = HashMap::new();
+        while !self.stopping.load(Ordering::Relaxed) {
+            let md = self.metadata();
+            let peers: std::collections::BTreeSet<NodeId> =
+                if md.nodes.is_empty() { self.cfg.nodes.keys().copied().collect() } else { md.nodes.keys().copied().collect() };
+            running.retain(|peer, task| {
+                let keep = peers.contains(peer);
+                if !keep {
+                    info!(node_id = me, peer, "no longer a node of the cluster: status exchange stopped");
+                    task.abort();
+                }
+                keep
+            });
+            for peer in peers.into_iter().filter(|p| *p != me) {
+                running.entry(peer).or_insert_with(|| tokio::spawn(self.clone().ping_loop(peer)).abort_handle());
+            }
+            if md_rx.changed().await.is_err() {
+                break;
+            }
+        }
+        running.values().for_each(|t| t.abort());
+    }
+
     /// Exchanges status with one peer every [`PING_INTERVAL`].
     async fn ping_loop(self: Arc<Self>, peer: NodeId) {
         let me = self.node_id();
@@ -902,6 +915,10 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
             Err(StoreError::Controller(e)) => Ok(Err(e)),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    async fn join(&self, node: NodeId, addr: NodeAddr) -> Result<(), ControllerError> {
+        GroupManager::join(self, node, addr).await
     }
 
     async fn append_entries(

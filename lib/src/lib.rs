@@ -15,6 +15,7 @@ pub mod isr;
 pub mod leadership;
 pub mod liveness;
 pub mod log;
+pub mod membership;
 pub mod metadata;
 pub mod metrics;
 pub mod offset_expiry;

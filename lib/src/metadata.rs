@@ -2,7 +2,7 @@
 //! [`ControllerCommand`] is deterministic, so every replica computes the same
 //! placement and the same group ids.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +70,31 @@ pub enum ControllerCommand {
         group: GroupId,
         replicas: Vec<NodeId>,
     },
+    /// A node says where it is reached: on a join (a new node), or at a
+    /// start with a changed address. Refused for a removed node.
+    RegisterNode {
+        node: NodeId,
+        addr: NodeAddr,
+    },
+    /// Starts moving every replica off `node` (`crate::membership`); no new
+    /// replica is placed there meanwhile. Refused if the other nodes could
+    /// not hold its partitions.
+    Decommission {
+        node: NodeId,
+    },
+    /// Stops a decommission (the replicas moved away stay where they went).
+    Recommission {
+        node: NodeId,
+    },
+    /// A decommissioned node that hosts nothing leaves the cluster for good
+    /// (its id is never taken again).
+    RemoveNode {
+        node: NodeId,
+    },
+    /// The replica balancer has filled node `node`, added to the cluster.
+    BalancedOnto {
+        node: NodeId,
+    },
 }
 
 /// Producer ids a node gets at a time (InitProducerId hands them out).
@@ -97,6 +122,14 @@ pub enum ControllerError {
     NoReassignmentInProgress(TopicPartition),
     #[error("unknown partition {0}")]
     UnknownPartition(TopicPartition),
+    #[error("node {0} is not a node of this cluster")]
+    UnknownNode(NodeId),
+    #[error("node {0} was removed from the cluster; a node that joins needs a new id")]
+    NodeRemoved(NodeId),
+    #[error("node {0} cannot be decommissioned: {1}")]
+    CannotDecommission(NodeId, String),
+    #[error("node {0} still hosts {1} replicas (or is in a move's original replicas)")]
+    NodeNotEmpty(NodeId, usize),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +195,17 @@ pub struct ClusterMetadata {
     /// Dynamic broker configs (topic defaults), per node and cluster-wide.
     #[serde(default, with = "dynamic_config::as_pairs")]
     pub broker_configs: BrokerConfigs,
+    /// Nodes being decommissioned: their replicas move away, none is placed
+    /// on them.
+    #[serde(default)]
+    pub draining: BTreeSet<NodeId>,
+    /// Nodes that left the cluster: their ids are never taken again.
+    #[serde(default)]
+    pub removed: BTreeSet<NodeId>,
+    /// Nodes added to the cluster that the replica balancer has not filled
+    /// yet (`crate::membership`).
+    #[serde(default)]
+    pub balance_onto: BTreeSet<NodeId>,
 }
 
 impl ClusterMetadata {
@@ -221,6 +265,49 @@ impl ClusterMetadata {
                     None => Err(ControllerError::NoReassignmentInProgress(tp.clone())),
                 }
             }
+            ControllerCommand::RegisterNode { node, addr } => {
+                if self.removed.contains(node) {
+                    return Err(ControllerError::NodeRemoved(*node));
+                }
+                if self.nodes.insert(*node, addr.clone()).is_none() && self.nodes.len() > 1 {
+                    self.balance_onto.insert(*node);
+                }
+                Ok(())
+            }
+            ControllerCommand::Decommission { node } => {
+                self.check_decommission(*node)?;
+                self.draining.insert(*node);
+                Ok(())
+            }
+            ControllerCommand::Recommission { node } => {
+                if !self.nodes.contains_key(node) {
+                    return Err(ControllerError::UnknownNode(*node));
+                }
+                self.draining.remove(node);
+                Ok(())
+            }
+            ControllerCommand::RemoveNode { node } => {
+                if !self.nodes.contains_key(node) {
+                    return Err(ControllerError::UnknownNode(*node));
+                }
+                if !self.draining.contains(node) {
+                    return Err(ControllerError::CannotDecommission(*node, "it is not being decommissioned".into()));
+                }
+                let hosted = self.hosted_by(*node);
+                if hosted > 0 {
+                    return Err(ControllerError::NodeNotEmpty(*node, hosted));
+                }
+                self.nodes.remove(node);
+                self.draining.remove(node);
+                self.balance_onto.remove(node);
+                self.broker_configs.remove(&Some(*node));
+                self.removed.insert(*node);
+                Ok(())
+            }
+            ControllerCommand::BalancedOnto { node } => {
+                self.balance_onto.remove(node);
+                Ok(())
+            }
             ControllerCommand::AlterConfigs { resource, ops, replace } => {
                 let changed = self.altered_configs(resource, ops, *replace)?;
                 match resource {
@@ -265,7 +352,7 @@ impl ClusterMetadata {
                 self.assign(a)
             }
             None => {
-                let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+                let nodes = self.placeable();
                 if rf > nodes.len() {
                     return Err(ControllerError::InvalidReplicationFactor(rf as i16, nodes.len()));
                 }
@@ -294,6 +381,9 @@ impl ClusterMetadata {
                     let distinct = t.iter().enumerate().all(|(i, n)| !t[..i].contains(n));
                     if t.is_empty() || !distinct || t.iter().any(|n| !self.nodes.contains_key(n)) {
                         return Err(ControllerError::InvalidReplicaAssignment(format!("{tp}: {t:?} (replicas must be distinct nodes of this cluster)")));
+                    }
+                    if let Some(n) = t.iter().find(|n| self.draining.contains(n) && !a.replicas.contains(n)) {
+                        return Err(ControllerError::InvalidReplicaAssignment(format!("{tp}: {t:?} (node {n} is being decommissioned)")));
                     }
                     t.clone()
                 }
@@ -367,7 +457,7 @@ impl ClusterMetadata {
         if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
             return Err(ControllerError::InvalidPartitions(partitions, format!("must be 1..={TOPIC_PARTITIONS_MAX}")));
         }
-        let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let nodes = self.placeable();
         if rf < 1 || rf as usize > nodes.len() {
             return Err(ControllerError::InvalidReplicationFactor(rf, nodes.len()));
         }
@@ -381,6 +471,44 @@ impl ClusterMetadata {
             })
             .collect();
         Ok(out)
+    }
+
+    /// The nodes new replicas may go to (not being decommissioned), in id order.
+    pub fn placeable(&self) -> Vec<NodeId> {
+        self.nodes.keys().filter(|n| !self.draining.contains(n)).copied().collect()
+    }
+
+    /// How many partitions list `node` among their replicas or a move's
+    /// original replicas (a cancel would move back there).
+    pub fn hosted_by(&self, node: NodeId) -> usize {
+        self.partitions()
+            .filter(|(_, a)| a.replicas.contains(&node) || a.reassignment.as_ref().is_some_and(|r| r.original.contains(&node)))
+            .count()
+    }
+
+    /// Whether the nodes other than `node` (and not being decommissioned)
+    /// could hold every partition it hosts.
+    fn check_decommission(&self, node: NodeId) -> Result<(), ControllerError> {
+        if !self.nodes.contains_key(&node) {
+            return Err(ControllerError::UnknownNode(node));
+        }
+        let others = self.placeable().into_iter().filter(|n| *n != node).count();
+        let widest = self
+            .partitions()
+            .filter(|(_, a)| a.replicas.contains(&node))
+            .map(|(_, a)| a.reassignment.as_ref().map_or(a.replicas.len(), |r| r.target.len()))
+            .max()
+            .unwrap_or(0);
+        if others == 0 {
+            return Err(ControllerError::CannotDecommission(node, "it is the last node".into()));
+        }
+        if widest > others {
+            return Err(ControllerError::CannotDecommission(
+                node,
+                format!("it hosts a partition with {widest} replicas and only {others} other nodes would remain; add a node or lower the replication factor first"),
+            ));
+        }
+        Ok(())
     }
 
     /// A topic's configs as they apply on `node`: its own, over the dynamic

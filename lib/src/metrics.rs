@@ -96,6 +96,9 @@ pub struct Metrics {
     pub leader_balance_moves: Family<NodeLabels, Counter>,
     pub reassignments_completed: Family<NodeLabels, Counter>,
     pub reassignments_in_progress: Family<NodeLabels, Gauge>,
+    pub cluster_nodes: Family<NodeLabels, Gauge>,
+    pub cluster_nodes_draining: Family<NodeLabels, Gauge>,
+    pub controller_voters: Family<NodeLabels, Gauge>,
     pub raft_append_entries: Family<NodeLabels, Counter>,
     pub raft_vote_requests: Family<VoteLabels, Counter>,
     pub raft_heartbeats: Family<NodeLabels, Counter>,
@@ -140,6 +143,9 @@ impl Metrics {
             leader_balance_moves: Family::default(),
             reassignments_completed: Family::default(),
             reassignments_in_progress: Family::default(),
+            cluster_nodes: Family::default(),
+            cluster_nodes_draining: Family::default(),
+            controller_voters: Family::default(),
             raft_append_entries: Family::default(),
             raft_vote_requests: Family::default(),
             raft_heartbeats: Family::default(),
@@ -211,6 +217,9 @@ impl Metrics {
         r.register("chronik_leader_balance_moves", "Partitions this node handed back to their preferred leader (the leader balancer)", self.leader_balance_moves.clone());
         r.register("chronik_reassignments_completed", "Partition moves this node finished as the partition's leader", self.reassignments_completed.clone());
         r.register("chronik_reassignments_in_progress", "Partition moves under way whose partition this node leads", self.reassignments_in_progress.clone());
+        r.register("chronik_cluster_nodes", "Nodes of the cluster, as this node's metadata lists them (decommissioning ones included)", self.cluster_nodes.clone());
+        r.register("chronik_cluster_nodes_draining", "Nodes being decommissioned, as this node's metadata lists them", self.cluster_nodes_draining.clone());
+        r.register("chronik_controller_voters", "Voters of the controller group, as this node sees its membership", self.controller_voters.clone());
         r.register("raft_append_entries", "AppendEntries requests received (heartbeats included)", self.raft_append_entries.clone());
         r.register("raft_vote_requests", "Vote and pre-vote requests received", self.raft_vote_requests.clone());
         r.register("raft_heartbeats", "Heartbeats sent for the groups this node leads", self.raft_heartbeats.clone());

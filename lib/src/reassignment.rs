@@ -83,6 +83,25 @@ pub struct Members {
     pub committed: bool,
 }
 
+impl Members {
+    /// A replica is caught up when it is alive, has answered the leader, and
+    /// is within [`CAUGHT_UP_ENTRIES`] of its log. (A learner that never
+    /// answered is not, however short the log: promoting a dead one would
+    /// leave the joint majority unreachable.)
+    pub fn caught_up(&self, n: NodeId) -> bool {
+        self.alive.contains(&n) && self.matched.get(&n).is_some_and(|at| self.last_index.saturating_sub(*at) <= CAUGHT_UP_ENTRIES)
+    }
+
+    /// The live node of `among` furthest along (the first of them on a tie).
+    pub fn furthest(&self, among: &[NodeId]) -> Option<NodeId> {
+        among
+            .iter()
+            .filter(|n| self.alive.contains(n))
+            .max_by_key(|n| (self.matched.get(n).copied().unwrap_or(0), std::cmp::Reverse(among.iter().position(|t| t == *n))))
+            .copied()
+    }
+}
+
 /// The leader's next step toward `target`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -120,15 +139,8 @@ pub fn plan(me: NodeId, m: &Members, target: &[NodeId]) -> Step {
     if !missing.is_empty() {
         return Step::AddLearners(missing);
     }
-    // Caught up: alive, answering, and close to the leader's log. (A learner
-    // that never answered is not, however short the log: promoting a dead
-    // one would leave the joint majority unreachable.)
-    let behind: Vec<(NodeId, u64, u64)> = m
-        .learners
-        .iter()
-        .filter(|n| !m.alive.contains(n) || m.matched.get(n).is_none_or(|at| m.last_index.saturating_sub(*at) > CAUGHT_UP_ENTRIES))
-        .map(|n| (*n, m.matched.get(n).copied().unwrap_or(0), m.last_index))
-        .collect();
+    let behind: Vec<(NodeId, u64, u64)> =
+        m.learners.iter().filter(|n| !m.caught_up(**n)).map(|n| (*n, m.matched.get(n).copied().unwrap_or(0), m.last_index)).collect();
     if !behind.is_empty() {
         return Step::CatchUp(behind);
     }
@@ -143,12 +155,7 @@ pub fn plan(me: NodeId, m: &Members, target: &[NodeId]) -> Step {
         return Step::SetVoters(voters.union(&want).copied().collect());
     }
     // The caught-up target replica furthest along takes over.
-    let next = target
-        .iter()
-        .filter(|n| m.alive.contains(n))
-        .max_by_key(|n| (m.matched.get(n).copied().unwrap_or(0), std::cmp::Reverse(target.iter().position(|t| t == *n))))
-        .copied();
-    Step::HandOver(next.unwrap_or(target[0]))
+    Step::HandOver(m.furthest(target).unwrap_or(target[0]))
 }
 
 /// A move as its leader last saw it (the admin API's progress).
@@ -241,7 +248,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     }
 
     fn members_of(&self, pg: &PartitionGroup<E>) -> Members {
-        let m = pg.metrics.borrow_watched();
+        self.members_in(&pg.metrics.borrow_watched())
+    }
+
+    /// A group's membership from its metrics (on its leader: with each
+    /// replica's progress).
+    pub(crate) fn members_in(&self, m: &openraft::RaftMetrics<crate::TypeConfig>) -> Members {
         let membership = m.membership_config.membership();
         Members {
             configs: membership.get_joint_config().clone(),

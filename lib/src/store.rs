@@ -361,4 +361,11 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// Free bytes on this node's data disk (DescribeLogDirs), if known.
     fn disk_free_bytes(&self) -> Option<u64>;
+
+    /// Starts decommissioning `node` (its replicas move away, then it
+    /// leaves the cluster), or with `cancel` stops it.
+    fn decommission(&self, node: NodeId, cancel: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Each node's place in the cluster (controller role, draining).
+    fn membership(&self) -> BTreeMap<NodeId, crate::membership::NodeMembership>;
 }

@@ -103,6 +103,8 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/topics/{name}/partitions/{partition}/reassignment", get(crate::admin_moves::progress::<S>))
         .route("/v1/nodes", get(nodes::<S>))
         .route("/v1/nodes/{id}", get(node::<S>))
+        .route("/v1/nodes/{id}/decommission", axum::routing::post(decommission::<S>))
+        .route("/v1/nodes/{id}/recommission", axum::routing::post(recommission::<S>))
         .route("/v1/groups", get(groups::<S>))
         .route("/v1/groups/{group}", get(describe_group::<S>))
         .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -274,8 +276,9 @@ pub(crate) fn store_error(e: &StoreError) -> Response {
 /// The HTTP status of a store error.
 pub(crate) fn store_status(e: &StoreError) -> StatusCode {
     match e {
-        StoreError::Controller(ControllerError::TopicExists(_)) => StatusCode::CONFLICT,
-        StoreError::Controller(ControllerError::UnknownTopic(_) | ControllerError::UnknownPartition(_)) | StoreError::UnknownTopicOrPartition(_) => {
+        StoreError::Controller(ControllerError::TopicExists(_) | ControllerError::CannotDecommission(..) | ControllerError::NodeRemoved(_)) => StatusCode::CONFLICT,
+        StoreError::Controller(ControllerError::UnknownTopic(_) | ControllerError::UnknownPartition(_) | ControllerError::UnknownNode(_))
+        | StoreError::UnknownTopicOrPartition(_) => {
             StatusCode::NOT_FOUND
         }
         StoreError::Controller(_) | StoreError::InvalidConfig { .. } | StoreError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
@@ -583,30 +586,54 @@ async fn at_leader<S: PartitionStore>(
 
 /// Every node as this one sees it: address, liveness, controller, and the
 /// partition replicas and leaderships it holds.
-fn nodes_json(view: &ClusterView) -> Vec<serde_json::Value> {
+fn nodes_json<S: PartitionStore>(store: &S) -> Vec<serde_json::Value> {
+    let view = store.cluster_view(None);
+    let membership = store.membership();
     view.nodes
         .iter()
         .map(|n| {
             let parts = view.topics.iter().flat_map(|t| &t.partitions);
             let replicas = parts.clone().filter(|p| p.replicas.contains(&n.id)).count();
             let leaders = parts.filter(|p| p.leader == Some(n.id)).count();
+            let m = membership.get(&n.id).cloned().unwrap_or_default();
             json!({
                 "id": n.id, "host": n.host, "port": n.port, "alive": n.alive,
                 "controller": view.controller == Some(n.id), "replicas": replicas, "leaders": leaders,
+                "controller_role": m.controller, "draining": m.draining,
             })
         })
         .collect()
 }
 
 async fn nodes<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>) -> Response {
-    Json(json!(nodes_json(&s.store.cluster_view(None)))).into_response()
+    Json(json!(nodes_json(&*s.store))).into_response()
+}
+
+/// Starts (or with `recommission`, stops) moving every replica off a node;
+/// once it hosts nothing it leaves the cluster.
+async fn change_decommission<S: PartitionStore>(s: &AdminState<S>, id: &str, cancel: bool) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, &format!("node id {id:?} is not a number"));
+    };
+    match s.store.decommission(id, cancel).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"node": id, "draining": !cancel}))).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn decommission<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(id): Path<String>) -> Response {
+    change_decommission(&s, &id, false).await
+}
+
+async fn recommission<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(id): Path<String>) -> Response {
+    change_decommission(&s, &id, true).await
 }
 
 async fn node<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<u64>() else {
         return error(StatusCode::BAD_REQUEST, &format!("node id {id:?} is not a number"));
     };
-    match nodes_json(&s.store.cluster_view(None)).into_iter().find(|n| n["id"] == id) {
+    match nodes_json(&*s.store).into_iter().find(|n| n["id"] == id) {
         Some(n) => Json(n).into_response(),
         None => error(StatusCode::NOT_FOUND, &format!("node {id} is not in the cluster")),
     }

@@ -201,6 +201,11 @@ impl Transport for HttpTransport {
             r
         }
     }
+
+    fn join(&self, addr: &str, node: NodeId, node_addr: NodeAddr) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send {
+        let url = format!("http://{addr}/cluster/join");
+        async move { self.post(url, &JoinRequest { node, addr: node_addr }, Duration::from_secs(15)).await }
+    }
 }
 
 pub struct GroupNetwork {

@@ -31,6 +31,7 @@ pub fn router<H: RaftRpcHandler>(handler: Arc<H>) -> Router {
         .route("/raft/{group}/snapshot", post(snapshot::<H>))
         .route("/cluster/ping/{node}", post(ping::<H>))
         .route("/cluster/controller", post(controller::<H>))
+        .route("/cluster/join", post(join::<H>))
         .route("/cluster/move-leader", post(move_leader::<H>))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(Extension(Arc::new(Assemblies::default())))
@@ -143,6 +144,10 @@ async fn controller<H: RaftRpcHandler>(State(h): State<Arc<H>>, Json(req): Json<
         return wrong_node(h.node_id(), req.to);
     }
     Json(h.controller_write(req.cmd).await).into_response()
+}
+
+async fn join<H: RaftRpcHandler>(State(h): State<Arc<H>>, Json(req): Json<JoinRequest>) -> Response {
+    Json(h.join(req.node, req.addr).await).into_response()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! What travels between nodes. Raft messages of many groups to one peer ride
 //! in one [`BatchRequest`]; the answers come back in the same order.
 
-use chronik::{GroupId, NodeId, SnapshotMeta, TypeConfig};
+use chronik::{GroupId, NodeAddr, NodeId, SnapshotMeta, TypeConfig};
 use openraft::alias::VoteOf;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse};
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,13 @@ pub struct MoveLeader {
     pub to: NodeId,
     pub group: GroupId,
     pub leader: NodeId,
+}
+
+/// A node's request to join the cluster (`POST /cluster/join`).
+#[derive(Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub node: NodeId,
+    pub addr: NodeAddr,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -142,7 +142,7 @@ mod legacy {
                 next_placement: m.next_placement,
                 next_producer_id: m.next_producer_id,
                 producer_id_blocks: m.producer_id_blocks,
-                broker_configs: Default::default(),
+                ..Default::default()
             }
         }
     }

@@ -1,0 +1,564 @@
+//! Cluster membership: nodes join, are decommissioned and leave, and the
+//! replicas follow.
+//!
+//! - **Join.** A node started with `join = <raft address of any node>` asks
+//!   that node (`POST /cluster/join`) to register it
+//!   (`ControllerCommand::RegisterNode`); it never initializes the controller
+//!   group itself. The controller leader adds every registered node to the
+//!   controller group as a learner, and promotes caught-up learners to voters
+//!   up to `controller_voters_max`, keeping the count odd ([`controller_plan`]).
+//! - **Decommission.** `Decommission` marks a node draining: no new replica is
+//!   placed there, and the controller leader moves its replicas, a few at a
+//!   time, to the least loaded live nodes ([`drain_moves`]) with the
+//!   partition-move machinery (`crate::reassignment`). A dead node drains the
+//!   same way (the survivors are the source): that is how a dead node is
+//!   replaced. Once it hosts nothing, `RemoveNode`: it leaves the metadata
+//!   and the controller group, and its id is never taken again.
+//! - **Balance.** A node added to a running cluster is filled by moving
+//!   replicas from the most loaded nodes until it holds its share
+//!   ([`balance_moves`]; `partition_autobalancing = node_add`, the default).
+//!
+//! Every decision is a pure function of the metadata and the controller
+//! group's membership, taken afresh by whichever node leads the controller,
+//! so a new controller leader carries on where the last one stopped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::ChangeMembers;
+use tracing::{info, warn};
+
+use crate::config::Autobalancing;
+use crate::engine::{StorageEngine, Transport};
+use crate::groups::{leadership, GroupManager};
+use crate::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
+use crate::reassignment::Members;
+use crate::store::StoreError;
+use crate::types::{NodeAddr, NodeId, TopicPartition};
+
+/// How often the controller leader looks at membership, drains and balance.
+pub const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// How long one change of the controller group's membership may take.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The controller leader's next change to the controller group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControllerStep {
+    /// Finish a joint change left behind by a lost leader.
+    Flatten(BTreeSet<NodeId>),
+    /// Registered nodes not in the group yet.
+    AddLearners(Vec<NodeId>),
+    /// Make these the voters; voters left out stay learners.
+    SetVoters(BTreeSet<NodeId>),
+    /// This leader is no voter in what comes next: hand over first.
+    HandOver(NodeId),
+    /// Nodes removed from the cluster, no longer voters, leave the group.
+    RemoveNodes(BTreeSet<NodeId>),
+    Steady,
+}
+
+/// How many voters the controller group wants out of `eligible` nodes: all
+/// of them up to `max`, odd from 3 up (a fourth voter adds no tolerance).
+fn voters_wanted(eligible: usize, max: usize) -> usize {
+    let n = eligible.min(max);
+    if n > 2 && n % 2 == 0 { n - 1 } else { n }
+}
+
+/// What the controller leader `me` changes next, from the group's membership
+/// `m`, the registered `nodes` and those `draining`. A draining or removed
+/// voter is replaced by a caught-up learner when there is one; when the
+/// voters change anyway, they go down to the odd count wanted (dead ones
+/// first). Healthy voters are not demoted otherwise (an even seed list
+/// stays as it is).
+pub fn controller_plan(me: NodeId, m: &Members, nodes: &BTreeSet<NodeId>, draining: &BTreeSet<NodeId>, voters_max: usize) -> ControllerStep {
+    if m.configs.len() > 1 {
+        return ControllerStep::Flatten(m.configs.last().cloned().unwrap_or_default());
+    }
+    let voters = m.configs.first().cloned().unwrap_or_default();
+    let in_group = |n: &NodeId| voters.contains(n) || m.learners.contains(n);
+    let missing: Vec<NodeId> = nodes.iter().filter(|n| !in_group(n)).copied().collect();
+    if !missing.is_empty() {
+        return ControllerStep::AddLearners(missing);
+    }
+    let eligible: BTreeSet<NodeId> = nodes.difference(draining).copied().collect();
+    let keep: BTreeSet<NodeId> = voters.intersection(&eligible).copied().collect();
+    let wanted = voters_wanted(eligible.len(), voters_max);
+    let mut want = keep.clone();
+    for n in m.learners.iter().filter(|n| eligible.contains(n) && m.caught_up(**n)) {
+        if want.len() >= wanted {
+            break;
+        }
+        want.insert(*n);
+    }
+    if want.len() > keep.len() && want.len() > 2 && want.len() % 2 == 0 {
+        let last_added = *want.difference(&keep).last().expect("more than kept");
+        want.remove(&last_added);
+    }
+    // A change is due anyway (a voter leaves): down to the count wanted,
+    // dead voters first, then the highest ids, never this leader.
+    if want != voters && want.len() > wanted {
+        let mut extra: Vec<NodeId> = want.iter().filter(|n| **n != me).copied().collect();
+        extra.sort_by_key(|n| (m.alive.contains(n), std::cmp::Reverse(*n)));
+        for n in extra.into_iter().take(want.len() - wanted) {
+            want.remove(&n);
+        }
+    }
+    if !want.is_empty() && want != voters {
+        if !want.contains(&me) {
+            let order: Vec<NodeId> = want.iter().copied().collect();
+            if let Some(to) = m.furthest(&order).filter(|n| m.caught_up(*n)) {
+                return ControllerStep::HandOver(to);
+            }
+        } else {
+            return ControllerStep::SetVoters(want);
+        }
+    }
+    let gone: BTreeSet<NodeId> = m.learners.iter().filter(|n| !nodes.contains(n)).copied().collect();
+    if !gone.is_empty() {
+        return ControllerStep::RemoveNodes(gone);
+    }
+    ControllerStep::Steady
+}
+
+/// Replicas each node holds, counting a move's target (where it is going).
+fn loads(md: &ClusterMetadata) -> BTreeMap<NodeId, usize> {
+    let mut out: BTreeMap<NodeId, usize> = md.placeable().into_iter().map(|n| (n, 0)).collect();
+    for (_, a) in md.partitions() {
+        for n in a.reassignment.as_ref().map_or(&a.replicas, |r| &r.target) {
+            *out.entry(*n).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Moves under way in the cluster.
+fn moves_in_flight(md: &ClusterMetadata) -> usize {
+    md.partitions().filter(|(_, a)| a.reassignment.is_some()).count()
+}
+
+/// Up to `budget` moves taking replicas off the draining nodes, each to the
+/// least loaded live node not already a replica (same position in the
+/// list, so a preferred leader's replacement is preferred). Partitions
+/// already moving wait for their move to end; a replica with nowhere to go
+/// is reported.
+pub fn drain_moves(md: &ClusterMetadata, alive: impl Fn(NodeId) -> bool, budget: usize) -> (Vec<(TopicPartition, Vec<NodeId>)>, Vec<TopicPartition>) {
+    let mut load = loads(md);
+    let (mut moves, mut stuck) = (Vec::new(), Vec::new());
+    for (tp, a) in md.partitions() {
+        if moves.len() >= budget {
+            break;
+        }
+        let Some(pos) = a.replicas.iter().position(|n| md.draining.contains(n)) else { continue };
+        if a.reassignment.is_some() {
+            continue;
+        }
+        let to = load.iter().filter(|(n, _)| alive(**n) && !a.replicas.contains(n)).min_by_key(|(n, l)| (**l, **n)).map(|(n, _)| *n);
+        let Some(to) = to else {
+            stuck.push(tp);
+            continue;
+        };
+        *load.get_mut(&to).expect("listed") += 1;
+        let mut target = a.replicas.clone();
+        target[pos] = to;
+        moves.push((tp, target));
+    }
+    (moves, stuck)
+}
+
+/// Up to `budget` moves filling the nodes added to the cluster
+/// (`md.balance_onto`): while one holds fewer replicas than its share
+/// (the average, rounded down) and the most loaded live node holds at least
+/// two more, a replica of a partition whose replicas are all alive and which
+/// is not moving goes from there to the new node. Returns also the added
+/// nodes that hold their share (or as near as it gets).
+pub fn balance_moves(md: &ClusterMetadata, alive: impl Fn(NodeId) -> bool, budget: usize) -> (Vec<(TopicPartition, Vec<NodeId>)>, Vec<NodeId>) {
+    let mut load = loads(md);
+    let (mut moves, mut done) = (Vec::new(), Vec::new());
+    let total: usize = load.values().sum();
+    let share = total / load.len().max(1);
+    let mut taken: BTreeSet<TopicPartition> = BTreeSet::new();
+    // Preferred leaders (first replicas) per node, and each node's share.
+    let mut first_on: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for (_, a) in md.partitions() {
+        if let Some(n) = a.reassignment.as_ref().map_or(&a.replicas, |r| &r.target).first() {
+            *first_on.entry(*n).or_default() += 1;
+        }
+    }
+    let leader_share = md.partitions().count() / load.len().max(1);
+    let fillable: Vec<NodeId> = md.balance_onto.iter().filter(|n| load.contains_key(n) && alive(**n)).copied().collect();
+    for new in fillable {
+        // Replicas of each topic on the new node: a topic it holds least of
+        // gives first, so each topic spreads over it.
+        let mut on_new: BTreeMap<&str, usize> = BTreeMap::new();
+        for (tp, a) in md.partitions() {
+            let held = a.reassignment.as_ref().map_or(&a.replicas, |r| &r.target).contains(&new);
+            *on_new.entry(md.topics.get_key_value(&*tp.topic).map_or("", |(k, _)| k.as_str())).or_default() += usize::from(held);
+        }
+        while moves.len() < budget {
+            let from = load.iter().filter(|(n, _)| **n != new && alive(**n)).max_by_key(|(n, l)| (**l, std::cmp::Reverse(**n))).map(|(n, l)| (*n, *l));
+            let balanced = load[&new] >= share || from.is_none_or(|(_, l)| l < load[&new] + 2);
+            if balanced {
+                done.push(new);
+                break;
+            }
+            let from = from.expect("checked").0;
+            // None when the replicas that could move are on dead nodes or
+            // moving: a later look tries again.
+            let Some((tp, a)) = md
+                .partitions()
+                .filter(|(tp, a)| {
+                    a.reassignment.is_none() && a.replicas.contains(&from) && !a.replicas.contains(&new) && !taken.contains(tp) && a.replicas.iter().all(|n| alive(*n))
+                })
+                .min_by_key(|(tp, a)| {
+                    // A preferred leadership goes along while the new node
+                    // has fewer than its share, and only then.
+                    let wants_leader = first_on.get(&new).copied().unwrap_or(0) < leader_share;
+                    (on_new.get(&*tp.topic).copied().unwrap_or(0), (a.replicas[0] == from) != wants_leader)
+                })
+            else {
+                break;
+            };
+            let target: Vec<NodeId> = a.replicas.iter().map(|n| if *n == from { new } else { *n }).collect();
+            if a.replicas[0] == from {
+                *first_on.entry(new).or_default() += 1;
+                *first_on.entry(from).or_default() -= 1;
+            }
+            *load.get_mut(&from).expect("listed") -= 1;
+            *load.get_mut(&new).expect("listed") += 1;
+            if let Some(c) = md.topics.get_key_value(&*tp.topic).and_then(|(k, _)| on_new.get_mut(k.as_str())) {
+                *c += 1;
+            }
+            taken.insert(tp.clone());
+            moves.push((tp, target));
+        }
+    }
+    (moves, done)
+}
+
+/// A node's place in the cluster, for the admin API.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeMembership {
+    /// "voter", "learner" or "none" in the controller group (as this node
+    /// last saw it).
+    pub controller: &'static str,
+    pub draining: bool,
+    /// Partitions that list it among their replicas.
+    pub replicas: usize,
+}
+
+impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
+    /// One look by the controller leader: the controller group follows the
+    /// registered nodes; drains, removals and balancing move on.
+    pub async fn drive_membership(&self) {
+        let me = self.node_id();
+        if !leadership(&self.controller, me, self.lease()).serving {
+            return;
+        }
+        let md = self.metadata();
+        if md.nodes.is_empty() {
+            return;
+        }
+        let members = self.members_in(&self.controller.metrics().borrow_watched());
+        let nodes: BTreeSet<NodeId> = md.nodes.keys().copied().collect();
+        let step = controller_plan(me, &members, &nodes, &md.draining, self.cfg.controller_voters_max);
+        if let Err(e) = self.controller_step(&step, &md).await {
+            warn!(node_id = me, step = ?step, error = %e, "controller membership change failed; retrying");
+        }
+        if matches!(step, ControllerStep::HandOver(_)) {
+            // The next leader carries on.
+            return;
+        }
+        let alive = |n: NodeId| n == me || self.peers.is_alive(n);
+        let mut budget = self.cfg.partition_moves_max.saturating_sub(moves_in_flight(&md));
+        for node in md.draining.iter().filter(|n| md.hosted_by(**n) == 0) {
+            match self.propose(ControllerCommand::RemoveNode { node: *node }).await {
+                Ok(()) => info!(node_id = me, node, "decommission complete: node removed from the cluster"),
+                Err(e) => warn!(node_id = me, node, error = %e, "removing a drained node failed; retrying"),
+            }
+        }
+        let (drains, stuck) = drain_moves(&md, alive, budget);
+        if !stuck.is_empty() {
+            warn!(node_id = me, partitions = ?stuck, "decommission: no live node can take these replicas yet");
+        }
+        budget -= drains.len();
+        self.start_moves(drains, "decommission").await;
+        if self.cfg.partition_autobalancing == Autobalancing::NodeAdd && md.draining.is_empty() {
+            let (fills, done) = balance_moves(&md, alive, budget);
+            self.start_moves(fills, "balancing onto an added node").await;
+            for node in done {
+                info!(node_id = me, node, "replica balancing onto an added node complete");
+                let _ = self.propose(ControllerCommand::BalancedOnto { node }).await;
+            }
+        } else if !md.balance_onto.is_empty() && self.cfg.partition_autobalancing == Autobalancing::Off {
+            for node in md.balance_onto.iter().copied() {
+                let _ = self.propose(ControllerCommand::BalancedOnto { node }).await;
+            }
+        }
+    }
+
+    async fn start_moves(&self, moves: Vec<(TopicPartition, Vec<NodeId>)>, why: &str) {
+        if moves.is_empty() {
+            return;
+        }
+        info!(node_id = self.node_id(), count = moves.len(), why, "starting partition moves");
+        let moves = moves.into_iter().map(|(tp, t)| (tp, Some(t))).collect();
+        for r in self.reassign(moves, true).await {
+            if let Err(e) = r {
+                warn!(node_id = self.node_id(), why, error = %e, "partition move not started");
+            }
+        }
+    }
+
+    async fn controller_step(&self, step: &ControllerStep, md: &ClusterMetadata) -> Result<(), String> {
+        let me = self.node_id();
+        let raft = &self.controller;
+        let change = |c: ChangeMembers<NodeId, NodeAddr>, what: &'static str| async move {
+            info!(node_id = me, change = %c, "controller group: {what}");
+            match tokio::time::timeout(CHANGE_TIMEOUT, raft.change_membership(c, true)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("not committed within {CHANGE_TIMEOUT:?}")),
+            }
+        };
+        match step {
+            ControllerStep::Steady => Ok(()),
+            ControllerStep::Flatten(voters) => change(ChangeMembers::ReplaceAllVoters(voters.clone()), "finishing a joint change").await,
+            ControllerStep::SetVoters(voters) => change(ChangeMembers::ReplaceAllVoters(voters.clone()), "changing voters").await,
+            ControllerStep::RemoveNodes(nodes) => change(ChangeMembers::RemoveNodes(nodes.clone()), "removing nodes that left").await,
+            ControllerStep::AddLearners(nodes) => {
+                for n in nodes {
+                    let addr = md.nodes.get(n).cloned().unwrap_or_default();
+                    info!(node_id = me, node = n, addr = %addr, "controller group: adding a learner");
+                    match tokio::time::timeout(CHANGE_TIMEOUT, raft.add_learner(*n, addr, false)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(e.to_string()),
+                        Err(_) => return Err(format!("not committed within {CHANGE_TIMEOUT:?}")),
+                    }
+                }
+                Ok(())
+            }
+            ControllerStep::HandOver(to) => {
+                info!(node_id = me, to, "controller group: this node leaves the voters; handing leadership over");
+                raft.trigger().transfer_leader(*to).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Asks the cluster to decommission `node` (or, with `cancel`, to stop).
+    pub(crate) async fn decommission(&self, node: NodeId, cancel: bool) -> Result<(), StoreError> {
+        let cmd = if cancel { ControllerCommand::Recommission { node } } else { ControllerCommand::Decommission { node } };
+        self.propose(cmd).await?;
+        info!(node_id = self.node_id(), node, cancel, "decommission requested");
+        Ok(())
+    }
+
+    /// A node asks to join (`POST /cluster/join`, on any node): registered
+    /// unless its id is taken by another live node or was removed.
+    pub(crate) async fn join(&self, node: NodeId, addr: NodeAddr) -> Result<(), ControllerError> {
+        let md = self.metadata();
+        if let Some(have) = md.nodes.get(&node).filter(|a| **a != addr) {
+            if node == self.node_id() || self.peers.is_alive(node) {
+                return Err(ControllerError::InvalidReplicaAssignment(format!("node id {node} is taken by a live node at {have}")));
+            }
+        }
+        info!(node_id = self.node_id(), node, addr = %addr, "a node asks to join the cluster");
+        match self.propose(ControllerCommand::RegisterNode { node, addr }).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Controller(e)) => Err(e),
+            Err(e) => Err(ControllerError::InvalidReplicaAssignment(format!("not registered yet: {e}"))),
+        }
+    }
+
+    /// Keeps this node's entry in the metadata: a new cluster's controller
+    /// leader registers the seed nodes of the config; a joining node asks
+    /// the node it was given (then any node it knows) until it is
+    /// registered; a node whose address changed registers the new one.
+    pub(crate) async fn register_loop(self: std::sync::Arc<Self>) {
+        let me = self.node_id();
+        let mine = self.cfg.nodes.get(&me).cloned().unwrap_or_default();
+        let mut md_rx = self.metadata.clone();
+        let mut warned_removed = false;
+        while !self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            let md = self.metadata();
+            let leads = leadership(&self.controller, me, self.lease()).serving;
+            if md.removed.contains(&me) {
+                if !warned_removed {
+                    warn!(node_id = me, "this node was removed from the cluster (decommissioned): it hosts nothing and can be stopped; its id cannot join again");
+                    warned_removed = true;
+                }
+            } else if md.nodes.is_empty() && self.cfg.join.is_none() {
+                if leads {
+                    info!(node_id = me, nodes = ?self.cfg.nodes.keys().collect::<Vec<_>>(), "registering the cluster's first nodes in the controller");
+                    if let Err(e) = self.propose(ControllerCommand::SetNodes(self.cfg.nodes.clone())).await {
+                        warn!(node_id = me, error = %e, "registering nodes failed; will retry");
+                    }
+                }
+            } else if md.nodes.get(&me) != Some(&mine) {
+                let result = if md.nodes.is_empty() || !md.nodes.contains_key(&me) {
+                    self.ask_to_join(&mine, &md).await
+                } else {
+                    self.propose(ControllerCommand::RegisterNode { node: me, addr: mine.clone() }).await.map_err(|e| e.to_string())
+                };
+                match result {
+                    Ok(()) => info!(node_id = me, addr = %mine, "registered in the cluster"),
+                    Err(e) => warn!(node_id = me, error = %e, "registering this node failed; will retry"),
+                }
+            }
+            tokio::select! {
+                r = md_rx.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Asks a node of the cluster to register this one: the `join` address
+    /// first, then the nodes the metadata names.
+    async fn ask_to_join(&self, mine: &NodeAddr, md: &ClusterMetadata) -> Result<(), String> {
+        let me = self.node_id();
+        let mut addrs: Vec<String> = self.cfg.join.iter().cloned().collect();
+        addrs.extend(md.nodes.iter().filter(|(n, _)| **n != me).map(|(_, a)| a.raft_addr.clone()));
+        let mut last = "no node of the cluster is known (set join)".to_string();
+        for addr in addrs {
+            match self.transport.join(&addr, me, mine.clone()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e @ ControllerError::NodeRemoved(_))) => return Err(e.to_string()),
+                Ok(Err(e)) => last = format!("{addr}: {e}"),
+                Err(e) => last = format!("{addr}: {e}"),
+            }
+        }
+        Err(last)
+    }
+
+    /// Each node's place in the cluster as this node sees it.
+    pub fn membership_view(&self) -> BTreeMap<NodeId, NodeMembership> {
+        let md = self.metadata();
+        let m = self.controller.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+        let mut out: BTreeMap<NodeId, NodeMembership> = BTreeMap::new();
+        for n in md.nodes.keys() {
+            out.insert(
+                *n,
+                NodeMembership {
+                    controller: if voters.contains(n) { "voter" } else if learners.contains(n) { "learner" } else { "none" },
+                    draining: md.draining.contains(n),
+                    replicas: md.partitions().filter(|(_, a)| a.replicas.contains(n)).count(),
+                },
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::PartitionAssignment;
+
+    fn set(n: &[NodeId]) -> BTreeSet<NodeId> {
+        n.iter().copied().collect()
+    }
+
+    fn members(voters: &[NodeId], learners: &[NodeId], caught_up: &[NodeId]) -> Members {
+        Members {
+            configs: vec![set(voters)],
+            learners: set(learners),
+            matched: voters.iter().chain(caught_up).map(|n| (*n, 100)).collect(),
+            last_index: 100,
+            alive: (1..=9).collect(),
+            committed: true,
+        }
+    }
+
+    #[test]
+    fn joining_nodes_become_learners_then_voters_in_odd_counts() {
+        let nodes = set(&[1, 2, 3, 4]);
+        let none = BTreeSet::new();
+        assert_eq!(controller_plan(1, &members(&[1, 2, 3], &[], &[]), &nodes, &none, 5), ControllerStep::AddLearners(vec![4]));
+        // A fourth voter adds no tolerance: node 4 stays a learner.
+        assert_eq!(controller_plan(1, &members(&[1, 2, 3], &[4], &[4]), &nodes, &none, 5), ControllerStep::Steady);
+        let nodes = set(&[1, 2, 3, 4, 5]);
+        // Not caught up: wait.
+        assert_eq!(controller_plan(1, &members(&[1, 2, 3], &[4, 5], &[4]), &nodes, &none, 5), ControllerStep::Steady);
+        assert_eq!(controller_plan(1, &members(&[1, 2, 3], &[4, 5], &[4, 5]), &nodes, &none, 5), ControllerStep::SetVoters(set(&[1, 2, 3, 4, 5])));
+        // Beyond the most voters, learners.
+        assert_eq!(controller_plan(1, &members(&[1, 2, 3], &[4, 5], &[4, 5]), &nodes, &none, 3), ControllerStep::Steady);
+        // A standalone node grows: 1 voter, then 3.
+        let nodes = set(&[1, 2, 3]);
+        assert_eq!(controller_plan(1, &members(&[1], &[2], &[2]), &set(&[1, 2]), &none, 5), ControllerStep::SetVoters(set(&[1, 2])));
+        assert_eq!(controller_plan(1, &members(&[1, 2], &[3], &[3]), &nodes, &none, 5), ControllerStep::SetVoters(set(&[1, 2, 3])));
+    }
+
+    #[test]
+    fn a_draining_voter_is_replaced_then_removed() {
+        let nodes = set(&[1, 2, 3, 4]);
+        let draining = set(&[3]);
+        assert_eq!(controller_plan(1, &members(&[1, 2, 3], &[4], &[4]), &nodes, &draining, 5), ControllerStep::SetVoters(set(&[1, 2, 4])));
+        // Node 3 is removed from the metadata once it hosts nothing.
+        let nodes = set(&[1, 2, 4]);
+        assert_eq!(controller_plan(1, &members(&[1, 2, 4], &[3], &[]), &nodes, &BTreeSet::new(), 5), ControllerStep::RemoveNodes(set(&[3])));
+        // 5 voters, one leaves: 3 remain (an even count adds no tolerance),
+        // a dead one dropped first.
+        let mut m = members(&[1, 2, 3, 4, 5], &[], &[]);
+        assert_eq!(controller_plan(1, &m, &set(&[1, 2, 3, 4, 5]), &set(&[4]), 5), ControllerStep::SetVoters(set(&[1, 2, 3])));
+        m.alive.remove(&2);
+        assert_eq!(controller_plan(1, &m, &set(&[1, 2, 3, 4, 5]), &set(&[4]), 5), ControllerStep::SetVoters(set(&[1, 3, 5])));
+        // A draining leader hands over first.
+        assert_eq!(controller_plan(3, &members(&[1, 2, 3], &[4], &[4]), &set(&[1, 2, 3, 4]), &draining, 5), ControllerStep::HandOver(1));
+        // A joint change left behind is finished first.
+        let joint = Members { configs: vec![set(&[1, 2, 3]), set(&[1, 2, 4])], ..Default::default() };
+        assert_eq!(controller_plan(1, &joint, &nodes, &BTreeSet::new(), 5), ControllerStep::Flatten(set(&[1, 2, 4])));
+    }
+
+    fn cluster(nodes: &[NodeId], parts: &[&[NodeId]]) -> ClusterMetadata {
+        let mut md = ClusterMetadata::default();
+        let mut tps = vec![];
+        for n in nodes {
+            md.nodes.insert(*n, NodeAddr::default());
+        }
+        for (i, r) in parts.iter().enumerate() {
+            tps.push(PartitionAssignment::new(crate::types::GroupId(i as u64 + 1), r.to_vec()));
+        }
+        md.topics.insert("t".into(), crate::metadata::TopicMeta { name: "t".into(), id: 1, partitions: tps, configs: Default::default() });
+        md
+    }
+
+    #[test]
+    fn a_drain_moves_each_replica_to_the_least_loaded_live_node() {
+        let mut md = cluster(&[1, 2, 3, 4], &[&[3, 1], &[1, 3], &[2, 3], &[1, 2]]);
+        md.draining.insert(3);
+        let (moves, stuck) = drain_moves(&md, |n| n != 2, 8);
+        assert!(stuck.is_empty());
+        // Node 4 holds nothing; then it and node 1 tie... node 2 is dead.
+        assert_eq!(moves[0], (TopicPartition::new("t", 0), vec![4, 1]));
+        assert_eq!(moves[1], (TopicPartition::new("t", 1), vec![1, 4]));
+        assert_eq!(moves[2].1, vec![2, 4], "position kept, node 2 stays a replica");
+        assert_eq!(drain_moves(&md, |_| true, 1).0.len(), 1, "within the budget");
+        // Nowhere to go.
+        let mut md = cluster(&[1, 2], &[&[1, 2]]);
+        md.draining.insert(2);
+        assert_eq!(drain_moves(&md, |_| true, 8).1, vec![TopicPartition::new("t", 0)]);
+    }
+
+    #[test]
+    fn an_added_node_gets_its_share() {
+        // 3 nodes, 6 partitions of RF 2: 4 replicas each; node 4 joins.
+        let parts: Vec<Vec<NodeId>> = (0..6).map(|p| vec![p % 3 + 1, (p + 1) % 3 + 1]).collect();
+        let parts: Vec<&[NodeId]> = parts.iter().map(|p| p.as_slice()).collect();
+        let mut md = cluster(&[1, 2, 3, 4], &parts);
+        md.balance_onto.insert(4);
+        let (moves, done) = balance_moves(&md, |_| true, 8);
+        assert_eq!(moves.len(), 3, "12 replicas over 4 nodes: 3 each");
+        assert_eq!(done, vec![4]);
+        let from: BTreeSet<NodeId> = moves.iter().map(|(tp, t)| *md.partition(tp).unwrap().replicas.iter().find(|n| !t.contains(n)).unwrap()).collect();
+        assert_eq!(from, set(&[1, 2, 3]), "one from each node");
+        let leads = moves.iter().filter(|(_, t)| t[0] == 4).count();
+        assert_eq!(leads, 1, "6 preferred leaderships over 4 nodes: node 4 gets one (not all three)");
+        // Not while a replica of the partition is dead; not beyond the budget.
+        assert_eq!(balance_moves(&md, |n| n != 1 && n != 2, 8), (vec![], vec![]), "not done either: tried again later");
+        assert_eq!(balance_moves(&md, |_| true, 2), (moves[..2].to_vec(), vec![]));
+    }
+}
