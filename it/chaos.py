@@ -46,7 +46,10 @@ def node_ips(n):
 
 
 # Cluster size per scenario (3 unless said otherwise).
-SIZES = {"power-loss-minority": 5, "moves-under-faults": 4}
+SIZES = {"power-loss-minority": 5, "moves-under-faults": 4, "membership-under-faults": 5}
+# Nodes a scenario's cluster starts with (all of SIZES unless said otherwise);
+# the others join it during the scenario.
+SEEDS = {"membership-under-faults": 3}
 KAFKA, RAFT, ADMIN = 19092, 19192, 19292
 # Peers reach a node's Raft port through the harness proxy on this port.
 RAFT_PROXY = 19193
@@ -131,16 +134,22 @@ class DelayProxy:
 
 
 class ChaosCluster:
-    def __init__(self, base, disk=None, size=3):
+    def __init__(self, base, disk=None, size=3, seeds=None):
         """disk: None (plain directories), "tmpfs" (small, for disk-full) or
-        "xfs" (a loop-mounted XFS per node, for power loss)."""
+        "xfs" (a loop-mounted XFS per node, for power loss). The first
+        `seeds` nodes (all by default) are in the config; the others join."""
         self.ips = node_ips(size)
+        self.seeds = set(list(self.ips)[:seeds or size])
+        # Nodes decommissioned and stopped for good.
+        self.removed = set()
         self.base = base
         self.disk = disk
         self.config = os.path.join(base, "cluster.toml")
         with open(self.config, "w") as f:
             f.write("[cluster]\nnodes = [\n")
             for i, ip in self.ips.items():
+                if i not in self.seeds:
+                    continue
                 f.write(f'  {{ id = {i}, kafka_addr = "{ip}:{KAFKA}", raft_addr = "{ip}:{RAFT_PROXY}" }},\n')
             f.write("]\n")
         self.proxies = {i: DelayProxy((ip, RAFT_PROXY), (ip, RAFT)) for i, ip in self.ips.items()}
@@ -193,8 +202,10 @@ class ChaosCluster:
             env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME=f"{self.skew[i]:+d}s", FAKETIME_NO_CACHE="1")
         extra = ["--min-free-disk-bytes", str(MIN_FREE)] if self.disk == "tmpfs" else []
         extra += self.extra_args
+        # A node not in the config joins through a seed's Raft port.
+        how = ["--config", self.config] if i in self.seeds else ["--join", f"{self.ips[min(self.seeds)]}:{RAFT_PROXY}", "--advertised-addr", f"{ip}:{KAFKA}"]
         self.procs[i] = subprocess.Popen(
-            [BINARY, "start", "--config", self.config, "--node-id", str(i), "--data-dir", os.path.join(self.data_dir(i), "data"),
+            [BINARY, "start", *how, "--node-id", str(i), "--data-dir", os.path.join(self.data_dir(i), "data"),
              "--kafka-listen", f"{ip}:{KAFKA}", "--raft-listen", f"{ip}:{RAFT}", "--admin-listen", f"{ip}:{ADMIN}", *extra],
             stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -306,6 +317,12 @@ class ChaosCluster:
                     for y in b:
                         sh("iptables", "-A", CHAIN, "-s", self.ips[x], "-d", self.ips[y], "-j", "DROP")
 
+    def restart_stopped(self):
+        """Starts every node of the cluster that is not running."""
+        for i, p in list(self.procs.items()):
+            if p.poll() is not None and i not in self.removed:
+                self.start(i)
+
     def isolate(self, i):
         self.partition([i], [j for j in self.ips if j != i])
 
@@ -337,6 +354,8 @@ class ChaosCluster:
         """The lines of every node's log that contain `text`."""
         out = []
         for i in self.ips:
+            if not os.path.exists(os.path.join(self.base, f"node{i}.log")):
+                continue
             with open(os.path.join(self.base, f"node{i}.log"), "rb") as f:
                 out += [f"node {i}: " + line.decode(errors="replace").strip() for line in f if text.encode() in line]
         return out
@@ -875,6 +894,78 @@ def moves_under_faults(c, rng, duration):
     return events
 
 
+def membership_under_faults(c, rng, duration):
+    """Nodes 4 and 5 join the 3-node cluster (replicas move onto them), then
+    a random node is decommissioned (its replicas move away, it leaves the
+    controller group), while a node among the controller leader, the one
+    joining or leaving and a partition leader is killed, paused or cut off
+    each time (Jepsen found lost writes in Redpanda under kill plus
+    membership change). After healing, every decommission must end, the
+    removed node must be out of the controller group, and the checker
+    judges the writes."""
+    events = []
+
+    def fault_around(*nodes):
+        try:
+            controller = c.admin(min(i for i in c.procs if c.alive(i)), "/v1/cluster")["controller"]
+            leaders = set(c.leaders().values())
+        except (OSError, ValueError):
+            controller, leaders = None, set()
+        around = sorted({n for n in (controller, *nodes, *leaders) if n in c.procs and n not in c.removed})
+        victim = rng.choice(around)
+        fault = rng.choice(["kill", "pause", "isolate"])
+        events.append((time.monotonic(), list(range(PARTITIONS))))
+        {"kill": c.kill, "pause": c.pause, "isolate": c.isolate}[fault](victim)
+        time.sleep(rng.uniform(1, 3))
+        {"kill": c.start, "pause": c.resume, "isolate": lambda _: c.heal()}[fault](victim)
+
+    def live_admin():
+        return rng.choice([i for i in c.procs if c.alive(i) and i not in c.removed])
+
+    for n in sorted(set(c.ips) - c.seeds):
+        time.sleep(rng.uniform(0.5, 1.5))
+        c.start(n)
+        time.sleep(rng.uniform(0.2, 1.5))
+        fault_around(n)
+    time.sleep(rng.uniform(1, duration / 3))
+    leaving = rng.choice(sorted(c.ips))
+    status, body = 0, None
+    for _ in range(20):
+        try:
+            status, body = post_admin(c, live_admin(), f"/v1/nodes/{leaving}/decommission", {})
+        except OSError as e:
+            status, body = 0, str(e)
+        if status == 202:
+            break
+        time.sleep(1)
+    print(f"  membership-under-faults: decommission of node {leaving}: {status} {body}", file=sys.stderr)
+    time.sleep(rng.uniform(0.2, 1.5))
+    fault_around(leaving)
+    c.heal()
+    c.restart_stopped()
+
+    def membership_settled():
+        deadline, last = time.time() + 120, None
+        while time.time() < deadline:
+            try:
+                ask = min(i for i in c.procs if c.alive(i) and i != leaving)
+                nodes = {n["id"]: n for n in c.admin(ask, "/v1/nodes")}
+                last = {i: (n["controller_role"], n["draining"], n["replicas"]) for i, n in nodes.items()}
+                if leaving not in nodes and not any(n["draining"] for n in nodes.values()):
+                    voters = sorted(i for i, n in nodes.items() if n["controller_role"] == "voter")
+                    if leaving in voters or len(voters) != 3:
+                        return [{"kind": "controller-membership", "ops": [], "detail": f"voters {voters} after node {leaving} left 4 nodes"}]
+                    c.removed.add(leaving)
+                    c.kill(leaving)
+                    return []
+            except (OSError, ValueError) as e:
+                last = str(e)
+            time.sleep(1)
+        return [{"kind": "decommission-stuck", "ops": [], "detail": f"node {leaving} still in the cluster 120 s after healing: {last}"}]
+    c.after_heal.insert(0, membership_settled)
+    return events
+
+
 SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "leader-isolated": leader_isolated,
              "follower-isolated": follower_isolated, "majority-lost": majority_lost,
              "graceful-restart": leader_restarted_gracefully, "rolling-restart": rolling_restart,
@@ -883,7 +974,8 @@ SCENARIOS = {"leader-killed": leader_killed, "leader-paused": leader_paused, "le
              "loss-20pct": with_background(loss_20, lambda c: c.heal()),
              "clock-skew": clock_skew, "disk-full": disk_full, "power-loss": power_loss,
              "power-loss-minority": power_loss_minority, "concurrent": concurrent,
-             "retention-compaction": retention_compaction, "moves-under-faults": moves_under_faults}
+             "retention-compaction": retention_compaction, "moves-under-faults": moves_under_faults,
+             "membership-under-faults": membership_under_faults}
 # Scenarios whose nodes need a special data disk.
 DISKS = {"disk-full": "tmpfs", "power-loss": "xfs", "power-loss-minority": "xfs"}
 
@@ -911,11 +1003,11 @@ def acked_during(history, windows):
 
 def run(name, seed, duration):
     base = tempfile.mkdtemp(prefix=f"chronik-chaos-{name}-")
-    c = ChaosCluster(base, disk=DISKS.get(name), size=SIZES.get(name, 3))
+    c = ChaosCluster(base, disk=DISKS.get(name), size=SIZES.get(name, 3), seeds=SEEDS.get(name))
     rng = random.Random(seed)
     c.extra_args = EXTRA_ARGS.get(name, [])
     try:
-        for i in c.ips:
+        for i in sorted(c.seeds):
             c.start(i)
         c.wait_ready()
         admin = AdminClient({"bootstrap.servers": c.bootstrap})
@@ -925,9 +1017,7 @@ def run(name, seed, duration):
         w.start()
         events = SCENARIOS[name](c, rng, duration)
         c.heal()
-        for i in c.ips:
-            if c.procs[i].poll() is not None:
-                c.start(i)
+        c.restart_stopped()
         time.sleep(5)
         w.finish()
         c.wait_ready()
