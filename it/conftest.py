@@ -132,7 +132,7 @@ def node(node_factory):
 class Cluster:
     """N chronik-server processes on 127.0.0.1, one TOML config for all."""
 
-    def __init__(self, base, size=3, extra_args=()):
+    def __init__(self, base, size=3, extra_args=(), node_args=None):
         os.makedirs(base, exist_ok=True)
         ports = []
         while len(ports) < size:
@@ -146,10 +146,11 @@ class Cluster:
                 f.write(f'  {{ id = {i}, kafka_addr = "127.0.0.1:{p}", raft_addr = "127.0.0.1:{p + 100}" }},\n')
             f.write("]\n")
         self.base, self.extra_args = base, list(extra_args)
-        self.nodes = {i: Node(os.path.join(base, f"node{i}"), extra_args, port=p, config=self.config, node_id=i)
+        node_args = node_args or {}
+        self.nodes = {i: Node(os.path.join(base, f"node{i}"), [*extra_args, *node_args.get(i, [])], port=p, config=self.config, node_id=i)
                       for i, p in enumerate(ports, 1)}
 
-    def add_node(self, via=1):
+    def add_node(self, via=1, args=()):
         """Starts the next node id, which joins the running cluster through
         node `via`'s Raft port (it is in the cluster once registered)."""
         n = max(self.nodes) + 1
@@ -157,7 +158,7 @@ class Cluster:
             p = free_port_block()
             if all(abs(p - q.port) > 300 for q in self.nodes.values()):
                 break
-        self.nodes[n] = Node(os.path.join(self.base, f"node{n}"), self.extra_args, port=p, node_id=n, join=self.nodes[via].raft).start()
+        self.nodes[n] = Node(os.path.join(self.base, f"node{n}"), [*self.extra_args, *args], port=p, node_id=n, join=self.nodes[via].raft).start()
         return n
 
     @property
@@ -210,8 +211,8 @@ def cluster_factory():
     base = tempfile.mkdtemp(prefix="chronik-cluster-")
     made = []
 
-    def make(size=3, extra_args=()):
-        c = Cluster(os.path.join(base, f"c{len(made)}"), size, extra_args)
+    def make(size=3, extra_args=(), node_args=None):
+        c = Cluster(os.path.join(base, f"c{len(made)}"), size, extra_args, node_args)
         made.append(c)
         return c
 

@@ -2,17 +2,21 @@
 nodes under load and replicas move onto the new ones; a node is
 decommissioned under load; a killed node is replaced; a standalone node
 holding data becomes the first node of a 3-node cluster and its topics go
-to RF 3. Every acknowledged record is read back exactly once and the
-replicas end byte-identical."""
+to RF 3; racks: replicas in distinct racks, and a consumer reads from a
+replica in its own rack (KIP-392). Every acknowledged record is read back
+exactly once and the replicas end byte-identical."""
+import re
 import subprocess
 import time
+import urllib.request
 
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kafka_helpers import wait_for
 from test_reassignment import Writer, check_exactly_once, digests_agree, moves, read_all
 from test_retention import CLI, create, post
-from test_partitions import topic_view
+from test_partitions import kafka_tool, topic_view
 
 
 def nodes(c, ask):
@@ -148,3 +152,54 @@ def test_a_standalone_node_becomes_a_three_node_cluster(cluster_factory):
     c.nodes[1].stop(sig=9)
     p = wait_for("a new leader", lambda: all(x["leader"] in (2, 3) for x in topic_view(c, "solo", 2)["partitions"]), timeout=30)
     assert p and parts
+
+
+def bytes_out(c, n):
+    text = urllib.request.urlopen(f"{c.nodes[n].admin}/metrics", timeout=10).read().decode()
+    return sum(float(v) for v in re.findall(r"^chronik_kafka_bytes_out_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+def test_replicas_are_placed_in_distinct_racks_and_consumers_read_from_their_rack(cluster_factory):
+    racks = {1: "east", 2: "east", 3: "west", 4: "north"}
+    c = cluster_factory(4, node_args={i: ["--broker-rack", r] for i, r in racks.items()}).start()
+    wait_for("racks registered", lambda: all(nodes(c, 1)[i]["rack"] == r for i, r in racks.items()), timeout=30)
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    md = admin.describe_cluster(include_authorized_operations=False).result(timeout=10)
+    assert {n.id: n.rack for n in md.nodes} == racks
+    create(c.bootstrap, "racked", rf=3, partitions=8)
+    parts = wait_for("leaders", lambda: settled(c, "racked", 1))
+    for p in parts:
+        assert len({racks[n] for n in p["replicas"]}) == 3, p
+    # A partition whose leader is not in rack "west" has a replica there
+    # (node 3): a consumer in "west" reads it from node 3.
+    p = next(p for p in parts if racks[p["leader"]] != "west")
+    assert 3 in p["replicas"], p
+    prod = Producer({"bootstrap.servers": c.bootstrap, "acks": "all"})
+    values = [b"r%d" % i for i in range(2000)]
+    for v in values:
+        prod.produce("racked", value=v + b"-" * 500, partition=p["partition"])
+    assert prod.flush(30) == 0
+    before = {n: bytes_out(c, n) for n in c.nodes}
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "west-readers", "client.rack": "west",
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    cons.assign([TopicPartition("racked", p["partition"], 0)])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < len(values) and time.time() < deadline:
+        m = cons.poll(1)
+        if m is not None and m.error() is None:
+            got.append(m.value().rstrip(b"-"))
+    cons.close()
+    assert got == values
+    served = {n: bytes_out(c, n) - before[n] for n in c.nodes}
+    assert served[3] >= 2000 * 500, served
+    assert served[p["leader"]] < 2000 * 500 / 2, served
+    # Kafka's own Java consumer too.
+    before = {n: bytes_out(c, n) for n in c.nodes}
+    out = kafka_tool("org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", c.bootstrap, "--topic", "racked",
+                     "--partition", str(p["partition"]), "--offset", "earliest", "--max-messages", "2000",
+                     "--consumer-property", "client.rack=west", "--timeout-ms", "30000")
+    # (The tool may print a notice about its options first.)
+    assert [line.rstrip("-").encode() for line in out.splitlines() if re.fullmatch(r"r\d+-*", line)] == values, out[:500]
+    served = {n: bytes_out(c, n) - before[n] for n in c.nodes}
+    assert served[3] >= 2000 * 500 and served[p["leader"]] < 2000 * 500 / 2, served

@@ -191,6 +191,14 @@ struct Flags {
     /// learners.
     #[arg(long)]
     controller_voters_max: Option<usize>,
+    /// This node's rack (Kafka's broker.rack): replicas of a partition go to
+    /// distinct racks; a consumer with client.rack reads from its own.
+    #[arg(long, env = "CHRONIK_BROKER_RACK")]
+    broker_rack: Option<String>,
+    /// rack_aware (default): a consumer that gives its rack is sent to a
+    /// replica there (KIP-392); leader: consumers read from leaders.
+    #[arg(long)]
+    replica_selector: Option<chronik::config::ReplicaSelector>,
     /// node_add (default): replicas move onto a node added to the cluster;
     /// off: they stay where they are.
     #[arg(long)]
@@ -230,7 +238,7 @@ impl Flags {
             log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms,
             offsets_retention_minutes, offsets_retention_ms, offsets_retention_check_interval_ms,
             auto_leader_rebalance_enable, leader_imbalance_check_interval_ms, leader_imbalance_per_broker_percentage,
-            controller_voters_max, partition_autobalancing, partition_moves_max);
+            controller_voters_max, partition_autobalancing, partition_moves_max, broker_rack, replica_selector);
         Ok(file.resolve()?)
     }
 }

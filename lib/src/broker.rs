@@ -272,7 +272,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .iter()
             .map(|(id, addr)| {
                 let (host, port) = split_host_port(&addr.kafka_addr).unwrap_or_else(|_| (addr.kafka_addr.clone(), 0));
-                NodeView { id: *id, host, port: port as i32, alive: *id == me || self.peers.is_alive(*id) }
+                NodeView { id: *id, host, port: port as i32, rack: md.racks.get(id).cloned(), alive: *id == me || self.peers.is_alive(*id) }
             })
             .collect();
         let wanted = |name: &str| topics.is_none_or(|t| t.iter().any(|x| x == name));
@@ -502,14 +502,31 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         }))
     }
 
-    fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadResult, StoreError> {
-        let pg = self.serving_leader(tp)?;
+    fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize, from: ReadFrom) -> Result<ReadResult, StoreError> {
+        let (pg, leader) = match self.serving_leader(tp) {
+            Ok(pg) => (pg, true),
+            Err(StoreError::NotLeader(..) | StoreError::LeaderNotAvailable(_)) if from == ReadFrom::AnyReplica => (self.replica(tp)?, false),
+            Err(e) => return Err(e),
+        };
+        // A follower's high watermark is what it has applied: committed.
         let (log_start, hwm) = (pg.log.log_start_offset(), pg.log.high_watermark());
-        if offset < log_start || offset > hwm {
+        if offset < log_start || (leader && offset > hwm) {
             return Err(StoreError::OffsetOutOfRange { tp: tp.clone(), offset, log_start, high_watermark: hwm });
         }
-        let batches = pg.log.read(offset, max_bytes)?;
+        let batches = if max_bytes == 0 || offset >= hwm { vec![] } else { pg.log.read(offset, max_bytes)? };
         Ok(ReadResult { high_watermark: hwm, log_start_offset: log_start, batches })
+    }
+
+    fn preferred_read_replica(&self, tp: &TopicPartition, client_rack: &str) -> Option<NodeId> {
+        let md = self.metadata();
+        let me = self.node_id();
+        if self.cfg.replica_selector != crate::config::ReplicaSelector::RackAware || client_rack.is_empty() || md.rack_of(me) == client_rack {
+            return None;
+        }
+        let a = md.partition(tp)?;
+        let isr = self.in_sync(a.group, me, &a.replicas);
+        let adding = a.adding();
+        isr.into_iter().find(|n| *n != me && !adding.contains(n) && md.rack_of(*n) == client_rack && self.peers.is_alive(*n))
     }
 
     async fn delete_records(&self, tp: &TopicPartition, offset: Offset) -> Result<Offset, StoreError> {

@@ -152,6 +152,8 @@ pub struct FileConfig {
     pub offsets_topic_segment_bytes: Option<u64>,
     pub producer_id_expiration_ms: Option<i64>,
     pub join: Option<String>,
+    pub broker_rack: Option<String>,
+    pub replica_selector: Option<ReplicaSelector>,
     pub controller_voters_max: Option<usize>,
     pub partition_autobalancing: Option<Autobalancing>,
     pub partition_moves_max: Option<usize>,
@@ -204,6 +206,14 @@ pub struct NodeConfig {
     /// The Raft address of a node of a running cluster that this node joins
     /// (it then never initializes the controller group itself).
     pub join: Option<String>,
+    /// This node's rack (Kafka's broker.rack): a partition's replicas are
+    /// placed in distinct racks, and consumers may read from a replica in
+    /// their own (KIP-392).
+    pub rack: Option<String>,
+    /// Which replica a consumer giving its rack reads from (Kafka's
+    /// replica.selector.class): one in its rack (`rack_aware`, default) or
+    /// the leader.
+    pub replica_selector: ReplicaSelector,
     /// Most voters of the controller group (default 5); other nodes are its
     /// learners. The count stays odd from 3 up, unless a seed list was even.
     pub controller_voters_max: usize,
@@ -214,6 +224,26 @@ pub struct NodeConfig {
     /// keep under way at once (default 8; moves asked by operators are not
     /// counted against it).
     pub partition_moves_max: usize,
+}
+
+/// See [`NodeConfig::replica_selector`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaSelector {
+    #[default]
+    RackAware,
+    Leader,
+}
+
+impl std::str::FromStr for ReplicaSelector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rack_aware" => Ok(Self::RackAware),
+            "leader" => Ok(Self::Leader),
+            _ => Err(format!("{s:?}: expected rack_aware or leader")),
+        }
+    }
 }
 
 /// See [`NodeConfig::partition_autobalancing`].
@@ -408,6 +438,8 @@ impl FileConfig {
             election_timeout_min_ms,
             election_timeout_max_ms,
             join,
+            rack: self.broker_rack.filter(|r| !r.is_empty()),
+            replica_selector: self.replica_selector.unwrap_or_default(),
             controller_voters_max,
             partition_autobalancing: self.partition_autobalancing.unwrap_or_default(),
             partition_moves_max,
@@ -462,6 +494,7 @@ impl NodeConfig {
             c("auto.create.topics.enable", self.auto_create_topics.to_string(), "true", Boolean),
             c("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string(), "true", Boolean),
             c("broker.id", self.node_id.to_string(), "-1", Int),
+            c("broker.rack", self.rack.clone().unwrap_or_default(), "", Str),
             c("compression.type", "producer".into(), "producer", Str),
             c("default.replication.factor", self.replication_factor_default(self.nodes.len()).to_string(), "1", Int),
             c("fetch.max.bytes", l.fetch_max_bytes.to_string(), "57671680", Int),
@@ -471,6 +504,10 @@ impl NodeConfig {
             c("leader.imbalance.check.interval.seconds", (self.leader_imbalance_check_interval_ms / 1000).to_string(), "300", Long),
             c("leader.imbalance.per.broker.percentage", self.leader_imbalance_per_broker_percentage.to_string(), "10", Int),
             c("listeners", format!("PLAINTEXT://{}", self.kafka_listen), "PLAINTEXT://:9092", List),
+            c("replica.selector.class", match self.replica_selector {
+                ReplicaSelector::RackAware => "org.apache.kafka.common.replica.RackAwareReplicaSelector".into(),
+                ReplicaSelector::Leader => String::new(),
+            }, "", Str),
             c("log.cleaner.backoff.ms", r.cleaner_backoff_ms.to_string(), "15000", Long),
             c("log.cleaner.dedupe.buffer.size", l.log_cleaner_dedupe_buffer_bytes.to_string(), "134217728", Long),
             c("log.cleanup.policy", "delete".into(), "delete", List),

@@ -175,8 +175,8 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send;
 
     /// Asks the node at Raft address `addr` (any node of a running cluster)
-    /// to register `node`, reached at `node_addr`, in the cluster.
-    fn join(&self, addr: &str, node: NodeId, node_addr: NodeAddr) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send;
+    /// to register `node`, reached at `node_addr`, in `rack`, in the cluster.
+    fn join(&self, addr: &str, node: NodeId, node_addr: NodeAddr, rack: Option<String>) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send;
 }
 
 /// Raft RPCs as they arrive from peers, addressed to a group on this node.
@@ -195,7 +195,7 @@ pub trait RaftRpcHandler: Send + Sync + 'static {
     fn controller_write(&self, cmd: ControllerCommand) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send;
 
     /// A node asks to join the cluster (see `crate::membership`).
-    fn join(&self, node: NodeId, addr: NodeAddr) -> impl Future<Output = Result<(), ControllerError>> + Send;
+    fn join(&self, node: NodeId, addr: NodeAddr, rack: Option<String>) -> impl Future<Output = Result<(), ControllerError>> + Send;
 
     fn append_entries(
         &self,

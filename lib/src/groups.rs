@@ -917,8 +917,8 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
         }
     }
 
-    async fn join(&self, node: NodeId, addr: NodeAddr) -> Result<(), ControllerError> {
-        GroupManager::join(self, node, addr).await
+    async fn join(&self, node: NodeId, addr: NodeAddr, rack: Option<String>) -> Result<(), ControllerError> {
+        GroupManager::join(self, node, addr, rack).await
     }
 
     async fn append_entries(

@@ -139,8 +139,9 @@ fn moves_in_flight(md: &ClusterMetadata) -> usize {
 }
 
 /// Up to `budget` moves taking replicas off the draining nodes, each to the
-/// least loaded live node not already a replica (same position in the
-/// list, so a preferred leader's replacement is preferred). Partitions
+/// least loaded live node not already a replica, in a rack the others are
+/// not in when there is one (same position in the list, so a preferred
+/// leader's replacement is preferred). Partitions
 /// already moving wait for their move to end; a replica with nowhere to go
 /// is reported.
 pub fn drain_moves(md: &ClusterMetadata, alive: impl Fn(NodeId) -> bool, budget: usize) -> (Vec<(TopicPartition, Vec<NodeId>)>, Vec<TopicPartition>) {
@@ -154,7 +155,13 @@ pub fn drain_moves(md: &ClusterMetadata, alive: impl Fn(NodeId) -> bool, budget:
         if a.reassignment.is_some() {
             continue;
         }
-        let to = load.iter().filter(|(n, _)| alive(**n) && !a.replicas.contains(n)).min_by_key(|(n, l)| (**l, **n)).map(|(n, _)| *n);
+        // A rack none of the other replicas is in comes first.
+        let taken_racks: BTreeSet<&str> = a.replicas.iter().filter(|n| **n != a.replicas[pos]).map(|n| md.rack_of(*n)).filter(|r| !r.is_empty()).collect();
+        let to = load
+            .iter()
+            .filter(|(n, _)| alive(**n) && !a.replicas.contains(n))
+            .min_by_key(|(n, l)| (taken_racks.contains(md.rack_of(**n)), **l, **n))
+            .map(|(n, _)| *n);
         let Some(to) = to else {
             stuck.push(tp);
             continue;
@@ -210,6 +217,8 @@ pub fn balance_moves(md: &ClusterMetadata, alive: impl Fn(NodeId) -> bool, budge
                 .partitions()
                 .filter(|(tp, a)| {
                     a.reassignment.is_none() && a.replicas.contains(&from) && !a.replicas.contains(&new) && !taken.contains(tp) && a.replicas.iter().all(|n| alive(*n))
+                    // Never into a rack another replica is in.
+                    && (md.rack_of(new).is_empty() || !a.replicas.iter().any(|n| *n != from && md.rack_of(*n) == md.rack_of(new)))
                 })
                 .min_by_key(|(tp, a)| {
                     // A preferred leadership goes along while the new node
@@ -356,7 +365,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
 
     /// A node asks to join (`POST /cluster/join`, on any node): registered
     /// unless its id is taken by another live node or was removed.
-    pub(crate) async fn join(&self, node: NodeId, addr: NodeAddr) -> Result<(), ControllerError> {
+    pub(crate) async fn join(&self, node: NodeId, addr: NodeAddr, rack: Option<String>) -> Result<(), ControllerError> {
         let md = self.metadata();
         if let Some(have) = md.nodes.get(&node).filter(|a| **a != addr) {
             if node == self.node_id() || self.peers.is_alive(node) {
@@ -364,7 +373,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             }
         }
         info!(node_id = self.node_id(), node, addr = %addr, "a node asks to join the cluster");
-        match self.propose(ControllerCommand::RegisterNode { node, addr }).await {
+        match self.propose(ControllerCommand::RegisterNode { node, addr, rack }).await {
             Ok(()) => Ok(()),
             Err(StoreError::Controller(e)) => Err(e),
             Err(e) => Err(ControllerError::InvalidReplicaAssignment(format!("not registered yet: {e}"))),
@@ -395,11 +404,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                         warn!(node_id = me, error = %e, "registering nodes failed; will retry");
                     }
                 }
-            } else if md.nodes.get(&me) != Some(&mine) {
+            } else if md.nodes.get(&me) != Some(&mine) || md.racks.get(&me) != self.cfg.rack.as_ref() {
                 let result = if md.nodes.is_empty() || !md.nodes.contains_key(&me) {
                     self.ask_to_join(&mine, &md).await
                 } else {
-                    self.propose(ControllerCommand::RegisterNode { node: me, addr: mine.clone() }).await.map_err(|e| e.to_string())
+                    let cmd = ControllerCommand::RegisterNode { node: me, addr: mine.clone(), rack: self.cfg.rack.clone() };
+                    self.propose(cmd).await.map_err(|e| e.to_string())
                 };
                 match result {
                     Ok(()) => info!(node_id = me, addr = %mine, "registered in the cluster"),
@@ -421,7 +431,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         addrs.extend(md.nodes.iter().filter(|(n, _)| **n != me).map(|(_, a)| a.raft_addr.clone()));
         let mut last = "no node of the cluster is known (set join)".to_string();
         for addr in addrs {
-            match self.transport.join(&addr, me, mine.clone()).await {
+            match self.transport.join(&addr, me, mine.clone(), self.cfg.rack.clone()).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e @ ControllerError::NodeRemoved(_))) => return Err(e.to_string()),
                 Ok(Err(e)) => last = format!("{addr}: {e}"),
@@ -541,6 +551,30 @@ mod tests {
         let mut md = cluster(&[1, 2], &[&[1, 2]]);
         md.draining.insert(2);
         assert_eq!(drain_moves(&md, |_| true, 8).1, vec![TopicPartition::new("t", 0)]);
+    }
+
+    #[test]
+    fn moves_keep_replicas_in_distinct_racks() {
+        // Racks: 1, 2 in a; 3, 4 in b. Partition [1, 3] loses node 3: node 4
+        // (rack b) rather than the less loaded node 2 (rack a, like node 1).
+        let mut md = cluster(&[1, 2, 3, 4], &[&[1, 3], &[4, 1]]);
+        for (n, r) in [(1, "a"), (2, "a"), (3, "b"), (4, "b")] {
+            md.racks.insert(n, r.into());
+        }
+        md.draining.insert(3);
+        assert_eq!(drain_moves(&md, |_| true, 8).0, vec![(TopicPartition::new("t", 0), vec![1, 4])]);
+        // The balancer never moves a replica into a rack another one is in.
+        let mut md = cluster(&[1, 2, 3, 4, 5], &[&[1, 3], &[1, 3], &[1, 4], &[2, 4]]);
+        for (n, r) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "a")] {
+            md.racks.insert(n, r.into());
+        }
+        md.balance_onto.insert(5);
+        let (moves, _) = balance_moves(&md, |_| true, 8);
+        assert!(!moves.is_empty());
+        for (tp, t) in &moves {
+            let racks: BTreeSet<&str> = t.iter().map(|n| md.rack_of(*n)).collect();
+            assert_eq!(racks.len(), 2, "{tp}: {t:?}");
+        }
     }
 
     #[test]

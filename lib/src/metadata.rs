@@ -75,6 +75,7 @@ pub enum ControllerCommand {
     RegisterNode {
         node: NodeId,
         addr: NodeAddr,
+        rack: Option<String>,
     },
     /// Starts moving every replica off `node` (`crate::membership`); no new
     /// replica is placed there meanwhile. Refused if the other nodes could
@@ -206,6 +207,9 @@ pub struct ClusterMetadata {
     /// yet (`crate::membership`).
     #[serde(default)]
     pub balance_onto: BTreeSet<NodeId>,
+    /// Each node's rack (Kafka's broker.rack), for those that have one.
+    #[serde(default)]
+    pub racks: BTreeMap<NodeId, String>,
 }
 
 impl ClusterMetadata {
@@ -265,13 +269,17 @@ impl ClusterMetadata {
                     None => Err(ControllerError::NoReassignmentInProgress(tp.clone())),
                 }
             }
-            ControllerCommand::RegisterNode { node, addr } => {
+            ControllerCommand::RegisterNode { node, addr, rack } => {
                 if self.removed.contains(node) {
                     return Err(ControllerError::NodeRemoved(*node));
                 }
                 if self.nodes.insert(*node, addr.clone()).is_none() && self.nodes.len() > 1 {
                     self.balance_onto.insert(*node);
                 }
+                match rack {
+                    Some(r) => self.racks.insert(*node, r.clone()),
+                    None => self.racks.remove(node),
+                };
                 Ok(())
             }
             ControllerCommand::Decommission { node } => {
@@ -301,6 +309,7 @@ impl ClusterMetadata {
                 self.draining.remove(node);
                 self.balance_onto.remove(node);
                 self.broker_configs.remove(&Some(*node));
+                self.racks.remove(node);
                 self.removed.insert(*node);
                 Ok(())
             }
@@ -352,7 +361,7 @@ impl ClusterMetadata {
                 self.assign(a)
             }
             None => {
-                let nodes = self.placeable();
+                let nodes = self.placement_order();
                 if rf > nodes.len() {
                     return Err(ControllerError::InvalidReplicationFactor(rf as i16, nodes.len()));
                 }
@@ -360,7 +369,7 @@ impl ClusterMetadata {
                 Ok((have..count)
                     .map(|p| {
                         self.next_group += 1;
-                        let replicas = (0..rf).map(|r| nodes[(start + p as usize + r) % nodes.len()]).collect();
+                        let replicas = self.replicas_from(&nodes, start + p as usize, rf);
                         PartitionAssignment::new(GroupId(self.next_group), replicas)
                     })
                     .collect())
@@ -457,7 +466,7 @@ impl ClusterMetadata {
         if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
             return Err(ControllerError::InvalidPartitions(partitions, format!("must be 1..={TOPIC_PARTITIONS_MAX}")));
         }
-        let nodes = self.placeable();
+        let nodes = self.placement_order();
         if rf < 1 || rf as usize > nodes.len() {
             return Err(ControllerError::InvalidReplicationFactor(rf, nodes.len()));
         }
@@ -466,11 +475,52 @@ impl ClusterMetadata {
         let out = (0..partitions as usize)
             .map(|p| {
                 self.next_group += 1;
-                let replicas = (0..rf as usize).map(|r| nodes[(start + p + r) % nodes.len()]).collect();
+                let replicas = self.replicas_from(&nodes, start + p, rf as usize);
                 PartitionAssignment::new(GroupId(self.next_group), replicas)
             })
             .collect();
         Ok(out)
+    }
+
+    /// The nodes new replicas may go to, in placement order: by id, or, when
+    /// nodes have racks, alternating between racks (as Kafka's rack-aware
+    /// assignment orders brokers), so that neighbours are in distinct racks.
+    pub fn placement_order(&self) -> Vec<NodeId> {
+        let nodes = self.placeable();
+        if self.racks.is_empty() {
+            return nodes;
+        }
+        let mut by_rack: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
+        for n in &nodes {
+            by_rack.entry(self.rack_of(*n)).or_default().push(*n);
+        }
+        let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+        (0..deepest).flat_map(|i| by_rack.values().filter_map(move |r| r.get(i).copied())).collect()
+    }
+
+    /// Node `n`'s rack ("" without one).
+    pub fn rack_of(&self, n: NodeId) -> &str {
+        self.racks.get(&n).map_or("", String::as_str)
+    }
+
+    /// `rf` replicas starting at position `start` of `order`: each next one
+    /// the first node after the last in a rack not used yet, then (when
+    /// racks run out) the next nodes in order. Without racks: `rf`
+    /// consecutive nodes.
+    fn replicas_from(&self, order: &[NodeId], start: usize, rf: usize) -> Vec<NodeId> {
+        let walk: Vec<NodeId> = (0..order.len()).map(|i| order[(start + i) % order.len()]).collect();
+        let mut out: Vec<NodeId> = Vec::with_capacity(rf);
+        for n in &walk {
+            if out.len() < rf && !out.iter().any(|o| !self.rack_of(*o).is_empty() && self.rack_of(*o) == self.rack_of(*n)) {
+                out.push(*n);
+            }
+        }
+        for n in &walk {
+            if out.len() < rf && !out.contains(n) {
+                out.push(*n);
+            }
+        }
+        out
     }
 
     /// The nodes new replicas may go to (not being decommissioned), in id order.
@@ -569,6 +619,32 @@ mod tests {
             replication_factor: rf,
             configs: Default::default(),
         })
+    }
+
+    #[test]
+    fn replicas_go_to_distinct_racks() {
+        // Racks a: 1, 2, 3; b: 4; c: 5, 6 (uneven on purpose).
+        let mut m = cluster(6);
+        for (n, r) in [(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "c"), (6, "c")] {
+            m.apply(&ControllerCommand::RegisterNode { node: n, addr: NodeAddr::default(), rack: Some(r.into()) }).unwrap();
+        }
+        assert_eq!(m.placement_order(), vec![1, 4, 5, 2, 6, 3]);
+        create(&mut m, "t", 12, 3).unwrap();
+        let mut leaders = BTreeMap::new();
+        for a in &m.topics["t"].partitions {
+            let racks: BTreeSet<&str> = a.replicas.iter().map(|n| m.rack_of(*n)).collect();
+            assert_eq!(racks.len(), 3, "{:?} in racks {racks:?}", a.replicas);
+            *leaders.entry(a.replicas[0]).or_insert(0) += 1;
+        }
+        assert_eq!(leaders.len(), 6, "preferred leaders on every node: {leaders:?}");
+        // More replicas than racks: distinct racks first, then any node.
+        create(&mut m, "wide", 1, 4).unwrap();
+        let r = &m.topics["wide"].partitions[0].replicas;
+        let racks: BTreeSet<&str> = r.iter().map(|n| m.rack_of(*n)).collect();
+        assert_eq!((r.len(), racks.len()), (4, 3), "{r:?}");
+        // A node without a rack conflicts with none.
+        m.apply(&ControllerCommand::RegisterNode { node: 6, addr: NodeAddr::default(), rack: None }).unwrap();
+        assert_eq!(m.rack_of(6), "");
     }
 
     #[test]

@@ -98,11 +98,20 @@ pub struct ReadResult {
     pub batches: Vec<Bytes>,
 }
 
+/// Where a read may be served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    Leader,
+    AnyReplica,
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeView {
     pub id: NodeId,
     pub host: String,
     pub port: i32,
+    /// Its rack (broker.rack), if it has one.
+    pub rack: Option<String>,
     /// This node, or a peer heard from within the liveness window.
     pub alive: bool,
 }
@@ -279,8 +288,18 @@ pub trait PartitionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<PendingAppend, StoreError>> + Send;
 
     /// Batches from `offset` up to the high watermark, at most `max_bytes`
-    /// (but always one whole batch if any is available).
-    fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> Result<ReadResult, StoreError>;
+    /// (but always one whole batch if any is available; none for 0). From
+    /// the serving leader, or with `ReadFrom::AnyReplica` from this node's
+    /// replica, leader or follower (KIP-392), up to its own high watermark:
+    /// committed records only; an offset beyond it reads nothing (the
+    /// leader may be further along).
+    fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize, from: ReadFrom) -> Result<ReadResult, StoreError>;
+
+    /// KIP-392: the replica a consumer in `client_rack` should read `tp`
+    /// from instead of this node, its leader (a live, in-sync replica in
+    /// that rack), if the replica selector is rack-aware and this node is
+    /// not in that rack itself.
+    fn preferred_read_replica(&self, tp: &TopicPartition, client_rack: &str) -> Option<NodeId>;
 
     /// DeleteRecords: moves the log start of `tp` (led here) to `offset`
     /// (-1: the high watermark) on every replica, through its Raft group.

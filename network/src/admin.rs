@@ -599,7 +599,7 @@ fn nodes_json<S: PartitionStore>(store: &S) -> Vec<serde_json::Value> {
             json!({
                 "id": n.id, "host": n.host, "port": n.port, "alive": n.alive,
                 "controller": view.controller == Some(n.id), "replicas": replicas, "leaders": leaders,
-                "controller_role": m.controller, "draining": m.draining,
+                "controller_role": m.controller, "draining": m.draining, "rack": n.rack,
             })
         })
         .collect()

@@ -202,9 +202,9 @@ impl Transport for HttpTransport {
         }
     }
 
-    fn join(&self, addr: &str, node: NodeId, node_addr: NodeAddr) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send {
+    fn join(&self, addr: &str, node: NodeId, node_addr: NodeAddr, rack: Option<String>) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send {
         let url = format!("http://{addr}/cluster/join");
-        async move { self.post(url, &JoinRequest { node, addr: node_addr }, Duration::from_secs(15)).await }
+        async move { self.post(url, &JoinRequest { node, addr: node_addr, rack }, Duration::from_secs(15)).await }
     }
 }
 

@@ -147,7 +147,7 @@ async fn controller<H: RaftRpcHandler>(State(h): State<Arc<H>>, Json(req): Json<
 }
 
 async fn join<H: RaftRpcHandler>(State(h): State<Arc<H>>, Json(req): Json<JoinRequest>) -> Response {
-    Json(h.join(req.node, req.addr).await).into_response()
+    Json(h.join(req.node, req.addr, req.rack).await).into_response()
 }
 
 #[cfg(test)]

@@ -76,6 +76,8 @@ pub struct MoveLeader {
 pub struct JoinRequest {
     pub node: NodeId,
     pub addr: NodeAddr,
+    #[serde(default)]
+    pub rack: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]

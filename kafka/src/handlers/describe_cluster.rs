@@ -16,7 +16,7 @@ pub fn handle<S: PartitionStore>(ctx: &Context<S>, version: i16) -> DescribeClus
     resp.brokers = view
         .nodes
         .into_iter()
-        .map(|n| DescribeClusterBroker::default().with_broker_id(BrokerId(n.id as i32)).with_host(super::str(n.host)).with_port(n.port))
+        .map(|n| DescribeClusterBroker::default().with_broker_id(BrokerId(n.id as i32)).with_host(super::str(n.host)).with_port(n.port).with_rack(n.rack.map(super::str)))
         .collect();
     resp
 }

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use chronik::store::ReadFrom;
 use chronik::{PartitionStore, TopicPartition};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
@@ -31,6 +32,8 @@ struct Part {
     watch: Option<watch::Receiver<i64>>,
     /// The high watermark when this partition was last read.
     seen: i64,
+    /// The leader only, or (a consumer's Fetch v11+, KIP-392) any replica.
+    from: ReadFrom,
 }
 
 /// The response being gathered: every partition's batches so far, under the
@@ -53,6 +56,13 @@ impl Gather {
         }
         let mut topics = Vec::new();
         let mut parts = Vec::new();
+        // KIP-392: a consumer that gives its rack is pointed at a replica
+        // there, and may read from followers. (Kafka serves any v11+
+        // consumer from a follower; a consumer without a rack is answered
+        // NOT_LEADER_OR_FOLLOWER here instead, so that one with stale
+        // metadata goes to the new leader at once.)
+        let rack = if version >= 11 { req.rack_id.as_str() } else { "" };
+        let from = if !rack.is_empty() && req.replica_id.0 < 0 { ReadFrom::AnyReplica } else { ReadFrom::Leader };
         for topic in &req.topics {
             let mut t = FetchableTopicResponse::default();
             t.topic = topic.topic.clone();
@@ -66,8 +76,17 @@ impl Gather {
                 out.log_start_offset = -1;
                 out.preferred_read_replica = (-1).into();
                 out.aborted_transactions = Some(vec![]);
-                let watch = ctx.store.watch_high_watermark(&tp).ok();
-                parts.push(Part { tp, topic: topics.len(), next: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize, batches: vec![], bytes: 0, out, watch, seen: -1 });
+                let mut max_bytes = p.partition_max_bytes.max(0) as usize;
+                if let Some(n) = (!rack.is_empty()).then(|| ctx.store.preferred_read_replica(&tp, rack)).flatten() {
+                    // Only the serving leader redirects; it answers offsets, no records.
+                    if let Ok((start, hwm)) = ctx.store.offsets(&tp) {
+                        out.preferred_read_replica = (n as i32).into();
+                        set_offsets(&mut out, version, start, hwm);
+                        max_bytes = 0;
+                    }
+                }
+                let watch = if max_bytes == 0 { None } else { ctx.store.watch_high_watermark(&tp).ok() };
+                parts.push(Part { tp, topic: topics.len(), next: p.fetch_offset, max_bytes, batches: vec![], bytes: 0, out, watch, seen: -1, from });
             }
             topics.push(t);
         }
@@ -78,7 +97,7 @@ impl Gather {
     fn read<S: PartitionStore>(&mut self, ctx: &Context<S>, i: usize) {
         let version = self.version;
         let p = &mut self.parts[i];
-        if p.out.error_code != 0 {
+        if p.out.error_code != 0 || p.out.preferred_read_replica.0 >= 0 {
             return;
         }
         let mut limit = p.max_bytes.saturating_sub(p.bytes).min(self.budget);
@@ -86,15 +105,8 @@ impl Gather {
         if self.total == 0 {
             limit = limit.max(1);
         }
-        if limit == 0 {
-            // Budget spent: report offsets only.
-            match ctx.store.offsets(&p.tp) {
-                Ok((start, hwm)) => set_offsets(&mut p.out, version, start, hwm),
-                Err(e) => p.out.error_code = errors::code(&e),
-            }
-            return;
-        }
-        match ctx.store.read(&p.tp, p.next, limit) {
+        // With the budget spent (limit 0): offsets only.
+        match ctx.store.read(&p.tp, p.next, limit, p.from) {
             Ok(r) => {
                 set_offsets(&mut p.out, version, r.log_start_offset, r.high_watermark);
                 let size: usize = r.batches.iter().map(|b| b.len()).sum();

@@ -63,6 +63,9 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
             b.node_id = BrokerId(n.id as i32);
             b.host = super::str(n.host.clone());
             b.port = n.port;
+            if version >= 1 {
+                b.rack = n.rack.clone().map(super::str);
+            }
             b
         })
         .collect();
