@@ -226,45 +226,33 @@ pub struct NodeConfig {
     pub partition_moves_max: usize,
 }
 
-/// See [`NodeConfig::replica_selector`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplicaSelector {
-    #[default]
-    RackAware,
-    Leader,
-}
+/// A flag's value that is one of an enum's variants, as its TOML value
+/// (snake_case) spells it.
+macro_rules! flag_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
 
-impl std::str::FromStr for ReplicaSelector {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "rack_aware" => Ok(Self::RackAware),
-            "leader" => Ok(Self::Leader),
-            _ => Err(format!("{s:?}: expected rack_aware or leader")),
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                serde_json::from_value(serde_json::Value::String(s.into())).map_err(|e| format!("{s:?}: {e}"))
+            }
         }
-    }
+    };
 }
 
-/// See [`NodeConfig::partition_autobalancing`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Autobalancing {
-    Off,
-    #[default]
-    NodeAdd,
-}
+flag_enum!(
+    /// See [`NodeConfig::replica_selector`].
+    ReplicaSelector { #[default] RackAware, Leader }
+);
 
-impl std::str::FromStr for Autobalancing {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "off" => Ok(Self::Off),
-            "node_add" => Ok(Self::NodeAdd),
-            _ => Err(format!("{s:?}: expected node_add or off")),
-        }
-    }
-}
+flag_enum!(
+    /// See [`NodeConfig::partition_autobalancing`].
+    Autobalancing { Off, #[default] NodeAdd }
+);
 
 /// See [`NodeConfig::cache_bytes`]: 256 MiB.
 pub const CACHE_BYTES_DEFAULT: u64 = 256 << 20;
@@ -558,6 +546,13 @@ pub struct StaticBrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enum_flags_parse_as_toml_spells_them() {
+        assert_eq!("node_add".parse::<Autobalancing>(), Ok(Autobalancing::NodeAdd));
+        assert_eq!("leader".parse::<ReplicaSelector>(), Ok(ReplicaSelector::Leader));
+        assert!("sometimes".parse::<Autobalancing>().unwrap_err().contains("node_add"));
+    }
 
     #[test]
     fn standalone_defaults() {
