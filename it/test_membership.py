@@ -139,13 +139,10 @@ def test_a_standalone_node_becomes_a_three_node_cluster(cluster_factory):
         n = c.add_node(via=1)
         wait_for(f"node {n} registered", lambda n=n: n in nodes(c, 1), timeout=30)
     wait_for("3 controller voters", lambda: voters(c, 1) == [1, 2, 3], timeout=30)
-    # RF 3 for every partition (the balancer may have moved some meanwhile).
-    wait_for("no move under way", lambda: not moves(c, 1), timeout=60)
-    targets = []
-    for p in topic_view(c, "solo", 1)["partitions"]:
-        targets.append({"topic": "solo", "partition": p["partition"], "replicas": p["replicas"] + [n for n in (1, 2, 3) if n not in p["replicas"]]})
-    status, body = post(f"{c.nodes[1].admin}/v1/reassignments", {"moves": targets})
-    assert status == 200, body
+    # RF 3 for every partition (the balancer may have moved some meanwhile),
+    # with the CLI.
+    out = subprocess.run([CLI, "--admin", c.nodes[2].admin, "topic", "replication-factor", "solo", "3"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "2 partitions moving to 3 replicas" in out.stdout, out
     parts = wait_for("RF 3", lambda: (lambda ps: ps if ps and all(len(p["replicas"]) == 3 for p in ps) else None)(settled(c, "solo", 1)), timeout=120)
     # Any node now serves the topic; the standalone node can go away.
     check_writers(c, ws, "solo", 1)

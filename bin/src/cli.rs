@@ -5,6 +5,7 @@
 //!   chronik topic describe NAME
 //!   chronik topic create NAME [--partitions N] [--replication-factor R] [--config key=value ...]
 //!   chronik topic delete NAME
+//!   chronik topic replication-factor NAME N
 //!   chronik groups
 //!   chronik group describe GROUP
 //!   chronik replicas
@@ -118,6 +119,9 @@ enum TopicAction {
         #[arg(long)]
         count: i32,
     },
+    /// Give every partition of a topic N replicas (partition moves; follow
+    /// them with `chronik reassignments`).
+    ReplicationFactor { name: String, replication_factor: usize },
     /// Change a topic's configs (applies at once, without a restart).
     AlterConfig {
         name: String,
@@ -276,6 +280,14 @@ async fn run(cli: Cli) -> Result<()> {
                 print_topic(&t);
             }
             t
+        }
+        Command::Topic { action: TopicAction::ReplicationFactor { name, replication_factor } } => {
+            let body = json!({"replication_factor": replication_factor});
+            let r = call(&client, reqwest::Method::POST, format!("{base}/v1/topics/{name}/replication-factor"), Some(body)).await?;
+            if !cli.json {
+                println!("{name}: {} partitions moving to {replication_factor} replicas; follow them with `chronik reassignments`", items(&r["moves"]).len());
+            }
+            r
         }
         Command::Topic { action: TopicAction::AlterConfig { name, set, delete } } => {
             let body = json!({"set": set.iter().cloned().collect::<BTreeMap<_, _>>(), "delete": delete});

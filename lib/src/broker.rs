@@ -722,6 +722,11 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         crate::groups::GroupManager::decommission(self, node, cancel).await
     }
 
+    async fn set_replication_factor(&self, topic: String, rf: usize) -> Result<Vec<(TopicPartition, Vec<NodeId>)>, StoreError> {
+        self.wait_controller_ready().await;
+        crate::groups::GroupManager::set_replication_factor(self, &topic, rf).await
+    }
+
     fn membership(&self) -> std::collections::BTreeMap<NodeId, crate::membership::NodeMembership> {
         self.membership_view()
     }

@@ -246,6 +246,39 @@ pub fn balance_moves(md: &ClusterMetadata, alive: impl Fn(NodeId) -> bool, budge
     (moves, done)
 }
 
+/// The moves that give every partition of `topic` `rf` replicas: the
+/// replicas kept in order (the first `rf` when shrinking), new ones on the
+/// live nodes not being decommissioned, in a rack not used yet first, then
+/// the least loaded. A partition on the move is judged by its target.
+pub fn replication_factor_moves(md: &ClusterMetadata, topic: &str, rf: usize, alive: impl Fn(NodeId) -> bool) -> Result<Vec<(TopicPartition, Vec<NodeId>)>, ControllerError> {
+    let t = md.topics.get(topic).ok_or_else(|| ControllerError::UnknownTopic(topic.to_string()))?;
+    let candidates: Vec<NodeId> = md.placeable().into_iter().filter(|n| alive(*n)).collect();
+    if rf == 0 || rf > candidates.len() {
+        return Err(ControllerError::InvalidReplicationFactor(i16::try_from(rf).unwrap_or(i16::MAX), candidates.len()));
+    }
+    let mut load = loads(md);
+    let mut out = Vec::new();
+    for (i, a) in t.partitions.iter().enumerate() {
+        let current = a.reassignment.as_ref().map_or(&a.replicas, |r| &r.target);
+        let mut target: Vec<NodeId> = current.iter().take(rf).copied().collect();
+        while target.len() < rf {
+            let used: BTreeSet<&str> = target.iter().map(|n| md.rack_of(*n)).filter(|r| !r.is_empty()).collect();
+            let next = candidates
+                .iter()
+                .filter(|n| !target.contains(n))
+                .min_by_key(|n| (used.contains(md.rack_of(**n)), load.get(n).copied().unwrap_or(0), **n))
+                .copied()
+                .expect("enough candidates");
+            *load.entry(next).or_default() += 1;
+            target.push(next);
+        }
+        if target != *current {
+            out.push((TopicPartition::new(topic, i as i32), target));
+        }
+    }
+    Ok(out)
+}
+
 /// A node's place in the cluster, for the admin API.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NodeMembership {
@@ -353,6 +386,19 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 raft.trigger().transfer_leader(*to).await.map_err(|e| e.to_string())
             }
         }
+    }
+
+    /// Moves every partition of `topic` to `rf` replicas (see
+    /// [`replication_factor_moves`]); returns the moves started.
+    pub(crate) async fn set_replication_factor(&self, topic: &str, rf: usize) -> Result<Vec<(TopicPartition, Vec<NodeId>)>, StoreError> {
+        let me = self.node_id();
+        let moves = replication_factor_moves(&self.metadata(), topic, rf, |n| n == me || self.peers.is_alive(n))?;
+        info!(node_id = me, topic, rf, moves = moves.len(), "replication factor change requested");
+        let asked = moves.iter().map(|(tp, t)| (tp.clone(), Some(t.clone()))).collect();
+        for r in self.reassign(asked, true).await {
+            r?;
+        }
+        Ok(moves)
     }
 
     /// Asks the cluster to decommission `node` (or, with `cancel`, to stop).
@@ -575,6 +621,24 @@ mod tests {
             let racks: BTreeSet<&str> = t.iter().map(|n| md.rack_of(*n)).collect();
             assert_eq!(racks.len(), 2, "{tp}: {t:?}");
         }
+    }
+
+    #[test]
+    fn a_topic_changes_its_replication_factor() {
+        let mut md = cluster(&[1, 2, 3, 4], &[&[1], &[2], &[1]]);
+        md.racks.insert(3, "x".into());
+        md.racks.insert(1, "x".into());
+        // RF 3: nodes kept first; a new rack before load (node 3 shares
+        // node 1's rack), then the least loaded.
+        let moves = replication_factor_moves(&md, "t", 3, |_| true).unwrap();
+        assert_eq!(moves[0].1[0], 1, "the preferred leader stays first");
+        assert!(moves.iter().all(|(_, t)| t.len() == 3 && t.iter().collect::<BTreeSet<_>>().len() == 3), "{moves:?}");
+        assert!(!moves[0].1[..2].contains(&3), "node 1's rack partner comes last: {:?}", moves[0].1);
+        // Back to 1: the first replica stays; refused beyond the live nodes.
+        let md = cluster(&[1, 2, 3], &[&[2, 1, 3]]);
+        assert_eq!(replication_factor_moves(&md, "t", 1, |_| true).unwrap(), vec![(TopicPartition::new("t", 0), vec![2])]);
+        assert!(replication_factor_moves(&md, "t", 3, |n| n != 3).is_err());
+        assert_eq!(replication_factor_moves(&md, "t", 3, |_| true).unwrap(), vec![], "nothing to do");
     }
 
     #[test]

@@ -385,6 +385,10 @@ pub trait PartitionStore: Send + Sync + 'static {
     /// leaves the cluster), or with `cancel` stops it.
     fn decommission(&self, node: NodeId, cancel: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Moves every partition of `topic` to `rf` replicas; returns the
+    /// moves started (their leaders carry them out).
+    fn set_replication_factor(&self, topic: String, rf: usize) -> impl Future<Output = Result<Vec<(TopicPartition, Vec<NodeId>)>, StoreError>> + Send;
+
     /// Each node's place in the cluster (controller role, draining).
     fn membership(&self) -> BTreeMap<NodeId, crate::membership::NodeMembership>;
 }

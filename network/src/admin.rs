@@ -95,6 +95,7 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/topics/{name}", get(describe_topic::<S>).delete(delete_topic::<S>))
         .route("/v1/topics/{name}/configs", axum::routing::patch(alter_topic_configs::<S>))
         .route("/v1/topics/{name}/partitions", axum::routing::post(create_partitions::<S>))
+        .route("/v1/topics/{name}/replication-factor", axum::routing::post(set_replication_factor::<S>))
         .route("/v1/broker-configs", get(broker_configs::<S>).patch(alter_cluster_configs::<S>))
         .route("/v1/broker-configs/{node}", axum::routing::patch(alter_node_configs::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/leader", axum::routing::post(transfer_leader::<S>))
@@ -360,6 +361,29 @@ async fn create_partitions<S: PartitionStore>(State(s): State<Arc<AdminState<S>>
     };
     match s.store.create_partitions(name.clone(), req.count, None, false).await {
         Ok(()) => Json(topic_detail(&*s.store, &name).unwrap_or(json!({"name": name}))).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewReplicationFactor {
+    replication_factor: usize,
+}
+
+/// POST /v1/topics/{name}/replication-factor {"replication_factor": N}:
+/// moves every partition to N replicas (partition moves, followed with
+/// GET /v1/reassignments).
+async fn set_replication_factor<S: PartitionStore>(State(s): State<Arc<AdminState<S>>>, Path(name): Path<String>, body: Bytes) -> Response {
+    let req: NewReplicationFactor = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid replication factor JSON: {e}")),
+    };
+    match s.store.set_replication_factor(name.clone(), req.replication_factor).await {
+        Ok(moves) => {
+            let moves: Vec<_> = moves.iter().map(|(tp, t)| json!({"topic": &*tp.topic, "partition": tp.partition, "replicas": t})).collect();
+            Json(json!({"topic": name, "replication_factor": req.replication_factor, "moves": moves})).into_response()
+        }
         Err(e) => store_error(&e),
     }
 }
