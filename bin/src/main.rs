@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use chronik::config::{FileConfig, NodeConfig};
-use chronik::groups::GroupManager;
+use chronik::raft::groups::GroupManager;
 use chronik::metrics::{ConsumerGroupLabels, LimitLabels, Metrics, SegmentLabels};
 use chronik::PartitionStore;
 use chronik_network::admin::{self, AdminState};

@@ -1,9 +1,10 @@
 //! The one place where store errors become Kafka error codes.
 
-use chronik::dynamic_config::ConfigChangeError;
-use chronik::metadata::ControllerError;
+use chronik::cluster::dynamic_config::ConfigChangeError;
+use chronik::cluster::metadata::ControllerError;
 use chronik::log::batch::BatchError;
-use chronik::{ProducerRefusal, StoreError};
+use chronik::log::producers::ProducerRefusal;
+use chronik::StoreError;
 
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 pub const NONE: i16 = 0;

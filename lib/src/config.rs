@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::log::retention::RetentionDefaults;
-use crate::types::{NodeAddr, NodeId};
+use crate::{NodeAddr, NodeId};
 
 pub const KAFKA_PORT_DEFAULT: u16 = 9092;
 /// Raft/cluster HTTP listens at the Kafka port + this.
@@ -472,7 +472,7 @@ impl NodeConfig {
     /// reports them (with Kafka's default of each, to tell a value the
     /// node's flags set from Kafka's own).
     pub fn broker_configs(&self) -> Vec<StaticBrokerConfig> {
-        use crate::topic_config::ConfigType::{Boolean, Int, List, Long, String as Str};
+        use ConfigType::{Boolean, Int, List, Long, String as Str};
         let advertised = self.nodes.get(&self.node_id).map(|n| format!("PLAINTEXT://{}", n.kafka_addr)).unwrap_or_default();
         let r = &self.retention;
         let l = &self.limits;
@@ -540,7 +540,18 @@ pub struct StaticBrokerConfig {
     pub value: String,
     /// Kafka's default: a value equal to it is reported as a default.
     pub kafka_default: &'static str,
-    pub kind: crate::topic_config::ConfigType,
+    pub kind: ConfigType,
+}
+
+/// Kafka's config types, as DescribeConfigs v3+ reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
 }
 
 #[cfg(test)]

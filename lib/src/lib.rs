@@ -1,33 +1,29 @@
-//! Chronik core: the types every crate shares, the cluster config, the
-//! partition-store interface the Kafka front door talks to, the controller's
-//! metadata state machine logic, and the group manager that owns every Raft
-//! group of this node.
+//! Chronik core, by concern (each layer uses only those before it):
 //!
-//! Invariant: only [`groups::GroupManager`] creates or drops Raft groups.
+//! - `ids`: the vocabulary (nodes, groups, partitions, offsets).
+//! - `log/`: the partition log's rules, pure: batches, idempotence,
+//!   retention, compaction, and what they read of a topic's configs.
+//! - `config`, `metrics`: the node's settings and bounds, its metrics.
+//! - `cluster/`: what the controller group replicates and decides, pure:
+//!   metadata (topics, placement, configs) and the plans for partition
+//!   moves and membership.
+//! - `store`, `offsets`: the partition store the Kafka front door talks to,
+//!   and consumer groups' records.
+//! - `raft/`: the Raft runtime: the group manager that owns every Raft group
+//!   of this node, liveness, and the drivers that carry out the plans.
+//!
+//! Invariant: only [`raft::groups::GroupManager`] creates or drops Raft groups.
 
-pub mod broker;
-pub mod compaction;
+pub mod cluster;
 pub mod config;
-pub mod dynamic_config;
-pub mod engine;
-pub mod groups;
-pub mod isr;
-pub mod leadership;
-pub mod liveness;
+pub mod ids;
 pub mod log;
-pub mod membership;
-pub mod metadata;
 pub mod metrics;
-pub mod offset_expiry;
 pub mod offsets;
-pub mod reassignment;
-pub mod segments;
+pub mod raft;
 pub mod serde_b64;
 pub mod store;
-pub mod topic_cleanup;
-pub mod topic_config;
-pub mod trim;
-pub mod types;
 
+pub use ids::*;
+pub use raft::types::*;
 pub use store::{Acks, PartitionStore, StoreError};
-pub use types::*;

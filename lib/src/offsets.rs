@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{PartitionStore, StoreError};
-use crate::types::Offset;
+use crate::Offset;
 
 /// The internal topic that holds consumer groups.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";

@@ -8,11 +8,12 @@ use std::pin::Pin;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::dynamic_config::{ConfigOp, ConfigResource};
+use crate::cluster::dynamic_config::{ConfigOp, ConfigResource};
 use crate::log::batch::BatchError;
-use crate::metadata::ControllerError;
+use crate::cluster::metadata::ControllerError;
 use crate::offsets::{CommittedOffset, GroupCommand, GroupRecord};
-use crate::types::{NodeId, Offset, ProducerRefusal, TopicPartition};
+use crate::log::producers::ProducerRefusal;
+use crate::{NodeId, Offset, TopicPartition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -98,6 +99,21 @@ pub struct ReadResult {
     pub batches: Vec<Bytes>,
 }
 
+/// Where one applied batch is: its offsets and the Raft log entry holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLocation {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub log_index: u64,
+    pub bytes: u32,
+    /// From the batch: the leader epoch (Raft term) it was written in, and
+    /// its idempotent producer (-1 when none).
+    pub leader_epoch: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
 /// Where a read may be served from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -126,7 +142,7 @@ pub struct PartitionView {
     /// No leader, but a majority of the replicas is alive: an election is
     /// under way and should end within an election timeout.
     pub electing: bool,
-    /// A move is in progress (`crate::reassignment`): the replicas joining
+    /// A move is in progress (`crate::cluster::moves`): the replicas joining
     /// and leaving (`replicas` lists both).
     pub reassigning: bool,
     pub adding: Vec<NodeId>,
@@ -152,7 +168,7 @@ pub struct ClusterView {
     pub nodes: Vec<NodeView>,
     pub topics: Vec<TopicView>,
     /// Dynamic broker configs, per node and (None) cluster-wide.
-    pub broker_configs: crate::dynamic_config::BrokerConfigs,
+    pub broker_configs: crate::cluster::dynamic_config::BrokerConfigs,
 }
 
 impl ClusterView {
@@ -319,7 +335,7 @@ pub trait PartitionStore: Send + Sync + 'static {
     fn replica_digest(&self, tp: &TopicPartition) -> Result<ReplicaDigest, StoreError>;
 
     /// Where the local replica's batches are (leader or not), to compare replicas.
-    fn replica_batches(&self, tp: &TopicPartition, from: Offset, limit: usize) -> Result<Vec<crate::engine::BatchLocation>, StoreError>;
+    fn replica_batches(&self, tp: &TopicPartition, from: Offset, limit: usize) -> Result<Vec<BatchLocation>, StoreError>;
 
     /// Changes whenever the high watermark of `tp` moves (for long polls).
     fn watch_high_watermark(&self, tp: &TopicPartition) -> Result<watch::Receiver<Offset>, StoreError>;
@@ -376,7 +392,7 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// The move of `tp` as its leader last stepped it (None: not moving, or
     /// not stepped yet); NotLeader on another node.
-    fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::reassignment::MoveProgress>, StoreError>;
+    fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::cluster::moves::MoveProgress>, StoreError>;
 
     /// Free bytes on this node's data disk (DescribeLogDirs), if known.
     fn disk_free_bytes(&self) -> Option<u64>;
@@ -390,5 +406,5 @@ pub trait PartitionStore: Send + Sync + 'static {
     fn set_replication_factor(&self, topic: String, rf: usize) -> impl Future<Output = Result<Vec<(TopicPartition, Vec<NodeId>)>, StoreError>> + Send;
 
     /// Each node's place in the cluster (controller role, draining).
-    fn membership(&self) -> BTreeMap<NodeId, crate::membership::NodeMembership>;
+    fn membership(&self) -> BTreeMap<NodeId, crate::cluster::membership::NodeMembership>;
 }

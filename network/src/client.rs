@@ -16,9 +16,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chronik::engine::Transport;
-use chronik::liveness::NodeStatus;
-use chronik::metadata::{ControllerCommand, ControllerError};
+use chronik::raft::engine::Transport;
+use chronik::raft::liveness::NodeStatus;
+use chronik::cluster::metadata::{ControllerCommand, ControllerError};
 use chronik::{Command, GroupId, NodeAddr, NodeId, SnapshotData, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};

@@ -19,8 +19,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use chronik::engine::RaftRpcHandler;
-use chronik::liveness::NodeStatus;
+use chronik::raft::engine::RaftRpcHandler;
+use chronik::raft::liveness::NodeStatus;
 use chronik::{GroupId, NodeId};
 
 use crate::wire::*;

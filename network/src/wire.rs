@@ -83,7 +83,7 @@ pub struct JoinRequest {
 #[derive(Serialize, Deserialize)]
 pub struct ControllerForward {
     pub to: NodeId,
-    pub cmd: chronik::metadata::ControllerCommand,
+    pub cmd: chronik::cluster::metadata::ControllerCommand,
 }
 
 /// Largest snapshot sent or received; also the most a node holds of

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use chronik::engine::{CompactionView, PartitionLog};
+use chronik::log::compaction::CompactionView;
+use chronik::raft::engine::PartitionLog;
 use chronik::log::compaction::{self, Compacted, KeyMap, Rule};
 use chronik::{Command, Entry, GroupId, Offset};
 use openraft::EntryPayload;
@@ -258,7 +259,7 @@ fn compact_one(inner: &Inner, r: &PartitionReader, base: Offset, stored: &[u8], 
 }
 
 /// What the leader needs to decide on the next compaction (see
-/// `chronik::engine::CompactionView`).
+/// `chronik::log::compaction::CompactionView`).
 pub(crate) fn view(inner: &Inner, r: &PartitionReader, newest_cleanable_ms: i64) -> io::Result<CompactionView> {
     let group = r.group();
     let (log_start, hwm) = (r.log_start_offset(), r.high_watermark());

@@ -31,8 +31,8 @@ pub use state_machine::SledStateMachine;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chronik::engine::{OpenedGroup, PartitionLog, StorageEngine};
-use chronik::metadata::ClusterMetadata;
+use chronik::raft::engine::{OpenedGroup, PartitionLog, StorageEngine};
+use chronik::cluster::metadata::ClusterMetadata;
 use chronik::{GroupId, NodeId, StoreError, CONTROLLER_GROUP};
 use chunked::Chunked;
 use tokio::sync::watch;

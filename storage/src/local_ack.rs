@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chronik::engine::LocalAppend;
+use chronik::raft::engine::LocalAppend;
 use chronik::log::batch;
 use chronik::{Command, Entry, Offset};
 use openraft::entry::RaftEntry;

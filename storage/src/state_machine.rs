@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use chronik::log::batch;
-use chronik::engine::{BatchLocation, LocalAppend, PartitionLog};
-use chronik::metadata::ClusterMetadata;
+use chronik::raft::engine::{LocalAppend, PartitionLog};
+use chronik::store::BatchLocation;
+use chronik::cluster::metadata::ClusterMetadata;
 use chronik::offsets::{CommittedOffset, GroupCommand, GroupRecord};
 use chronik::log::producers::{self, ProducerState, StoredBatch, Verdict};
 use chronik::log::retention::{self, BatchSpan, Retention, SegmentRule};
@@ -50,7 +51,7 @@ pub(crate) struct SmState {
 }
 
 mod metadata_json {
-    use chronik::metadata::ClusterMetadata;
+    use chronik::cluster::metadata::ClusterMetadata;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub(super) fn serialize<S: Serializer>(m: &Option<ClusterMetadata>, s: S) -> Result<S::Ok, S::Error> {
@@ -70,8 +71,8 @@ mod metadata_json {
 mod legacy {
     use std::collections::BTreeMap;
 
-    use chronik::dynamic_config::BrokerConfigs;
-    use chronik::metadata::{ClusterMetadata, PartitionAssignment, TopicMeta};
+    use chronik::cluster::dynamic_config::BrokerConfigs;
+    use chronik::cluster::metadata::{ClusterMetadata, PartitionAssignment, TopicMeta};
     use chronik::{GroupId, LogId, NodeAddr, NodeId, Offset, StoredMembership};
     use serde::Deserialize;
 
@@ -457,7 +458,7 @@ impl PartitionLog for PartitionReader {
         *self.segment.lock().unwrap() = rule;
     }
 
-    fn compaction_view(&self, newest_cleanable_ms: i64) -> Result<chronik::engine::CompactionView, StoreError> {
+    fn compaction_view(&self, newest_cleanable_ms: i64) -> Result<chronik::log::compaction::CompactionView, StoreError> {
         crate::off_runtime(|| compaction::view(&self.inner, self, newest_cleanable_ms)).map_err(|e| self.inner.storage_err(e))
     }
 

@@ -1,6 +1,6 @@
 
 use bytes::Bytes;
-use chronik::engine::StorageEngine;
+use chronik::raft::engine::StorageEngine;
 use chronik::{Command, GroupId, TypeConfig};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
@@ -145,7 +145,7 @@ async fn offsets_are_assigned_on_apply_and_survive_reopen() {
 
 
 /// Makes `cmds` durable as entries `first..` of `term`, then applies them.
-async fn apply_all(engine: &SledEngine, opened: &mut chronik::engine::OpenedGroup<SledEngine>, term: u64, first: u64, cmds: Vec<Command>) {
+async fn apply_all(engine: &SledEngine, opened: &mut chronik::raft::engine::OpenedGroup<SledEngine>, term: u64, first: u64, cmds: Vec<Command>) {
     use openraft::entry::RaftEntry;
     use openraft::storage::{RaftLogStorage, RaftStateMachine};
     use openraft::testing::log_id;
@@ -542,7 +542,7 @@ async fn a_log_with_a_hole_is_refused() {
 fn state_in_older_layouts_still_decodes() {
     use crate::log_store::encode;
     use crate::state_machine::{SmState, SnapshotBody};
-    use chronik::metadata::{ClusterMetadata, PartitionAssignment, Reassignment, TopicMeta};
+    use chronik::cluster::metadata::{ClusterMetadata, PartitionAssignment, Reassignment, TopicMeta};
     let mut md = ClusterMetadata { next_group: 7, next_producer_id: 3000, ..Default::default() };
     md.nodes.insert(1, chronik::NodeAddr { kafka_addr: "a:1".into(), raft_addr: "a:2".into() });
     md.producer_id_blocks.insert(1, 2000);

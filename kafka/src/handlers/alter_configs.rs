@@ -3,7 +3,7 @@
 //! is empty): whatever the request does not name goes back to its default,
 //! as in Kafka. Replicated through the controller; applies without a restart.
 
-use chronik::dynamic_config::ConfigOp;
+use chronik::cluster::dynamic_config::ConfigOp;
 use chronik::PartitionStore;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};

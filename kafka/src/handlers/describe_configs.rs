@@ -3,9 +3,10 @@
 //! or a broker's, each with its source, type and (on request) synonyms and
 //! a note of what Chronik does with it.
 
-use chronik::dynamic_config::{self, ConfigResource, ConfigSource, EffectiveConfigs};
+use chronik::cluster::dynamic_config::{self, ConfigResource, ConfigSource, EffectiveConfigs};
 use chronik::store::ClusterView;
-use chronik::topic_config::{self, ConfigType, Enforcement, TopicConfigDef, TOPIC_CONFIGS};
+use chronik::cluster::topic_config::{self, Enforcement, TopicConfigDef, TOPIC_CONFIGS};
+use chronik::config::ConfigType;
 use chronik::PartitionStore;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};

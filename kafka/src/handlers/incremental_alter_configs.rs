@@ -3,7 +3,7 @@
 //! defaults when the broker name is empty); `kafka-configs.sh --alter` sends
 //! this. Replicated through the controller; applies without a restart.
 
-use chronik::dynamic_config::ConfigOp;
+use chronik::cluster::dynamic_config::ConfigOp;
 use chronik::PartitionStore;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};

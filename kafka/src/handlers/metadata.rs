@@ -32,7 +32,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
             let spec = TopicSpec { name: name.clone(), partitions: None, replication_factor: None, configs: Default::default(), assignment: None };
             match ctx.store.create_topic(spec, false).await {
                 Ok(()) => info!(topic = %name, "auto-created topic"),
-                Err(StoreError::Controller(chronik::metadata::ControllerError::TopicExists(_))) => {}
+                Err(StoreError::Controller(chronik::cluster::metadata::ControllerError::TopicExists(_))) => {}
                 Err(e) => failed.push((name.clone(), errors::code(&e))),
             }
         }

@@ -33,7 +33,7 @@ pub mod sync_group;
 
 use std::sync::Arc;
 
-use chronik::dynamic_config::{ConfigOp, ConfigResource};
+use chronik::cluster::dynamic_config::{ConfigOp, ConfigResource};
 use chronik::PartitionStore;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;

@@ -23,9 +23,8 @@ use sha2::{Digest, Sha256};
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
 use super::compression;
 use super::records::{self, RawRecord};
-use crate::engine::CompactionView;
-use crate::topic_config::{self, ConfigLookup};
-use crate::types::Offset;
+use crate::log::configs::{self, ConfigLookup};
+use crate::Offset;
 
 /// When a topic's partitions are compacted (its cleanup.policy has
 /// `compact`), from Kafka's topic configs.
@@ -47,7 +46,7 @@ pub struct Policy {
 impl Policy {
     /// The topic's policy, or None if it is not compacted.
     pub fn of_topic(configs: &impl ConfigLookup) -> Option<Self> {
-        if !topic_config::compacted(configs) {
+        if !configs::compacted(configs) {
             return None;
         }
         Some(Self {
@@ -201,6 +200,29 @@ pub fn compact_batch(stored: &[u8], base_offset: Offset, map: &KeyMap, rule: &Ru
     out[57..61].copy_from_slice(&(kept.len() as i32).to_be_bytes());
     batch::recrc(&mut out);
     Ok(Compacted::Rewritten { batch: out, records: kept.len() as i32, max_timestamp })
+}
+
+/// What the leader needs to decide whether to compact a partition (see
+/// `compaction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompactionView {
+    /// Where this replica's last compaction ended: below it, no two records
+    /// share a key (the clean part).
+    pub cleaned_end: Offset,
+    /// A compaction is under way here.
+    pub pending: bool,
+    /// The end of the last closed segment: compaction leaves the open one
+    /// alone (as Kafka leaves its active segment).
+    pub closed_end: Offset,
+    /// The first offset of a batch newer than min.compaction.lag.ms (the
+    /// high watermark if none is).
+    pub lag_end: Offset,
+    /// Bytes from the log start to `cleaned_end`, and from there to
+    /// min(`closed_end`, `lag_end`).
+    pub clean_bytes: u64,
+    pub dirty_bytes: u64,
+    /// The newest timestamp of the oldest dirty batch (max.compaction.lag.ms).
+    pub first_dirty_timestamp: Option<i64>,
 }
 
 #[cfg(test)]

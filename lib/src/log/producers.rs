@@ -10,10 +10,33 @@
 //! has never seen may start at any sequence.
 
 use std::collections::VecDeque;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Offset, ProducerRefusal};
+use crate::Offset;
+
+/// Why a partition refused an idempotent producer's batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProducerRefusal {
+    /// The batch does not follow the last one stored (a gap or a reorder).
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    /// A newer epoch of this producer id has written here (fenced).
+    StaleEpoch { producer_id: i64, current: i16, got: i16 },
+}
+
+impl fmt::Display for ProducerRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProducerRefusal::OutOfOrderSequence { producer_id, expected, got } => {
+                write!(f, "producer {producer_id}: expected sequence {expected}, got {got}")
+            }
+            ProducerRefusal::StaleEpoch { producer_id, current, got } => {
+                write!(f, "producer {producer_id}: epoch {got} is older than the current epoch {current}")
+            }
+        }
+    }
+}
 
 /// Batches remembered per producer for duplicate detection (Kafka's
 /// max.in.flight.requests.per.connection limit for idempotence).

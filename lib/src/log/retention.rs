@@ -7,8 +7,8 @@
 //! log start moves to the end of the last batch that may go. Every replica
 //! then applies the resulting `Command::Trim` at the same place in its log.
 
-use crate::topic_config::ConfigLookup;
-use crate::types::Offset;
+use crate::log::configs::ConfigLookup;
+use crate::Offset;
 
 /// What a topic keeps (None: no bound of that kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

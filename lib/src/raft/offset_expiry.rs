@@ -7,12 +7,12 @@
 
 use tracing::{info, warn};
 
-use crate::engine::{StorageEngine, Transport};
-use crate::groups::{GroupManager, PartitionGroup};
+use crate::raft::engine::{StorageEngine, Transport};
+use crate::raft::groups::{GroupManager, PartitionGroup};
 use crate::offsets::{self, GroupCommand, OFFSETS_TOPIC};
 use crate::store::StoreError;
-use crate::trim::now_ms;
-use crate::types::Command;
+use crate::raft::trim::now_ms;
+use crate::Command;
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// One look at the groups of every offsets partition led here.

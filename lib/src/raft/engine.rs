@@ -11,49 +11,12 @@ use openraft::network::NetSnapshot;
 use openraft::RaftNetworkFactory;
 use tokio::sync::watch;
 
-use crate::liveness::NodeStatus;
-use crate::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
+use crate::raft::liveness::NodeStatus;
+use crate::cluster::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
 use crate::offsets::{CommittedOffset, GroupRecord};
-use crate::store::StoreError;
-use crate::types::{GroupId, NodeAddr, NodeId, Offset, TypeConfig};
-
-/// Where one applied batch is: its offsets and the Raft log entry holding it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchLocation {
-    pub base_offset: Offset,
-    pub last_offset: Offset,
-    pub log_index: u64,
-    pub bytes: u32,
-    /// From the batch: the leader epoch (Raft term) it was written in, and
-    /// its idempotent producer (-1 when none).
-    pub leader_epoch: i32,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
-}
-
-/// What the leader needs to decide whether to compact a partition (see
-/// `compaction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CompactionView {
-    /// Where this replica's last compaction ended: below it, no two records
-    /// share a key (the clean part).
-    pub cleaned_end: Offset,
-    /// A compaction is under way here.
-    pub pending: bool,
-    /// The end of the last closed segment: compaction leaves the open one
-    /// alone (as Kafka leaves its active segment).
-    pub closed_end: Offset,
-    /// The first offset of a batch newer than min.compaction.lag.ms (the
-    /// high watermark if none is).
-    pub lag_end: Offset,
-    /// Bytes from the log start to `cleaned_end`, and from there to
-    /// min(`closed_end`, `lag_end`).
-    pub clean_bytes: u64,
-    pub dirty_bytes: u64,
-    /// The newest timestamp of the oldest dirty batch (max.compaction.lag.ms).
-    pub first_dirty_timestamp: Option<i64>,
-}
+use crate::log::compaction::CompactionView;
+use crate::store::{BatchLocation, StoreError};
+use crate::{GroupId, NodeAddr, NodeId, Offset, TypeConfig};
 
 /// Read access to one partition's applied data.
 pub trait PartitionLog: Send + Sync + 'static {
@@ -133,7 +96,7 @@ pub struct OpenedGroup<E: StorageEngine> {
 
 pub trait StorageEngine: Send + Sync + 'static {
     type Log: RaftLogStorage<TypeConfig>;
-    type Sm: RaftStateMachine<TypeConfig, SnapshotData = crate::types::SnapshotData>;
+    type Sm: RaftStateMachine<TypeConfig, SnapshotData = crate::SnapshotData>;
 
     /// The controller group, and a watch on its applied metadata.
     fn open_controller(&self) -> Result<(OpenedGroup<Self>, watch::Receiver<Arc<ClusterMetadata>>), StoreError>
@@ -156,7 +119,7 @@ pub trait StorageEngine: Send + Sync + 'static {
 /// Hands out one network factory per group; all of them share the
 /// transport's per-peer connections.
 pub trait Transport: Send + Sync + 'static {
-    type Factory: RaftNetworkFactory<TypeConfig, Network: NetSnapshot<TypeConfig, SnapshotData = crate::types::SnapshotData>>;
+    type Factory: RaftNetworkFactory<TypeConfig, Network: NetSnapshot<TypeConfig, SnapshotData = crate::SnapshotData>>;
     fn factory(&self, group: GroupId) -> Self::Factory;
 
     /// Exchanges node status with a peer (liveness and leader gossip).
@@ -194,7 +157,7 @@ pub trait RaftRpcHandler: Send + Sync + 'static {
     /// A metadata change forwarded by a peer to this (controller leader) node.
     fn controller_write(&self, cmd: ControllerCommand) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send;
 
-    /// A node asks to join the cluster (see `crate::membership`).
+    /// A node asks to join the cluster (see `crate::raft::membership`).
     fn join(&self, node: NodeId, addr: NodeAddr, rack: Option<String>) -> impl Future<Output = Result<(), ControllerError>> + Send;
 
     fn append_entries(
@@ -221,7 +184,7 @@ pub trait RaftRpcHandler: Send + Sync + 'static {
         &self,
         group: GroupId,
         vote: openraft::alias::VoteOf<TypeConfig>,
-        meta: crate::types::SnapshotMeta,
+        meta: crate::SnapshotMeta,
         data: Vec<u8>,
     ) -> impl std::future::Future<Output = Result<openraft::raft::SnapshotResponse<TypeConfig>, String>> + Send;
 }

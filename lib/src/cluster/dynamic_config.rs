@@ -15,8 +15,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::topic_config::{self, ConfigLookup, ConfigType};
-use crate::types::NodeId;
+use crate::cluster::topic_config;
+use crate::config::ConfigType;
+use crate::log::configs::ConfigLookup;
+use crate::NodeId;
 
 /// What a config change is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

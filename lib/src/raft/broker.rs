@@ -12,14 +12,14 @@ use tracing::{info, warn};
 
 use crate::log::batch::{self};
 use crate::config::split_host_port;
-use crate::dynamic_config::{ConfigOp, ConfigResource};
-use crate::engine::{StorageEngine, Transport};
-use crate::groups::{GroupManager, PartitionGroup};
-use crate::metadata::{validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
-use crate::topic_config;
+use crate::cluster::dynamic_config::{ConfigOp, ConfigResource};
+use crate::raft::engine::{StorageEngine, Transport};
+use crate::raft::groups::{GroupManager, PartitionGroup};
+use crate::cluster::metadata::{validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
+use crate::cluster::topic_config;
 use crate::offsets::{self, CommittedOffset, GroupCommand, GroupRecord, OFFSETS_TOPIC};
 use crate::store::*;
-use crate::types::{Command, CommandResult, NodeId, Offset, TopicPartition};
+use crate::{Command, CommandResult, NodeId, Offset, TopicPartition};
 
 /// How long a topic change waits for a controller leader.
 const CONTROLLER_READY_WAIT: Duration = Duration::from_secs(10);
@@ -200,7 +200,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// peers' claims otherwise, whichever has the higher term. A leader that
     /// is not known to be alive is not reported: clients then retry Metadata
     /// instead of knocking on a dead node.
-    fn leader_view(&self, group: crate::types::GroupId) -> (Option<NodeId>, i32) {
+    fn leader_view(&self, group: crate::GroupId) -> (Option<NodeId>, i32) {
         let me = self.node_id();
         let claim = self.peers.leader_claim(group);
         let local = self.partition(group).map(|pg| (self.leadership_of(&pg), pg));
@@ -442,7 +442,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .header;
         // LogAppendTime topics: the leader stamps the batch before it is
         // replicated, so every replica stores the same bytes.
-        let stamped = configs.as_ref().is_some_and(topic_config::log_append_time).then_some(now_ms);
+        let stamped = configs.as_ref().is_some_and(crate::log::configs::log_append_time).then_some(now_ms);
         let batch = match stamped {
             Some(now) => batch::stamp_log_append_time(batch, now),
             None => batch,
@@ -578,7 +578,7 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         out
     }
 
-    fn replica_batches(&self, tp: &TopicPartition, from: Offset, limit: usize) -> Result<Vec<crate::engine::BatchLocation>, StoreError> {
+    fn replica_batches(&self, tp: &TopicPartition, from: Offset, limit: usize) -> Result<Vec<crate::store::BatchLocation>, StoreError> {
         self.replica(tp)?.log.batch_locations(from, limit)
     }
 
@@ -630,8 +630,8 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                     _ => tokio::time::sleep(Duration::from_millis(10)).await,
                 }
             };
-            info!(node_id = me, first = start, count = crate::metadata::PRODUCER_ID_BLOCK, "allocated a block of producer ids");
-            *ids = start..start + crate::metadata::PRODUCER_ID_BLOCK;
+            info!(node_id = me, first = start, count = crate::cluster::metadata::PRODUCER_ID_BLOCK, "allocated a block of producer ids");
+            *ids = start..start + crate::cluster::metadata::PRODUCER_ID_BLOCK;
         }
         let id = ids.start;
         ids.start += 1;
@@ -719,19 +719,19 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     async fn decommission(&self, node: NodeId, cancel: bool) -> Result<(), StoreError> {
         self.wait_controller_ready().await;
-        crate::groups::GroupManager::decommission(self, node, cancel).await
+        crate::raft::groups::GroupManager::decommission(self, node, cancel).await
     }
 
     async fn set_replication_factor(&self, topic: String, rf: usize) -> Result<Vec<(TopicPartition, Vec<NodeId>)>, StoreError> {
         self.wait_controller_ready().await;
-        crate::groups::GroupManager::set_replication_factor(self, &topic, rf).await
+        crate::raft::groups::GroupManager::set_replication_factor(self, &topic, rf).await
     }
 
-    fn membership(&self) -> std::collections::BTreeMap<NodeId, crate::membership::NodeMembership> {
+    fn membership(&self) -> std::collections::BTreeMap<NodeId, crate::cluster::membership::NodeMembership> {
         self.membership_view()
     }
 
-    fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::reassignment::MoveProgress>, StoreError> {
+    fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::cluster::moves::MoveProgress>, StoreError> {
         let l = self.leadership_of(&*self.replica(tp)?);
         match l.leads {
             true => Ok(self.move_progress_of(tp)),

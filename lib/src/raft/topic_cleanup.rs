@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::engine::{StorageEngine, Transport};
-use crate::groups::GroupManager;
+use crate::raft::engine::{StorageEngine, Transport};
+use crate::raft::groups::GroupManager;
 use crate::offsets::{GroupCommand, OFFSETS_TOPIC};
-use crate::types::Command;
+use crate::Command;
 
 impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     pub(crate) async fn topic_cleanup_loop(self: Arc<Self>) {

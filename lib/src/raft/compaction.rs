@@ -7,12 +7,12 @@
 
 use tracing::{info, warn};
 
-use crate::engine::{StorageEngine, Transport};
-use crate::groups::{GroupManager, PartitionGroup};
+use crate::raft::engine::{StorageEngine, Transport};
+use crate::raft::groups::{GroupManager, PartitionGroup};
 use crate::log::compaction::Policy;
 use crate::offsets::OFFSETS_TOPIC;
-use crate::trim::now_ms;
-use crate::types::Command;
+use crate::raft::trim::now_ms;
+use crate::Command;
 
 /// What one key of a compaction's key map costs in memory (a 16-byte hash,
 /// an offset and the hash table's overhead): `log_cleaner_dedupe_buffer_bytes`

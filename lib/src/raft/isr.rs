@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::types::{GroupId, NodeId};
+use crate::{GroupId, NodeId};
 
 #[derive(Default)]
 struct GroupIsr {

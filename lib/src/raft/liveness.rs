@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::types::{GroupId, NodeId};
+use crate::{GroupId, NodeId};
 
 /// How often a node exchanges its status with each peer.
 pub const PING_INTERVAL: Duration = Duration::from_millis(100);
@@ -49,7 +49,7 @@ pub struct NodeStatus {
     /// receiver already holds `version`.
     pub leading: Option<Vec<(u64, u64)>>,
     /// Of those groups, the ones with followers out of sync (see
-    /// `crate::isr`), with those followers; sent with `leading`.
+    /// `crate::raft::isr`), with those followers; sent with `leading`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lagging: Option<Vec<(u64, Vec<NodeId>)>>,
     /// The version of the receiver's status that the sender holds.

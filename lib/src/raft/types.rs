@@ -1,66 +1,15 @@
-//! Identifiers and the openraft type configuration shared by every group.
+//! The openraft type configuration shared by every group, and the commands
+//! its entries carry.
 
 use std::fmt;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{ControllerCommand, ControllerError};
+use crate::cluster::metadata::{ControllerCommand, ControllerError};
+use crate::log::producers::ProducerRefusal;
 use crate::offsets::GroupCommand;
-
-/// A node of the cluster, as named in the cluster config.
-pub type NodeId = u64;
-
-/// A Kafka offset. Kafka uses signed 64-bit offsets; -1 means "none".
-pub type Offset = i64;
-
-/// One Raft group: the controller is group 0, every partition has its own id,
-/// handed out by the controller and never reused (a re-created topic gets
-/// fresh groups, so stale replicas of the old one can never be mistaken for it).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct GroupId(pub u64);
-
-pub const CONTROLLER_GROUP: GroupId = GroupId(0);
-
-impl fmt::Display for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "g{}", self.0)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TopicPartition {
-    pub topic: Arc<str>,
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-/// How to reach a node: what clients are told (Kafka) and where peers send
-/// Raft traffic.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct NodeAddr {
-    pub kafka_addr: String,
-    pub raft_addr: String,
-}
-
-impl fmt::Display for NodeAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "kafka={} raft={}", self.kafka_addr, self.raft_addr)
-    }
-}
+use crate::{NodeAddr, NodeId, Offset};
 
 /// A command replicated through a Raft group.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -130,28 +79,6 @@ pub enum CommandResult {
     Trimmed { log_start_offset: Offset },
     /// The command does not belong to this kind of group.
     Rejected(String),
-}
-
-/// Why a partition refused an idempotent producer's batch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ProducerRefusal {
-    /// The batch does not follow the last one stored (a gap or a reorder).
-    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
-    /// A newer epoch of this producer id has written here (fenced).
-    StaleEpoch { producer_id: i64, current: i16, got: i16 },
-}
-
-impl fmt::Display for ProducerRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProducerRefusal::OutOfOrderSequence { producer_id, expected, got } => {
-                write!(f, "producer {producer_id}: expected sequence {expected}, got {got}")
-            }
-            ProducerRefusal::StaleEpoch { producer_id, current, got } => {
-                write!(f, "producer {producer_id}: epoch {got} is older than the current epoch {current}")
-            }
-        }
-    }
 }
 
 openraft::declare_raft_types!(

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dynamic_config::{self, BrokerConfigs, ConfigChangeError, ConfigOp, ConfigResource, EffectiveConfigs};
-use crate::topic_config;
-use crate::types::{GroupId, NodeAddr, NodeId, TopicPartition};
+use crate::cluster::dynamic_config::{self, BrokerConfigs, ConfigChangeError, ConfigOp, ConfigResource, EffectiveConfigs};
+use crate::cluster::topic_config;
+use crate::{GroupId, NodeAddr, NodeId, TopicPartition};
 
 /// Longest topic name Kafka accepts.
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
@@ -59,7 +59,7 @@ pub enum ControllerCommand {
     /// (AlterPartitionReassignments): per partition, its target replicas,
     /// or None to cancel a move in progress (it moves back to where it
     /// was). The partitions' leaders carry the moves out
-    /// (`crate::reassignment`).
+    /// (`crate::cluster::moves`).
     Reassign {
         moves: Vec<(TopicPartition, Option<Vec<NodeId>>)>,
     },
@@ -77,7 +77,7 @@ pub enum ControllerCommand {
         addr: NodeAddr,
         rack: Option<String>,
     },
-    /// Starts moving every replica off `node` (`crate::membership`); no new
+    /// Starts moving every replica off `node` (`crate::cluster::membership`); no new
     /// replica is placed there meanwhile. Refused if the other nodes could
     /// not hold its partitions.
     Decommission {
@@ -145,7 +145,7 @@ pub struct PartitionAssignment {
     pub reassignment: Option<Reassignment>,
 }
 
-/// A partition on the move (see `crate::reassignment`).
+/// A partition on the move (see `crate::cluster::moves`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reassignment {
     /// Where it goes.
@@ -204,7 +204,7 @@ pub struct ClusterMetadata {
     #[serde(default)]
     pub removed: BTreeSet<NodeId>,
     /// Nodes added to the cluster that the replica balancer has not filled
-    /// yet (`crate::membership`).
+    /// yet (`crate::cluster::membership`).
     #[serde(default)]
     pub balance_onto: BTreeSet<NodeId>,
     /// Each node's rack (Kafka's broker.rack), for those that have one.

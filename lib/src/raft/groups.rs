@@ -14,13 +14,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::NodeConfig;
-use crate::engine::{PartitionLog, StorageEngine, Transport};
-use crate::isr::IsrTracker;
-use crate::liveness::{campaign_due, NodeStatus, PeerTable, Suspects, ALIVE_WINDOW, PING_INTERVAL};
-use crate::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
+use crate::raft::engine::{PartitionLog, StorageEngine, Transport};
+use crate::raft::isr::IsrTracker;
+use crate::raft::liveness::{campaign_due, NodeStatus, PeerTable, Suspects, ALIVE_WINDOW, PING_INTERVAL};
+use crate::cluster::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
 use crate::metrics::{Metrics, VoteLabels};
 use crate::store::StoreError;
-use crate::types::{Command, CommandResult, GroupId, NodeAddr, NodeId, Raft, TopicPartition, CONTROLLER_GROUP};
+use crate::{Command, CommandResult, GroupId, NodeAddr, NodeId, Raft, TopicPartition, CONTROLLER_GROUP};
 
 /// One partition replica running on this node.
 pub struct PartitionGroup<E: StorageEngine> {
@@ -134,7 +134,7 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub peers: PeerTable,
     /// What this node tells its peers; refreshed by the timing loop.
     status: RwLock<Arc<NodeStatus>>,
-    /// Followers out of sync in the groups this node leads (see `crate::isr`);
+    /// Followers out of sync in the groups this node leads (see `crate::raft::isr`);
     /// refreshed by the timing loop.
     lagging: RwLock<HashMap<GroupId, Vec<NodeId>>>,
     pub(crate) stopping: AtomicBool,
@@ -142,8 +142,8 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub(crate) producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     /// Serializes the creation of the offsets topic on this node.
     pub(crate) offsets_topic_creation: tokio::sync::Mutex<()>,
-    /// The moves of partitions led here, as last stepped (`crate::reassignment`).
-    pub(crate) move_progress: RwLock<HashMap<TopicPartition, crate::reassignment::MoveProgress>>,
+    /// The moves of partitions led here, as last stepped (`crate::cluster::moves`).
+    pub(crate) move_progress: RwLock<HashMap<TopicPartition, crate::cluster::moves::MoveProgress>>,
     /// The last reading of the data disk's free bytes, and when it was taken.
     disk_free: std::sync::Mutex<(Instant, Option<u64>)>,
     pub metrics: Arc<Metrics>,
@@ -182,10 +182,10 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         );
         // The partition log *is* the partition's data: Openraft must never
         // snapshot-and-purge it behind our back. Snapshots are asked for
-        // (crate::segments) once retention has passed a checkpoint, and
+        // (crate::raft::segments) once retention has passed a checkpoint, and
         // the log is then purged up to it, keeping nothing more.
         // Partition groups have no ticks of their own: the node's timing loop
-        // (crate::liveness) drives their heartbeats and elections.
+        // (crate::raft::liveness) drives their heartbeats and elections.
         let partition_raft_config = Arc::new(
             Config { snapshot_policy: SnapshotPolicy::Never, enable_tick: false, max_in_snapshot_log_to_keep: 0, ..base }
                 .validate()
@@ -242,8 +242,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         tokio::spawn(mgr.clone().every(ms(r.check_interval_ms), |m| async move { m.apply_retention().await }));
         tokio::spawn(mgr.clone().every(ms(r.cleaner_backoff_ms), |m| async move { m.compact_due().await }));
         tokio::spawn(mgr.clone().every(ms(r.offsets_retention_check_interval_ms), |m| async move { m.expire_offsets().await }));
-        tokio::spawn(mgr.clone().every(crate::reassignment::LOOK_EVERY, |m| async move { m.drive_reassignments().await }));
-        tokio::spawn(mgr.clone().every(crate::membership::LOOK_EVERY, |m| async move { m.drive_membership().await }));
+        tokio::spawn(mgr.clone().every(crate::raft::reassignment::LOOK_EVERY, |m| async move { m.drive_reassignments().await }));
+        tokio::spawn(mgr.clone().every(crate::raft::membership::LOOK_EVERY, |m| async move { m.drive_membership().await }));
         if mgr.cfg.auto_leader_rebalance_enable {
             tokio::spawn(mgr.clone().every(ms(mgr.cfg.leader_imbalance_check_interval_ms), |m| async move { m.balance_leaders().await }));
         }
@@ -565,7 +565,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
 
     /// Every [`PING_INTERVAL`]: heartbeats for the groups this node leads (each
     /// heartbeat interval), campaigns for suspect groups, and the status that
-    /// the ping loops tell the peers. See [`crate::liveness`].
+    /// the ping loops tell the peers. See [`crate::raft::liveness`].
     async fn timing_loop(self: Arc<Self>) {
         let me = self.node_id();
         let heartbeat_every = Duration::from_millis(self.cfg.heartbeat_interval_ms);
@@ -895,7 +895,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     }
 }
 
-impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupManager<E, T> {
+impl<E: StorageEngine, T: Transport> crate::raft::engine::RaftRpcHandler for GroupManager<E, T> {
     fn node_id(&self) -> NodeId {
         self.cfg.node_id
     }
@@ -968,7 +968,7 @@ impl<E: StorageEngine, T: Transport> crate::engine::RaftRpcHandler for GroupMana
         &self,
         group: GroupId,
         vote: openraft::alias::VoteOf<crate::TypeConfig>,
-        meta: crate::types::SnapshotMeta,
+        meta: crate::SnapshotMeta,
         data: Vec<u8>,
     ) -> Result<openraft::raft::SnapshotResponse<crate::TypeConfig>, String> {
         let snapshot = openraft::alias::SnapshotOf::<crate::TypeConfig, crate::SnapshotData> { meta, snapshot: std::io::Cursor::new(data) };

@@ -6,41 +6,14 @@
 //! its [`Enforcement`] says why (README, "Topic configs"), and the node
 //! logs it once the first time a topic sets it.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
-use crate::config::Limits;
+use crate::config::{ConfigType, Limits};
+use crate::log::configs::{compacted, log_append_time, ConfigLookup};
 use crate::log::retention::RetentionDefaults;
 use crate::log::batch::{BatchPolicy, TimestampRule};
 
-/// Read access to a topic's configs: its own (a map), or as they apply on
-/// a node (`dynamic_config::EffectiveConfigs`, with the broker defaults).
-pub trait ConfigLookup {
-    fn value(&self, key: &str) -> Option<Cow<'_, str>>;
-
-    /// A numeric config, if set and parsable.
-    fn num(&self, key: &str) -> Option<i64> {
-        self.value(key).and_then(|v| v.trim().parse::<i64>().ok())
-    }
-}
-
-impl ConfigLookup for BTreeMap<String, String> {
-    fn value(&self, key: &str) -> Option<Cow<'_, str>> {
-        self.get(key).map(|v| Cow::Borrowed(v.as_str()))
-    }
-}
-
-/// Kafka's config types, as DescribeConfigs v3+ reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigType {
-    Boolean = 1,
-    String = 2,
-    Int = 3,
-    Long = 5,
-    Double = 6,
-    List = 7,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Check {
@@ -249,16 +222,6 @@ pub fn batch_policy(configs: &impl ConfigLookup, limits: &Limits) -> BatchPolicy
         },
         key_required: compacted(configs),
     }
-}
-
-/// Whether the topic's cleanup.policy includes `compact`.
-pub fn compacted(configs: &impl ConfigLookup) -> bool {
-    configs.value("cleanup.policy").is_some_and(|p| p.split(',').any(|x| x.trim().eq_ignore_ascii_case("compact")))
-}
-
-/// Whether the broker stamps the topic's batches (message.timestamp.type).
-pub fn log_append_time(configs: &impl ConfigLookup) -> bool {
-    configs.value("message.timestamp.type").is_some_and(|t| t.trim().eq_ignore_ascii_case("LogAppendTime"))
 }
 
 #[cfg(test)]

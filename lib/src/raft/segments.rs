@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use crate::engine::{StorageEngine, Transport};
-use crate::groups::GroupManager;
+use crate::raft::engine::{StorageEngine, Transport};
+use crate::raft::groups::GroupManager;
 use crate::log::retention::SegmentRule;
-use crate::metadata::ClusterMetadata;
+use crate::cluster::metadata::ClusterMetadata;
 use crate::offsets::OFFSETS_TOPIC;
-use crate::types::TopicPartition;
+use crate::TopicPartition;
 
 /// How often every replica's segment rule and snapshot are looked at.
 const SEGMENT_CHECK: Duration = Duration::from_secs(2);

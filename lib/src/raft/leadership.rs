@@ -16,10 +16,10 @@ use std::collections::HashMap;
 
 use tracing::{info, warn};
 
-use crate::engine::{StorageEngine, Transport};
-use crate::groups::GroupManager;
+use crate::raft::engine::{StorageEngine, Transport};
+use crate::raft::groups::GroupManager;
 use crate::store::{PartitionStore, StoreError};
-use crate::types::{GroupId, NodeId, TopicPartition};
+use crate::{GroupId, NodeId, TopicPartition};
 
 /// Partitions one node hands over per look (a bound on leadership churn).
 const BALANCE_MOVES_MAX: usize = 64;

@@ -11,13 +11,13 @@ use std::time::Duration;
 use openraft::impls::ProgressResponder;
 use tracing::{info, warn};
 
-use crate::engine::{StorageEngine, Transport};
-use crate::groups::{GroupManager, PartitionGroup};
+use crate::raft::engine::{StorageEngine, Transport};
+use crate::raft::groups::{GroupManager, PartitionGroup};
 use crate::log::retention::Retention;
-use crate::metadata::ControllerError;
+use crate::cluster::metadata::ControllerError;
 use crate::offsets::OFFSETS_TOPIC;
 use crate::store::StoreError;
-use crate::types::{Command, CommandResult, Offset, TopicPartition};
+use crate::{Command, CommandResult, Offset, TopicPartition};
 
 /// How long a trim may take to commit before DeleteRecords times out.
 const TRIM_WAIT: Duration = Duration::from_secs(30);
