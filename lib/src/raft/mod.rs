@@ -1,7 +1,8 @@
 //! The Raft runtime: the openraft type configuration (`types`), the storage
 //! and transport it runs on (`engine`), the group manager that owns every
 //! Raft group of this node (`groups`) and serves the partition store on top
-//! of it (`broker`), node liveness and campaigns (`liveness`, `isr`), and the
+//! of it (`broker`), node liveness and campaigns (`liveness`, `isr`, the loop in `timing`),
+//! Raft RPCs from peers (`rpc`), and the
 //! drivers that carry out the cluster's plans and the log's housekeeping:
 //! partition moves (`reassignment`), membership (`membership`), leader
 //! balance (`leadership`), retention (`trim`), compaction, segments, deleted
@@ -17,7 +18,9 @@ pub mod liveness;
 pub mod membership;
 pub mod offset_expiry;
 pub mod reassignment;
+mod rpc;
 pub mod segments;
+mod timing;
 pub mod topic_cleanup;
 pub mod trim;
 pub mod types;
