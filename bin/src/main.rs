@@ -187,6 +187,11 @@ struct Flags {
     /// node joins it (see README, "Growing and shrinking a cluster").
     #[arg(long, env = "CHRONIK_JOIN")]
     join: Option<String>,
+    /// host:port where peers reach this node's Raft port, for a node not
+    /// listed in [cluster] nodes (default: the advertised host, the
+    /// --raft-listen port).
+    #[arg(long)]
+    advertised_raft_addr: Option<String>,
     /// Most voters of the controller group (default 5); other nodes are its
     /// learners.
     #[arg(long)]
@@ -238,7 +243,7 @@ impl Flags {
             log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms,
             offsets_retention_minutes, offsets_retention_ms, offsets_retention_check_interval_ms,
             auto_leader_rebalance_enable, leader_imbalance_check_interval_ms, leader_imbalance_per_broker_percentage,
-            controller_voters_max, partition_autobalancing, partition_moves_max, broker_rack, replica_selector);
+            controller_voters_max, partition_autobalancing, partition_moves_max, broker_rack, replica_selector, advertised_raft_addr);
         Ok(file.resolve()?)
     }
 }

@@ -152,6 +152,7 @@ pub struct FileConfig {
     pub offsets_topic_segment_bytes: Option<u64>,
     pub producer_id_expiration_ms: Option<i64>,
     pub join: Option<String>,
+    pub advertised_raft_addr: Option<String>,
     pub broker_rack: Option<String>,
     pub replica_selector: Option<ReplicaSelector>,
     pub controller_voters_max: Option<usize>,
@@ -317,9 +318,18 @@ impl FileConfig {
         let kafka_listen = self.kafka_listen.unwrap_or_else(|| format!("0.0.0.0:{adv_port}"));
         let (_, kafka_port) = split_host_port(&kafka_listen)?;
         if nodes.is_empty() {
+            // Standalone, or joining: peers reach this node's Raft port at
+            // the advertised host (or as given), on the port it listens on.
             let (host, _) = split_host_port(&advertised)?;
-            let raft_addr = with_port(&host, kafka_port + RAFT_PORT_OFFSET);
+            let raft_port = match &self.raft_listen {
+                Some(l) => split_host_port(l)?.1,
+                None => kafka_port + RAFT_PORT_OFFSET,
+            };
+            let raft_addr = self.advertised_raft_addr.clone().unwrap_or_else(|| with_port(&host, raft_port));
+            split_host_port(&raft_addr)?;
             nodes.insert(node_id, NodeAddr { kafka_addr: advertised.clone(), raft_addr });
+        } else if self.advertised_raft_addr.is_some() {
+            return Err(ConfigError::Invalid("advertised_raft_addr is for a node not listed in [cluster] nodes (standalone or joining); a listed node's raft_addr says it".into()));
         }
         let me = nodes.get_mut(&node_id).ok_or(ConfigError::UnknownNode(node_id))?;
         me.kafka_addr = advertised;
@@ -557,6 +567,16 @@ pub enum ConfigType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joining_node_advertises_the_raft_port_it_listens_on() {
+        let f = FileConfig { node_id: Some(4), join: Some("n1:9192".into()), advertised_addr: Some("n4:9092".into()), raft_listen: Some("0.0.0.0:7000".into()), ..Default::default() };
+        let c = f.resolve().unwrap();
+        assert_eq!(c.nodes[&4].raft_addr, "n4:7000");
+        assert_eq!(c.join.as_deref(), Some("n1:9192"));
+        let f = FileConfig { node_id: Some(4), join: Some("n1:9192".into()), advertised_addr: Some("n4:9092".into()), advertised_raft_addr: Some("gw:8000".into()), ..Default::default() };
+        assert_eq!(f.resolve().unwrap().nodes[&4].raft_addr, "gw:8000");
+    }
 
     #[test]
     fn enum_flags_parse_as_toml_spells_them() {
