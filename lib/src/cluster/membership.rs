@@ -159,6 +159,20 @@ pub fn drain_moves(md: &ClusterMetadata, alive: impl Fn(NodeId) -> bool, budget:
     (moves, stuck)
 }
 
+/// Partitions with a replica on a draining node whose replicas (before any
+/// move) have no live majority: Raft cannot change their membership, so
+/// the drain waits for enough of them to come back.
+pub fn stalled_drains(md: &ClusterMetadata, alive: impl Fn(NodeId) -> bool) -> Vec<TopicPartition> {
+    md.partitions()
+        .filter(|(_, a)| a.replicas.iter().any(|n| md.draining.contains(n)))
+        .filter(|(_, a)| {
+            let voters = a.reassignment.as_ref().map_or(&a.replicas, |r| &r.original);
+            voters.iter().filter(|n| alive(**n)).count() * 2 <= voters.len()
+        })
+        .map(|(tp, _)| tp)
+        .collect()
+}
+
 /// Up to `budget` moves filling the nodes added to the cluster
 /// (`md.balance_onto`): while one holds fewer replicas than its share
 /// (the average, rounded down) and the most loaded live node holds at least
@@ -360,6 +374,11 @@ mod tests {
         assert_eq!(moves[1], (TopicPartition::new("t", 1), vec![1, 4]));
         assert_eq!(moves[2].1, vec![2, 4], "position kept, node 2 stays a replica");
         assert_eq!(drain_moves(&md, |_| true, 1).0.len(), 1, "within the budget");
+        // RF 2 with node 3 dead and draining: no majority, stalled; RF 3 with
+        // one dead is not.
+        let mut md = cluster(&[1, 2, 3, 4], &[&[3, 1], &[1, 2, 3]]);
+        md.draining.insert(3);
+        assert_eq!(stalled_drains(&md, |n| n != 3), vec![TopicPartition::new("t", 0)]);
         // Nowhere to go.
         let mut md = cluster(&[1, 2], &[&[1, 2]]);
         md.draining.insert(2);

@@ -128,6 +128,8 @@ pub struct GroupManager<E: StorageEngine, T: Transport> {
     pub(crate) offsets_topic_creation: tokio::sync::Mutex<()>,
     /// The moves of partitions led here, as last stepped (`crate::cluster::moves`).
     pub(crate) move_progress: RwLock<HashMap<TopicPartition, crate::cluster::moves::MoveProgress>>,
+    /// When a waiting decommission was last logged (`crate::raft::membership`).
+    pub(super) membership_warned: std::sync::Mutex<Option<Instant>>,
     /// The last reading of the data disk's free bytes, and when it was taken.
     pub(super) disk_free: std::sync::Mutex<(Instant, Option<u64>)>,
     pub metrics: Arc<Metrics>,
@@ -206,6 +208,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             offsets_topic_creation: tokio::sync::Mutex::new(()),
             disk_free: std::sync::Mutex::new((Instant::now() - DISK_CHECK_EVERY, None)),
             move_progress: Default::default(),
+            membership_warned: Default::default(),
             metrics,
         });
         // Every counter exists from the start, at 0 (a standalone node never

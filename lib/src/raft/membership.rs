@@ -8,7 +8,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::ChangeMembers;
 use tracing::{info, warn};
 
-use crate::cluster::membership::{balance_moves, controller_plan, drain_moves, moves_in_flight, replication_factor_moves, ControllerStep, NodeMembership};
+use crate::cluster::membership::{balance_moves, controller_plan, drain_moves, moves_in_flight, replication_factor_moves, stalled_drains, ControllerStep, NodeMembership};
 use crate::cluster::metadata::{ClusterMetadata, ControllerCommand, ControllerError};
 use crate::config::Autobalancing;
 use crate::raft::engine::{StorageEngine, Transport};
@@ -18,6 +18,9 @@ use crate::{NodeAddr, NodeId, TopicPartition};
 
 /// How often the controller leader looks at membership, drains and balance.
 pub const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+/// How often a decommission that waits is logged.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// How long one change of the controller group's membership may take.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,8 +56,15 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             }
         }
         let (drains, stuck) = drain_moves(&md, alive, budget);
-        if !stuck.is_empty() {
-            warn!(node_id = me, partitions = ?stuck, "decommission: no live node can take these replicas yet");
+        if !md.draining.is_empty() && self.membership_warning_due() {
+            let names = |tps: &[TopicPartition]| tps.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+            if !stuck.is_empty() {
+                warn!(node_id = me, partitions = %names(&stuck), "decommission waits: no live node can take these replicas yet");
+            }
+            let stalled = stalled_drains(&md, alive);
+            if !stalled.is_empty() {
+                warn!(node_id = me, partitions = %names(&stalled), draining = ?md.draining, "decommission waits: these partitions have no live majority of replicas, so Raft cannot move them until enough replicas come back");
+            }
         }
         budget -= drains.len();
         self.start_moves(drains, "decommission").await;
@@ -70,6 +80,17 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 let _ = self.propose(ControllerCommand::BalancedOnto { node }).await;
             }
         }
+    }
+
+    /// Whether a waiting decommission should be logged again (every
+    /// [`WARN_EVERY`], not every look).
+    fn membership_warning_due(&self) -> bool {
+        let mut last = self.membership_warned.lock().unwrap();
+        let due = last.is_none_or(|t| t.elapsed() >= WARN_EVERY);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 
     async fn start_moves(&self, moves: Vec<(TopicPartition, Vec<NodeId>)>, why: &str) {
