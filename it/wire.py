@@ -65,9 +65,8 @@ def parse_produce_v3(reply):
     return index, err, base
 
 
-def varint(v):
-    """Zig-zag varint, as record fields use it."""
-    v = (v << 1) ^ (v >> 63)
+def uvarint(v):
+    """Unsigned varint, as flexible versions' lengths use it."""
     out = b""
     while True:
         b = v & 0x7F
@@ -76,6 +75,11 @@ def varint(v):
             out += bytes([b | 0x80])
         else:
             return out + bytes([b])
+
+
+def varint(v):
+    """Zig-zag varint, as record fields use it."""
+    return uvarint((v << 1) ^ (v >> 63))
 
 
 def raw_batch(records_body, count, attributes=0, base_timestamp=0, producer_id=-1, epoch=-1, sequence=-1, corrupt=False):

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds every client the compatibility scenario runs besides the Python ones
 # (it/setup.sh puts those, with kcat, in place first): kafkajs (npm, pinned in
-# package-lock.json), franz-go (Go modules, pinned in go.sum) and the Java
-# client (Maven, pinned in pom.xml). Idempotent; each step is skipped while
+# package-lock.json), franz-go (Go modules, pinned in go.sum), the Java
+# client (Maven, pinned in pom.xml) and Apache Kafka's tools (it/kafka/pom.xml). Idempotent; each step is skipped while
 # its output is newer than its inputs.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,4 +21,8 @@ for src in "$here"/java/src/main/java/*.java; do
   newer "$here/java/target/classes/$(basename "$src" .java).class" "$here/java/pom.xml" "$src" || java_ok=false
 done
 $java_ok || (cd "$here/java" && mvn -q -B package)
+# Apache Kafka 4.4's own jars (its CLI tools, for kafka_cli.py), from Maven Central.
+kafka_lib="${KAFKA_LIB:-$here/../../target/apache-kafka-4.4.0/lib}"
+[ -e "$kafka_lib/kafka-tools-4.4.0.jar" ] \
+  || mvn -q -B -f "$here/../kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$kafka_lib" -DincludeScope=runtime
 echo "compat clients ready"

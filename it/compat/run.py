@@ -30,6 +30,7 @@ CLIENTS = [
     ("aiokafka", [PY, f"{HERE}/scenario.py", "aiokafka"]),
     ("kafkajs", ["node", f"{HERE}/node/compat.js"]),
     ("franz-go", [f"{HERE}/go/compat-franz"]),
+    ("kafka-cli", [PY, f"{HERE}/kafka_cli.py"]),
 ]
 CLIENT_TIMEOUT_S = 300
 

@@ -172,6 +172,21 @@ mod tests {
             ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(Some(vec![
                 describe_log_dirs_request::DescribableLogDirTopic::default().with_partitions(vec![0]),
             ]))),
+            ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default().with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default().with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default()]),
+            ])),
+            ApiKey::DescribeProducers => RequestKind::DescribeProducers(
+                DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default().with_partition_indexes(vec![0])]),
+            ),
+            ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default().with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+            ])),
+            ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
+                DescribeTopicPartitionsRequest::default()
+                    .with_topics(vec![describe_topic_partitions_request::TopicRequest::default()])
+                    .with_cursor(Some(describe_topic_partitions_request::Cursor::default())),
+            ),
+            ApiKey::ListConfigResources => RequestKind::ListConfigResources(ListConfigResourcesRequest::default().with_resource_types(vec![2])),
             _ => return Err(()),
         })
     }

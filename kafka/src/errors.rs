@@ -47,7 +47,9 @@ pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
 pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const INVALID_RECORD: i16 = 87;
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
 
 pub fn code(err: &StoreError) -> i16 {
     match err {

@@ -72,6 +72,9 @@ pub enum GroupCommand {
     /// if it is still the commit of that time, so a commit that raced the
     /// decision stays. A group left Empty without offsets goes with them.
     ExpireOffsets { group: String, offsets: Vec<(String, i32, i64)> },
+    /// Removes a group's committed offsets of some partitions
+    /// (OffsetDelete). The group itself stays.
+    DeleteOffsets { group: String, offsets: Vec<(String, i32)> },
 }
 
 impl GroupCommand {
@@ -82,7 +85,8 @@ impl GroupCommand {
             | GroupCommand::Store { group, .. }
             | GroupCommand::Delete { group }
             | GroupCommand::StoreAt { group, .. }
-            | GroupCommand::ExpireOffsets { group, .. } => group,
+            | GroupCommand::ExpireOffsets { group, .. }
+            | GroupCommand::DeleteOffsets { group, .. } => group,
             GroupCommand::ForgetTopic { .. } => "",
         }
     }

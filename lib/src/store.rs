@@ -132,6 +132,28 @@ pub struct NodeView {
     pub alive: bool,
 }
 
+/// One replica of the controller group ([`QuorumView`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplica {
+    pub node: NodeId,
+    /// The index after its last entry (None: not known here).
+    pub log_end: Option<u64>,
+    /// When it last answered the leader, wall-clock ms (None: not known).
+    pub last_ack_ms: Option<i64>,
+}
+
+/// The controller group's Raft state (Kafka's DescribeQuorum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumView {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    /// The index after the last committed entry.
+    pub high_watermark: u64,
+    pub voters: Vec<QuorumReplica>,
+    /// Learners: nodes that receive the metadata but do not vote.
+    pub observers: Vec<QuorumReplica>,
+}
+
 #[derive(Debug, Clone)]
 pub struct PartitionView {
     pub partition: i32,
@@ -259,6 +281,12 @@ pub trait PartitionStore: Send + Sync + 'static {
     /// Whether Metadata for an unknown topic creates it.
     fn auto_create_topics(&self) -> bool;
 
+    /// The topic with Kafka topic id `id`, if there is one.
+    fn topic_name(&self, id: u128) -> Option<String>;
+
+    /// Topic `name`'s Kafka topic id, if it exists.
+    fn topic_id(&self, name: &str) -> Option<u128>;
+
     fn create_topic(&self, spec: TopicSpec, validate_only: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn delete_topic(&self, name: String) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -327,6 +355,13 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// The first batch whose max timestamp is >= `timestamp`, with its base offset.
     fn batch_at_timestamp(&self, tp: &TopicPartition, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+
+    /// The newest timestamp of any record of the partition (None: none).
+    fn newest_timestamp(&self, tp: &TopicPartition) -> Result<Option<i64>, StoreError>;
+
+    /// The idempotent producers the partition's leader remembers
+    /// (DescribeProducers), by producer id.
+    fn producers(&self, tp: &TopicPartition) -> Result<Vec<(i64, crate::log::producers::ProducerState)>, StoreError>;
 
     /// The partition replicas hosted on this node.
     fn replicas(&self) -> Vec<ReplicaView>;
@@ -407,4 +442,7 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// Each node's place in the cluster (controller role, draining).
     fn membership(&self) -> BTreeMap<NodeId, crate::cluster::membership::NodeMembership>;
+
+    /// The controller group's Raft state as this node sees it.
+    fn controller_quorum(&self) -> QuorumView;
 }

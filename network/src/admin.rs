@@ -147,6 +147,7 @@ fn topics_json(view: &ClusterView) -> serde_json::Value {
         .iter()
         .map(|t| json!({
             "name": t.name,
+            "id": chronik::cluster::metadata::uuid_text(t.id),
             "configs": t.configs,
             "partitions": t.partitions.iter().map(|p| json!({
                 "partition": p.partition,
@@ -326,6 +327,7 @@ fn topic_detail<S: PartitionStore>(store: &S, name: &str) -> Option<serde_json::
         .collect();
     Some(json!({
         "name": t.name,
+        "id": chronik::cluster::metadata::uuid_text(t.id),
         "internal": t.internal,
         "configs": t.configs,
         "partitions": t.partitions.iter().map(|p| {

@@ -486,6 +486,20 @@ impl PartitionLog for PartitionReader {
         }
     }
 
+    fn producers(&self) -> Result<Vec<(i64, ProducerState)>, StoreError> {
+        scan_values(&self.inner.sm, &keys::tag(self.group, keys::PRODUCER))
+            .map(|kv| -> io::Result<(i64, ProducerState)> {
+                let (k, v) = kv?;
+                Ok((i64::from_be_bytes(k[9..17].try_into().map_err(io_err)?), decode(&v)?))
+            })
+            .collect::<io::Result<_>>()
+            .map_err(|e| self.inner.storage_err(e))
+    }
+
+    fn newest_timestamp(&self) -> Result<Option<i64>, StoreError> {
+        time_index::newest(&self.inner, self.group).map_err(|e| self.inner.storage_err(e))
+    }
+
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError> {
         // No batch before the one the time index names is as new; from
         // there (or the log start), the first that is.
@@ -876,6 +890,11 @@ impl SledStateMachine {
                         w.remove_small(&keys::tagged(g, keys::GROUP_TIME, group.as_bytes()));
                     }
                     info!(node_id = self.inner.node, group = %g, consumer_group = group, expired = offsets.len(), "committed offsets expired (offsets.retention.minutes)");
+                }
+                GroupCommand::DeleteOffsets { group, offsets } => {
+                    for (topic, partition) in offsets {
+                        w.remove(&keys::offset(g, group, topic, *partition))?;
+                    }
                 }
                 GroupCommand::Delete { group } => {
                     // Offsets committed earlier in this apply are still in

@@ -15,6 +15,7 @@
 
 
 mod group;
+mod offset_delete;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex, Weak};

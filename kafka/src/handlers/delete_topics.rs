@@ -7,47 +7,37 @@ use crate::errors;
 use crate::server::Context;
 
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
-    // v6 names topics in `topics` (by name or id); earlier versions in `topic_names`.
-    let names: Vec<Result<String, uuid::Uuid>> = if version >= 6 {
-        req.topics.iter().map(|t| t.name.as_ref().map(|n| n.0.to_string()).ok_or(t.topic_id)).collect()
+    // v6 names topics in `topics` (by name or by id); earlier versions in `topic_names`.
+    let asked: Vec<(Result<String, i16>, uuid::Uuid)> = if version >= 6 {
+        req.topics
+            .iter()
+            .map(|t| match &t.name {
+                Some(n) => (Ok(n.0.to_string()), super::topic_uuid(ctx, n)),
+                None => (super::topic_named(ctx, &TopicName::default(), t.topic_id, true), t.topic_id),
+            })
+            .collect()
     } else {
-        req.topic_names.iter().map(|n| Ok(n.0.to_string())).collect()
+        req.topic_names.iter().map(|n| (Ok(n.0.to_string()), uuid::Uuid::nil())).collect()
     };
     let mut resp = DeleteTopicsResponse::default();
-    for name in names {
+    for (name, id) in asked {
         let mut r = DeletableTopicResult::default();
-        match name {
+        r.topic_id = id;
+        let result = match name {
             Ok(name) => {
                 r.name = Some(TopicName(super::str(name.clone())));
-                match ctx.store.delete_topic(name.clone()).await {
-                    Ok(()) => info!(topic = %name, "deleted topic"),
-                    Err(e) => {
-                        r.error_code = errors::code(&e);
-                        if version >= 5 {
-                            r.error_message = Some(super::str(e.to_string()));
-                        }
-                    }
+                let result = ctx.store.delete_topic(name.clone()).await.map_err(|e| (errors::code(&e), e.to_string()));
+                if result.is_ok() {
+                    info!(topic = %name, "deleted topic");
                 }
+                result
             }
-            Err(id) => {
-                let view = ctx.store.cluster_view(None);
-                match view.topics.iter().find(|t| uuid::Uuid::from_u128(t.id) == id) {
-                    Some(t) => {
-                        r.name = Some(TopicName(super::str(t.name.clone())));
-                        r.topic_id = id;
-                        if let Err(e) = ctx.store.delete_topic(t.name.clone()).await {
-                            r.error_code = errors::code(&e);
-                            if version >= 5 {
-                            r.error_message = Some(super::str(e.to_string()));
-                        }
-                        }
-                    }
-                    None => {
-                        r.topic_id = id;
-                        r.error_code = 100; // UNKNOWN_TOPIC_ID
-                        r.error_message = Some(super::str(format!("no topic with id {id}")));
-                    }
-                }
+            Err(code) => Err((code, format!("no topic has id {id}"))),
+        };
+        if let Err((code, message)) = result {
+            r.error_code = code;
+            if version >= 5 {
+                r.error_message = Some(super::str(message));
             }
         }
         resp.responses.push(r);

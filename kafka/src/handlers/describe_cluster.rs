@@ -7,6 +7,7 @@ use crate::server::Context;
 pub fn handle<S: PartitionStore>(ctx: &Context<S>, version: i16) -> DescribeClusterResponse {
     let view = ctx.store.cluster_view(Some(&[]));
     let controller = view.controller_for_clients(ctx.store.node_id());
+    // v2's include_fenced_brokers changes nothing: no node here is fenced.
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(super::str(view.cluster_id))
         .with_controller_id(BrokerId(controller as i32));

@@ -9,6 +9,12 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeGroupsRequ
     for group_id in req.groups {
         let mut g = DescribedGroup::default().with_group_id(group_id.clone());
         match ctx.groups.describe(&group_id.0).await {
+            // v6 (KIP-1043): a group that does not exist is an error.
+            Ok(d) if version >= 6 && d.state == crate::coordinator::State::Dead => {
+                g.error_code = crate::errors::GROUP_ID_NOT_FOUND;
+                g.error_message = Some(super::str(format!("group {} not found", group_id.0)));
+                g.group_state = super::str("Dead");
+            }
             Ok(d) => {
                 g.group_state = super::str(d.state.name());
                 g.protocol_type = super::str(d.protocol_type);
@@ -32,6 +38,9 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeGroupsRequ
             }
             Err(code) => {
                 g.error_code = code;
+                if version >= 6 {
+                    g.error_message = Some(super::str(format!("group {} could not be described here", group_id.0)));
+                }
                 g.group_state = super::str("Dead");
             }
         }

@@ -67,8 +67,9 @@ impl Gather {
             let mut t = FetchableTopicResponse::default();
             t.topic = topic.topic.clone();
             t.topic_id = topic.topic_id;
+            let named = super::topic_named(ctx, &topic.topic, topic.topic_id, version >= 13);
             for p in &topic.partitions {
-                let tp = TopicPartition::new(topic.topic.0.as_str(), p.partition);
+                let tp = TopicPartition::new(named.as_deref().unwrap_or_default(), p.partition);
                 let mut out = PartitionData::default();
                 out.partition_index = p.partition;
                 out.high_watermark = -1;
@@ -76,6 +77,11 @@ impl Gather {
                 out.log_start_offset = -1;
                 out.preferred_read_replica = (-1).into();
                 out.aborted_transactions = Some(vec![]);
+                if let Err(code) = named {
+                    out.error_code = code;
+                    parts.push(Part { tp, topic: topics.len(), next: p.fetch_offset, max_bytes: 0, batches: vec![], bytes: 0, out, watch: None, seen: -1, from });
+                    continue;
+                }
                 let mut max_bytes = p.partition_max_bytes.max(0) as usize;
                 if let Some(n) = (!rack.is_empty()).then(|| ctx.store.preferred_read_replica(&tp, rack)).flatten() {
                     // Only the serving leader redirects; it answers offsets, no records.

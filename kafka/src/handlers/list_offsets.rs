@@ -6,8 +6,16 @@ use kafka_protocol::records::RecordBatchDecoder;
 use crate::errors;
 use crate::server::Context;
 
+// Kafka's special timestamps (ListOffsetsRequest.json).
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// v7+: the record with the newest timestamp (KIP-734).
+const MAX_TIMESTAMP: i64 = -3;
+/// v8+: the first offset held locally (KIP-405); with no tiered storage,
+/// the log start.
+const EARLIEST_LOCAL: i64 = -4;
+/// v9+: the last offset in tiered storage (KIP-1005); none here.
+const LATEST_TIERED: i64 = -5;
 
 /// The first record at or after `timestamp`: the store finds the batch by its
 /// max timestamp, then the records inside it are decoded (off the hot path).
@@ -43,7 +51,12 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListOffsetsRequest
             out.leader_epoch = -1;
             let result = match p.timestamp {
                 LATEST => ctx.store.offsets(&tp).map(|(_, hwm)| Some((hwm, -1))),
-                EARLIEST => ctx.store.offsets(&tp).map(|(start, _)| Some((start, -1))),
+                EARLIEST | EARLIEST_LOCAL => ctx.store.offsets(&tp).map(|(start, _)| Some((start, -1))),
+                MAX_TIMESTAMP => match ctx.store.newest_timestamp(&tp) {
+                    Ok(Some(newest)) => by_timestamp(ctx, &tp, newest),
+                    other => other.map(|_| None),
+                },
+                LATEST_TIERED => ctx.store.offsets(&tp).map(|_| None),
                 ts => by_timestamp(ctx, &tp, ts),
             };
             match result {

@@ -15,10 +15,19 @@ const ELECTION_POLL: Duration = Duration::from_millis(20);
 
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, version: i16) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all topics.
+    // v10+ may name a topic by id instead; an unknown id is UNKNOWN_TOPIC_ID.
+    let mut unknown_ids = Vec::new();
     let requested: Option<Vec<String>> = match &req.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
-        Some(t) => Some(t.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect()),
+        Some(t) => Some(
+            t.iter()
+                .filter_map(|t| match &t.name {
+                    Some(n) => Some(n.0.to_string()),
+                    None => super::topic_named(ctx, &TopicName::default(), t.topic_id, true).map_err(|_| unknown_ids.push(t.topic_id)).ok(),
+                })
+                .collect(),
+        ),
     };
     let auto_create = ctx.store.auto_create_topics() && (version < 4 || req.allow_auto_topic_creation);
     let mut failed: Vec<(String, i16)> = Vec::new();
@@ -48,7 +57,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
     }
     let mut resp = MetadataResponse::default();
     if version >= 2 {
-        resp.cluster_id = Some(super::str(view.cluster_id.clone()));
+        resp.cluster_id = Some(view.cluster_id.clone()).filter(|c| !c.is_empty()).map(super::str);
     }
     if version >= 1 {
         // Never -1 nor a dead node: librdkafka's admin client waits for the
@@ -100,6 +109,12 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
         let mut mt = MetadataResponseTopic::default();
         mt.name = Some(TopicName(super::str(name)));
         mt.error_code = code;
+        resp.topics.push(mt);
+    }
+    for id in unknown_ids {
+        let mut mt = MetadataResponseTopic::default();
+        mt.topic_id = id;
+        mt.error_code = errors::UNKNOWN_TOPIC_ID;
         resp.topics.push(mt);
     }
     resp

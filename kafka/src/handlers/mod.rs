@@ -13,6 +13,9 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
@@ -22,10 +25,12 @@ pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
+pub mod list_config_resources;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
@@ -35,7 +40,7 @@ use std::sync::Arc;
 
 use chronik::cluster::dynamic_config::{ConfigOp, ConfigResource};
 use chronik::PartitionStore;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::server::{Caller, Context};
@@ -88,6 +93,11 @@ pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind,
         }
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&ctx, r, version)),
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&ctx, r)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(&ctx, r).await),
+        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(&ctx, r)),
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(&ctx, r)),
+        RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(describe_quorum::handle(&ctx, r, version)),
+        RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(list_config_resources::handle(&ctx, r, version)),
         other => unreachable!("{other:?} passed the version table but has no handler"),
     }
 }
@@ -129,6 +139,11 @@ pub fn error_codes(resp: &ResponseKind) -> Vec<i16> {
             .collect(),
         ResponseKind::ListPartitionReassignments(r) => vec![r.error_code],
         ResponseKind::DescribeLogDirs(r) => std::iter::once(r.error_code).chain(r.results.iter().map(|d| d.error_code)).collect(),
+        ResponseKind::OffsetDelete(r) => std::iter::once(r.error_code).chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).collect(),
+        ResponseKind::DescribeProducers(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
+        ResponseKind::DescribeTopicPartitions(r) => r.topics.iter().map(|t| t.error_code).collect(),
+        ResponseKind::DescribeQuorum(r) => std::iter::once(r.error_code).chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).collect(),
+        ResponseKind::ListConfigResources(r) => vec![r.error_code],
         _ => vec![],
     };
     codes.into_iter().filter(|c| *c != 0).collect()
@@ -173,6 +188,21 @@ pub(crate) async fn alter_configs<S: PartitionStore>(
             (crate::errors::code(&e), Some(e.to_string()))
         }
     }
+}
+
+/// The topic a request names: by name, or by topic id in the versions
+/// that address topics so (Produce v13, Fetch v13+). An unknown id is
+/// UNKNOWN_TOPIC_ID, as Kafka answers it.
+pub(crate) fn topic_named<S: PartitionStore>(ctx: &Context<S>, name: &TopicName, id: uuid::Uuid, by_id: bool) -> Result<String, i16> {
+    if !by_id {
+        return Ok(name.0.to_string());
+    }
+    ctx.store.topic_name(id.as_u128()).ok_or(crate::errors::UNKNOWN_TOPIC_ID)
+}
+
+/// Topic `name`'s id for a response (the nil id for an unknown topic).
+pub(crate) fn topic_uuid<S: PartitionStore>(ctx: &Context<S>, name: &str) -> uuid::Uuid {
+    ctx.store.topic_id(name).map(uuid::Uuid::from_u128).unwrap_or_default()
 }
 
 pub fn str(s: impl Into<String>) -> StrBytes {

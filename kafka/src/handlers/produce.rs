@@ -36,20 +36,24 @@ pub async fn submit<S: PartitionStore>(
     let acks = Acks::from_kafka(req.acks);
     let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
     let deadline = tokio::time::Instant::now() + timeout;
-    let tps: Vec<TopicPartition> = req
+    // Produce v13 names topics by id; an unknown one fails its partitions.
+    let named: Vec<Result<String, i16>> = req.topic_data.iter().map(|t| super::topic_named(&ctx, &t.name, t.topic_id, version >= 13)).collect();
+    let tps: Vec<(TopicPartition, bool)> = req
         .topic_data
         .iter()
-        .flat_map(|t| t.partition_data.iter().map(|p| TopicPartition::new(t.name.0.as_str(), p.index)))
+        .zip(&named)
+        .flat_map(|(t, n)| t.partition_data.iter().map(move |p| (TopicPartition::new(n.as_deref().unwrap_or_default(), p.index), n.is_ok())))
         .collect();
-    futures::future::join_all(tps.iter().map(|tp| ctx.store.leader_ready(tp, deadline))).await;
+    futures::future::join_all(tps.iter().filter(|(_, known)| *known).map(|(tp, _)| ctx.store.leader_ready(tp, deadline))).await;
     let mut pending = Vec::new();
     let bytes_in = ctx.metrics.kafka_bytes_in.get_or_create(&ctx.metrics.node()).clone();
-    let mut tps = tps.into_iter();
-    for topic in req.topic_data {
+    let mut tps = tps.into_iter().map(|(tp, _)| tp);
+    for (topic, named) in req.topic_data.into_iter().zip(named) {
         let mut parts = Vec::new();
         for p in topic.partition_data {
             let tp = tps.next().expect("one per partition");
             let result = match (acks, p.records) {
+                _ if named.is_err() => Err((errors::UNKNOWN_TOPIC_ID, format!("no topic has id {}", topic.topic_id))),
                 (None, _) => Err((errors::INVALID_REQUIRED_ACKS, format!("acks={} is not one of 0, 1, -1", req.acks))),
                 (_, None) => Err((errors::CORRUPT_MESSAGE, format!("no records for {tp}"))),
                 (Some(acks), Some(records)) => {
@@ -68,13 +72,14 @@ pub async fn submit<S: PartitionStore>(
             };
             parts.push((p.index, result));
         }
-        pending.push((topic.name, parts));
+        pending.push((topic.name, topic.topic_id, parts));
     }
     let wait = async move {
         let mut resp = ProduceResponse::default();
-        for (name, parts) in pending {
+        for (name, topic_id, parts) in pending {
             let mut t = TopicProduceResponse::default();
             t.name = name;
+            t.topic_id = topic_id;
             for (index, result) in parts {
                 let p = match result {
                     Err((code, msg)) => partition_error(version, index, code, Some(msg)),

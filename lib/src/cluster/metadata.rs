@@ -96,6 +96,40 @@ pub enum ControllerCommand {
     BalancedOnto {
         node: NodeId,
     },
+    /// Names the cluster (Kafka's cluster id), once: proposed with a random
+    /// id by the first controller leader that finds it unset.
+    SetClusterId(u128),
+}
+
+/// A topic's id (Kafka's topic UUID): the same on every replica (a hash of
+/// the cluster id, the topic's first group id and its name), unique in a
+/// cluster (group ids are never reused, so a topic created again gets
+/// another) and across clusters (the cluster id is random). Shaped as a
+/// version-4 UUID; never Kafka's reserved ids (zero, one) nor one whose
+/// base64 starts with '-' (Kafka's tools would read it as an option).
+pub fn topic_id(cluster_id: u128, first_group: u64, name: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"chronik topic id\0");
+    h.update(cluster_id.to_be_bytes());
+    h.update(first_group.to_be_bytes());
+    h.update(name.as_bytes());
+    let digest = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    if b[0] >> 2 == 62 {
+        b[0] ^= 0x80;
+    }
+    u128::from_be_bytes(b)
+}
+
+/// Kafka's text form of a UUID (topic and cluster ids): URL-safe base64
+/// without padding, 22 characters.
+pub fn uuid_text(id: u128) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_be_bytes())
 }
 
 /// Producer ids a node gets at a time (InitProducerId hands them out).
@@ -210,6 +244,9 @@ pub struct ClusterMetadata {
     /// Each node's rack (Kafka's broker.rack), for those that have one.
     #[serde(default)]
     pub racks: BTreeMap<NodeId, String>,
+    /// Kafka's cluster id; None until the first controller leader names it.
+    #[serde(default)]
+    pub cluster_id: Option<u128>,
 }
 
 impl ClusterMetadata {
@@ -315,6 +352,11 @@ impl ClusterMetadata {
             }
             ControllerCommand::BalancedOnto { node } => {
                 self.balance_onto.remove(node);
+                Ok(())
+            }
+            ControllerCommand::SetClusterId(id) => {
+                // The first one proposed stands (two leaders may both propose).
+                self.cluster_id.get_or_insert(*id);
                 Ok(())
             }
             ControllerCommand::AlterConfigs { resource, ops, replace } => {
@@ -431,8 +473,7 @@ impl ClusterMetadata {
     }
 
     fn add_topic(&mut self, name: &str, partitions: Vec<PartitionAssignment>, configs: &BTreeMap<String, String>) {
-        // Stable and unique: derived from the last group id handed out.
-        let id = ((self.next_group as u128) << 64) | 0x4348_524f_4e49_4b00u128;
+        let id = topic_id(self.cluster_id.unwrap_or(0), self.next_group, name);
         self.topics.insert(name.to_string(), TopicMeta { name: name.to_string(), id, partitions, configs: configs.clone() });
     }
 
@@ -645,6 +686,38 @@ mod tests {
         // A node without a rack conflicts with none.
         m.apply(&ControllerCommand::RegisterNode { node: 6, addr: NodeAddr::default(), rack: None }).unwrap();
         assert_eq!(m.rack_of(6), "");
+    }
+
+    #[test]
+    fn topic_ids_are_stable_unique_and_shaped_as_kafka_wants() {
+        let mut m = cluster(3);
+        m.apply(&ControllerCommand::SetClusterId(7)).unwrap();
+        m.apply(&ControllerCommand::SetClusterId(8)).unwrap();
+        assert_eq!(m.cluster_id, Some(7), "the first cluster id stands");
+        create(&mut m, "a", 2, 1).unwrap();
+        let first = m.topics["a"].id;
+        // The same on every replica: a function of what the log says.
+        let mut again = cluster(3);
+        again.apply(&ControllerCommand::SetClusterId(7)).unwrap();
+        create(&mut again, "a", 2, 1).unwrap();
+        assert_eq!(again.topics["a"].id, first);
+        // Created again under the same name: another id.
+        m.apply(&ControllerCommand::DeleteTopic { name: "a".into() }).unwrap();
+        create(&mut m, "a", 2, 1).unwrap();
+        assert_ne!(m.topics["a"].id, first);
+        // Another cluster: another id.
+        assert_ne!(topic_id(8, 2, "a"), topic_id(7, 2, "a"));
+        let mut seen = BTreeSet::new();
+        for g in 0..5000u64 {
+            let id = topic_id(7, g, "t");
+            let b = id.to_be_bytes();
+            assert_eq!(b[6] >> 4, 4, "version 4");
+            assert_eq!(b[8] >> 6, 2, "RFC 4122 variant");
+            assert!(id > 1, "not Kafka's reserved ids");
+            assert!(!uuid_text(id).starts_with('-'), "{}", uuid_text(id));
+            assert_eq!(uuid_text(id).len(), 22);
+            assert!(seen.insert(id));
+        }
     }
 
     #[test]

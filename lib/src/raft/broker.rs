@@ -316,10 +316,11 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             })
             .collect();
         ClusterView {
-            cluster_id: "chronik".into(),
-            // No controller to talk to until it has registered the nodes:
-            // clients retry, and /v1/health/ready waits for this.
-            controller: if md.nodes.is_empty() { None } else { self.controller.metrics().borrow_watched().current_leader },
+            cluster_id: md.cluster_id.map(crate::cluster::metadata::uuid_text).unwrap_or_default(),
+            // No controller to talk to until it has registered the nodes
+            // and named the cluster: clients retry, and /v1/health/ready
+            // waits for this.
+            controller: if md.nodes.is_empty() || md.cluster_id.is_none() { None } else { self.controller.metrics().borrow_watched().current_leader },
             nodes,
             topics,
             broker_configs: md.broker_configs.clone(),
@@ -328,6 +329,14 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn auto_create_topics(&self) -> bool {
         self.cfg.auto_create_topics
+    }
+
+    fn topic_name(&self, id: u128) -> Option<String> {
+        self.metadata().topics.values().find(|t| t.id == id).map(|t| t.name.clone())
+    }
+
+    fn topic_id(&self, name: &str) -> Option<u128> {
+        self.metadata().topics.get(name).map(|t| t.id)
     }
 
     async fn create_topic(&self, spec: TopicSpec, validate_only: bool) -> Result<(), StoreError> {
@@ -542,6 +551,14 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
         self.serving_leader(tp)?.log.batch_at_timestamp(timestamp)
     }
 
+    fn newest_timestamp(&self, tp: &TopicPartition) -> Result<Option<i64>, StoreError> {
+        self.serving_leader(tp)?.log.newest_timestamp()
+    }
+
+    fn producers(&self, tp: &TopicPartition) -> Result<Vec<(i64, crate::log::producers::ProducerState)>, StoreError> {
+        self.serving_leader(tp)?.log.producers()
+    }
+
     fn cluster_addr(&self, node: NodeId) -> Option<String> {
         self.node_addr(node).map(|a| a.raft_addr)
     }
@@ -729,6 +746,10 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn membership(&self) -> std::collections::BTreeMap<NodeId, crate::cluster::membership::NodeMembership> {
         self.membership_view()
+    }
+
+    fn controller_quorum(&self) -> crate::store::QuorumView {
+        self.quorum_view()
     }
 
     fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::cluster::moves::MoveProgress>, StoreError> {

@@ -26,6 +26,10 @@ pub trait PartitionLog: Send + Sync + 'static {
     /// See [`crate::PartitionStore::read`]; only batches below the high watermark.
     fn read(&self, offset: Offset, max_bytes: usize) -> Result<Vec<Bytes>, StoreError>;
     fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StoreError>;
+    /// The newest timestamp of any batch (None: no batch).
+    fn newest_timestamp(&self) -> Result<Option<i64>, StoreError>;
+    /// The idempotent producers the partition remembers, by producer id.
+    fn producers(&self) -> Result<Vec<(i64, crate::log::producers::ProducerState)>, StoreError>;
     /// Bytes of the batches from the log start to the high watermark.
     fn retained_bytes(&self) -> u64;
     /// The log start offset `rule` allows at `now_ms` (see

@@ -203,6 +203,12 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                         warn!(node_id = me, error = %e, "registering nodes failed; will retry");
                     }
                 }
+            } else if md.cluster_id.is_none() && leads {
+                let id = uuid::Uuid::new_v4().as_u128();
+                info!(node_id = me, cluster_id = %crate::cluster::metadata::uuid_text(id), "naming the cluster");
+                if let Err(e) = self.propose(ControllerCommand::SetClusterId(id)).await {
+                    warn!(node_id = me, error = %e, "naming the cluster failed; will retry");
+                }
             } else if md.nodes.get(&me) != Some(&mine) || md.racks.get(&me) != self.cfg.rack.as_ref() {
                 let result = if md.nodes.is_empty() || !md.nodes.contains_key(&me) {
                     self.ask_to_join(&mine, &md).await
@@ -259,6 +265,34 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             );
         }
         out
+    }
+
+    /// The controller group's Raft state as this node sees it (Kafka's
+    /// DescribeQuorum): on the leader, every replica's progress; elsewhere,
+    /// only this node's own.
+    pub fn quorum_view(&self) -> crate::store::QuorumView {
+        use crate::store::QuorumReplica;
+        let me = self.node_id();
+        let m = self.controller.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let wall_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let replica = |n: NodeId| {
+            let (log_end, ago) = if n == me {
+                (m.last_log_index.map(|i| i + 1), Some(Duration::ZERO))
+            } else {
+                let matched = m.replication.as_ref().and_then(|r| r.get(&n)).map(|at| at.as_ref().map_or(0, |l| l.index + 1));
+                (matched, m.heartbeat.as_ref().and_then(|h| h.get(&n).cloned().flatten()).map(|i| openraft::Instant::elapsed(&*i)))
+            };
+            let last_ack_ms = ago.map(|d| wall_ms - d.as_millis() as i64);
+            QuorumReplica { node: n, log_end, last_ack_ms }
+        };
+        crate::store::QuorumView {
+            leader: m.current_leader,
+            term: m.current_term,
+            high_watermark: m.local_committed.map_or(0, |c| c.index + 1),
+            voters: membership.voter_ids().map(replica).collect(),
+            observers: membership.learner_ids().map(replica).collect(),
+        }
     }
 }
 
