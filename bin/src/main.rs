@@ -111,6 +111,15 @@ struct Flags {
     /// Smallest session timeout a consumer may ask for (default 6000, as Kafka).
     #[arg(long)]
     group_min_session_timeout_ms: Option<i32>,
+    /// Heartbeat interval of consumer-protocol (KIP-848) members (default 5000, as Kafka).
+    #[arg(long)]
+    group_consumer_heartbeat_interval_ms: Option<u64>,
+    /// How long a silent consumer-protocol member stays in its group (default 45000, as Kafka).
+    #[arg(long)]
+    group_consumer_session_timeout_ms: Option<u64>,
+    /// Most members of one consumer-protocol group (default 10000).
+    #[arg(long)]
+    group_consumer_max_size: Option<usize>,
     /// Free bytes the data disk must keep: below that, writes are refused
     /// and leaderships given up (default 64 MiB).
     #[arg(long)]
@@ -236,7 +245,8 @@ impl Flags {
             anyhow::bail!("`start` needs a --config with [cluster] nodes, or --join with a node of a running cluster; use `standalone` for one node");
         }
         macro_rules! set { ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* } }
-        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms, min_free_disk_bytes, cache_bytes,
+        set!(node_id, data_dir, advertised_addr, kafka_listen, raft_listen, admin_listen, auto_create_topics, default_partitions, frame_bytes_max, group_initial_rebalance_delay_ms, group_min_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms, group_consumer_session_timeout_ms, group_consumer_max_size, min_free_disk_bytes, cache_bytes,
             message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
             max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms,
             log_cleaner_dedupe_buffer_bytes, log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms, log_cleaner_backoff_ms,
@@ -301,6 +311,9 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         initial_rebalance_delay: std::time::Duration::from_millis(cfg.group_initial_rebalance_delay_ms),
         min_session_timeout_ms: cfg.group_min_session_timeout_ms,
         max_session_timeout_ms: cfg.group_max_session_timeout_ms,
+        consumer_heartbeat_interval: std::time::Duration::from_millis(cfg.group_consumer_heartbeat_interval_ms),
+        consumer_session_timeout: std::time::Duration::from_millis(cfg.group_consumer_session_timeout_ms),
+        consumer_max_size: cfg.group_consumer_max_size,
     };
     let metrics = Arc::new(Metrics::new(node));
     let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen), cfg.limits.replication_append_bytes_max, metrics.clone());

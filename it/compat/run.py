@@ -8,6 +8,7 @@ Usage: python3 it/compat/run.py [--only NAME ...] [--capture DIR]
 the node advertises) as fuzzer seeds: `make fuzz-seeds` fills fuzz/seeds."""
 import argparse
 import json
+import re
 import os
 import shutil
 import signal
@@ -24,6 +25,8 @@ PY = sys.executable
 
 CLIENTS = [
     ("java kafka-clients", ["java", "-cp", f"{HERE}/java/target/classes:{HERE}/java/target/dependency/*", "Compat"]),
+    ("java group.protocol=consumer", ["java", "-Dgroup.protocol=consumer", "-cp",
+                                      f"{HERE}/java/target/classes:{HERE}/java/target/dependency/*", "Compat"]),
     ("confluent-kafka", [PY, f"{HERE}/scenario.py", "confluent-kafka"]),
     ("kcat", [PY, f"{HERE}/kcat_scenario.py"]),
     ("kafka-python", [PY, f"{HERE}/scenario.py", "kafka-python"]),
@@ -65,7 +68,7 @@ def start_node(base, capture=None):
 
 
 def run_client(name, cmd, bootstrap):
-    slug = name.replace(" ", "-")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
     started = time.time()
     try:
         r = subprocess.run([*cmd, bootstrap, f"compat-{slug}", f"compat-group-{slug}"],
@@ -100,9 +103,9 @@ def main():
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     print()
-    print(f"{'client':<20} {'version':<28} {'result':<7} {'time':>6}  what failed")
+    print(f"{'client':<28} {'version':<28} {'result':<7} {'time':>6}  what failed")
     for name, r in rows:
-        print(f"{name:<20} {r.get('version', '?')[:28]:<28} {'pass' if r['ok'] else 'FAIL':<7} {r['seconds']:>5.1f}s  {r.get('error', '')}")
+        print(f"{name:<28} {r.get('version', '?')[:28]:<28} {'pass' if r['ok'] else 'FAIL':<7} {r['seconds']:>5.1f}s  {r.get('error', '')}")
     failed = [n for n, r in rows if not r["ok"]]
     if failed:
         print(f"\nfailed: {', '.join(failed)}; node log kept at {base}/chronik.log")

@@ -41,6 +41,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ListConfigResources, 0, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// Versions we actually decode (Produce below 3 is advertised but refused).
@@ -85,6 +87,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::DescribeQuorum => "describe_quorum",
         ApiKey::DescribeTopicPartitions => "describe_topic_partitions",
         ApiKey::ListConfigResources => "list_config_resources",
+        ApiKey::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
+        ApiKey::ConsumerGroupDescribe => "consumer_group_describe",
         _ => "other",
     }
 }

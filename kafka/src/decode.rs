@@ -186,6 +186,12 @@ mod tests {
                     .with_topics(vec![describe_topic_partitions_request::TopicRequest::default()])
                     .with_cursor(Some(describe_topic_partitions_request::Cursor::default())),
             ),
+            ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_subscribed_topic_names(Some(vec![TopicName::default()]))
+                    .with_topic_partitions(Some(vec![consumer_group_heartbeat_request::TopicPartitions::default().with_partitions(vec![0])])),
+            ),
+            ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId::default()])),
             ApiKey::ListConfigResources => RequestKind::ListConfigResources(ListConfigResourcesRequest::default().with_resource_types(vec![2])),
             _ => return Err(()),
         })

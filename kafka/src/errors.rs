@@ -43,6 +43,7 @@ pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
+pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
@@ -50,6 +51,10 @@ pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const FENCED_MEMBER_EPOCH: i16 = 110;
+pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+pub const STALE_MEMBER_EPOCH: i16 = 113;
+pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 pub fn code(err: &StoreError) -> i16 {
     match err {

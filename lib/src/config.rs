@@ -123,6 +123,9 @@ pub struct FileConfig {
     pub group_initial_rebalance_delay_ms: Option<u64>,
     pub group_min_session_timeout_ms: Option<i32>,
     pub group_max_session_timeout_ms: Option<i32>,
+    pub group_consumer_heartbeat_interval_ms: Option<u64>,
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    pub group_consumer_max_size: Option<usize>,
     pub min_free_disk_bytes: Option<u64>,
     pub cache_bytes: Option<u64>,
     pub message_max_bytes: Option<usize>,
@@ -188,6 +191,13 @@ pub struct NodeConfig {
     /// Session timeouts a member may ask for (Kafka's group.min/max.session.timeout.ms).
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// KIP-848 consumer groups: the heartbeat interval members are told,
+    /// how long a silent member stays, the most members of one group
+    /// (Kafka's group.consumer.heartbeat.interval.ms, 5000;
+    /// .session.timeout.ms, 45000; .max.size, unbounded in Kafka).
+    pub group_consumer_heartbeat_interval_ms: u64,
+    pub group_consumer_session_timeout_ms: u64,
+    pub group_consumer_max_size: usize,
     /// Below this much free space on the data disk the node takes no more
     /// writes (produce, replicated appends) and gives up its leaderships,
     /// so that the disk never fills up under sled.
@@ -359,6 +369,11 @@ impl FileConfig {
         if !(0 < group_min_session_timeout_ms && group_min_session_timeout_ms <= group_max_session_timeout_ms) {
             return Err(ConfigError::Invalid("need 0 < group_min_session_timeout_ms <= group_max_session_timeout_ms".into()));
         }
+        let group_consumer_heartbeat_interval_ms = self.group_consumer_heartbeat_interval_ms.unwrap_or(5_000);
+        let group_consumer_session_timeout_ms = self.group_consumer_session_timeout_ms.unwrap_or(45_000);
+        if !(0 < group_consumer_heartbeat_interval_ms && group_consumer_heartbeat_interval_ms < group_consumer_session_timeout_ms) {
+            return Err(ConfigError::Invalid("need 0 < group_consumer_heartbeat_interval_ms < group_consumer_session_timeout_ms".into()));
+        }
         let d = Limits::default();
         let limits = Limits {
             frame_bytes_max: self.frame_bytes_max.unwrap_or(d.frame_bytes_max),
@@ -422,6 +437,9 @@ impl FileConfig {
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms.unwrap_or(3_000),
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms,
+            group_consumer_session_timeout_ms,
+            group_consumer_max_size: self.group_consumer_max_size.unwrap_or(10_000).max(1),
             min_free_disk_bytes: self.min_free_disk_bytes.unwrap_or(MIN_FREE_DISK_BYTES_DEFAULT),
             cache_bytes: self.cache_bytes.unwrap_or(CACHE_BYTES_DEFAULT),
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
@@ -496,6 +514,9 @@ impl NodeConfig {
             c("compression.type", "producer".into(), "producer", Str),
             c("default.replication.factor", self.replication_factor_default(self.nodes.len()).to_string(), "1", Int),
             c("fetch.max.bytes", l.fetch_max_bytes.to_string(), "57671680", Int),
+            c("group.consumer.heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms.to_string(), "5000", Int),
+            c("group.consumer.max.size", self.group_consumer_max_size.to_string(), "2147483647", Int),
+            c("group.consumer.session.timeout.ms", self.group_consumer_session_timeout_ms.to_string(), "45000", Int),
             c("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string(), "3000", Int),
             c("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string(), "1800000", Int),
             c("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string(), "6000", Int),

@@ -22,6 +22,12 @@ pub struct GroupSettings {
     pub initial_rebalance_delay: Duration,
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
+    /// KIP-848 groups: how often members heartbeat, how long a silent one
+    /// stays, how many one group may have (Kafka's
+    /// group.consumer.heartbeat.interval.ms, .session.timeout.ms, .max.size).
+    pub consumer_heartbeat_interval: Duration,
+    pub consumer_session_timeout: Duration,
+    pub consumer_max_size: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,9 @@
 //! `initial_rebalance_delay` for more members before its first generation.
 
 
+pub mod consumer;
 mod group;
+mod heartbeats;
 mod offset_delete;
 
 use std::collections::HashMap;
@@ -39,11 +41,13 @@ pub struct Coordinator<S> {
     settings: GroupSettings,
     metrics: Arc<chronik::metrics::Metrics>,
     groups: StdMutex<HashMap<String, Arc<Mutex<Group>>>>,
+    /// KIP-848 groups (`heartbeats.rs`).
+    consumer_groups: heartbeats::ConsumerGroups,
 }
 
 impl<S: PartitionStore> Coordinator<S> {
     pub fn start(store: Arc<S>, settings: GroupSettings, metrics: Arc<chronik::metrics::Metrics>) -> Arc<Self> {
-        let c = Arc::new(Self { store, settings, metrics, groups: StdMutex::new(HashMap::new()) });
+        let c = Arc::new(Self { store, settings, metrics, groups: StdMutex::new(HashMap::new()), consumer_groups: Default::default() });
         tokio::spawn(tick_loop(Arc::downgrade(&c)));
         c
     }
@@ -109,7 +113,7 @@ impl<S: PartitionStore> Coordinator<S> {
         if req.session_timeout_ms < self.settings.min_session_timeout_ms || req.session_timeout_ms > self.settings.max_session_timeout_ms {
             return JoinOutcome::error(INVALID_SESSION_TIMEOUT, &req.member_id);
         }
-        if req.protocol_type.is_empty() || req.protocols.is_empty() {
+        if req.protocol_type.is_empty() || req.protocols.is_empty() || self.consumer_members(&req.group).await > 0 {
             return JoinOutcome::error(INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
         }
         let mut g = match self.group(&req.group).await {
@@ -433,11 +437,17 @@ impl<S: PartitionStore> Coordinator<S> {
         offsets: Vec<(String, i32, CommittedOffset)>,
     ) -> futures::future::BoxFuture<'static, i16> {
         let refuse = |code: i16| -> futures::future::BoxFuture<'static, i16> { Box::pin(async move { code }) };
+        // A consumer-protocol group checks the member epoch (OffsetCommit v9+).
+        let consumer = self.consumer_commit(group, member_id, generation).await;
+        if let Some(Err(code)) = consumer {
+            return refuse(code);
+        }
         let mut g = match self.group(group).await {
             Ok(g) => g,
             Err(code) => return refuse(code),
         };
-        if generation < 0 && member_id.is_empty() {
+        if consumer.is_some() {
+        } else if generation < 0 && member_id.is_empty() {
             // A commit from outside the group protocol (assign() consumers,
             // tools): only while no member holds the group.
             if !g.members.is_empty() {
@@ -505,6 +515,9 @@ impl<S: PartitionStore> Coordinator<S> {
     }
 
     pub async fn delete(&self, group: &str) -> i16 {
+        if self.consumer_members(group).await > 0 {
+            return NON_EMPTY_GROUP;
+        }
         let mut g = match self.group(group).await {
             Ok(g) => g,
             Err(code) => return code,
@@ -571,6 +584,7 @@ impl<S: PartitionStore> Coordinator<S> {
                 self.retire(&name, &handle, &mut g);
             }
         }
+        self.tick_consumer_groups();
         self.metrics.coordinator_groups.get_or_create(&self.metrics.node()).set(self.groups_in_memory() as i64);
     }
 

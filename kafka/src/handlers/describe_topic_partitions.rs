@@ -18,10 +18,12 @@ use crate::server::Context;
 /// max.request.partition.size.limit default).
 pub const PARTITIONS_MAX: usize = 2000;
 
-/// Where each topic's page starts and ends: (topic index, first partition
-/// index, partitions), in order, then the cursor to the next page. `topics`
+/// Part of one topic in a page: (topic index, first partition, partitions).
+type Run = (usize, usize, usize);
+
+/// The page's runs, in order, then the cursor to the next page. `topics`
 /// are in name order; `cursor` is (topic name, partition) to start from.
-fn page(topics: &[(String, usize)], cursor: Option<(&str, i32)>, limit: usize) -> (Vec<(usize, usize, usize)>, Option<(String, i32)>) {
+fn page(topics: &[(String, usize)], cursor: Option<(&str, i32)>, limit: usize) -> (Vec<Run>, Option<(String, i32)>) {
     let mut out = Vec::new();
     let mut left = limit.max(1);
     for (i, (name, count)) in topics.iter().enumerate() {

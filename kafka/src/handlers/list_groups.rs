@@ -4,32 +4,41 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use crate::server::Context;
 
-/// Kafka's name for the group type of JoinGroup/SyncGroup groups.
+/// Kafka's group types (ListGroups v5, KIP-848).
 pub(crate) const CLASSIC: &str = "classic";
+const CONSUMER: &str = "consumer";
 
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let mut resp = ListGroupsResponse::default();
-    match ctx.groups.list().await {
-        Ok(groups) => {
-            for (name, protocol_type, state) in groups {
-                if version >= 4 && !req.states_filter.is_empty() && !req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state.name())) {
-                    continue;
-                }
-                // v5 (KIP-848): every group here speaks the classic protocol.
-                if version >= 5 && !req.types_filter.is_empty() && !req.types_filter.iter().any(|t| t.eq_ignore_ascii_case(CLASSIC)) {
-                    continue;
-                }
-                let mut g = ListedGroup::default().with_group_id(GroupId(super::str(name))).with_protocol_type(super::str(protocol_type));
-                if version >= 4 {
-                    g.group_state = super::str(state.name());
-                }
-                if version >= 5 {
-                    g.group_type = super::str(CLASSIC);
-                }
-                resp.groups.push(g);
-            }
+    let classic = match ctx.groups.list().await {
+        Ok(groups) => groups,
+        Err(code) => {
+            resp.error_code = code;
+            return resp;
         }
-        Err(code) => resp.error_code = code,
+    };
+    // A consumer-protocol group with members is listed as that, not as the
+    // classic group its committed offsets also make.
+    let consumer = ctx.groups.consumer_list().await;
+    let listed = consumer
+        .iter()
+        .map(|(name, state)| (name.clone(), "consumer".to_string(), state.name(), CONSUMER))
+        .chain(classic.into_iter().filter(|(n, _, _)| !consumer.iter().any(|(c, _)| c == n)).map(|(n, pt, s)| (n, pt, s.name(), CLASSIC)));
+    for (name, protocol_type, state, group_type) in listed {
+        if version >= 4 && !req.states_filter.is_empty() && !req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state)) {
+            continue;
+        }
+        if version >= 5 && !req.types_filter.is_empty() && !req.types_filter.iter().any(|t| t.eq_ignore_ascii_case(group_type)) {
+            continue;
+        }
+        let mut g = ListedGroup::default().with_group_id(GroupId(super::str(name))).with_protocol_type(super::str(protocol_type));
+        if version >= 4 {
+            g.group_state = super::str(state);
+        }
+        if version >= 5 {
+            g.group_type = super::str(group_type);
+        }
+        resp.groups.push(g);
     }
     resp
 }

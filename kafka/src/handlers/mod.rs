@@ -4,6 +4,8 @@
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -93,6 +95,8 @@ pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind,
         }
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&ctx, r, version)),
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&ctx, r)),
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(&ctx, r, &caller).await),
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(&ctx, r, version).await),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(&ctx, r).await),
         RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(&ctx, r)),
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(&ctx, r)),
@@ -139,6 +143,8 @@ pub fn error_codes(resp: &ResponseKind) -> Vec<i16> {
             .collect(),
         ResponseKind::ListPartitionReassignments(r) => vec![r.error_code],
         ResponseKind::DescribeLogDirs(r) => std::iter::once(r.error_code).chain(r.results.iter().map(|d| d.error_code)).collect(),
+        ResponseKind::ConsumerGroupHeartbeat(r) => vec![r.error_code],
+        ResponseKind::ConsumerGroupDescribe(r) => r.groups.iter().map(|g| g.error_code).collect(),
         ResponseKind::OffsetDelete(r) => std::iter::once(r.error_code).chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).collect(),
         ResponseKind::DescribeProducers(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         ResponseKind::DescribeTopicPartitions(r) => r.topics.iter().map(|t| t.error_code).collect(),

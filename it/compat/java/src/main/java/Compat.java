@@ -60,6 +60,9 @@ public class Compat {
             p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
             p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
             p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+            // -Dgroup.protocol=consumer: the KIP-848 protocol instead of the classic one.
+            String protocol = System.getProperty("group.protocol");
+            if (protocol != null) p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
             try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p)) {
                 c.subscribe(List.of(topic));
                 while (!stop.get()) {
