@@ -34,6 +34,8 @@ CLIENTS = [
     ("kafkajs", ["node", f"{HERE}/node/compat.js"]),
     ("franz-go", [f"{HERE}/go/compat-franz"]),
     ("kafka-cli", [PY, f"{HERE}/kafka_cli.py"]),
+    ("kafka-streams", [PY, f"{HERE}/streams_scenario.py"]),
+    ("kafka-connect", [PY, f"{HERE}/connect_scenario.py"]),
 ]
 CLIENT_TIMEOUT_S = 300
 
