@@ -36,8 +36,9 @@ CLIENTS = [
     ("kafka-cli", [PY, f"{HERE}/kafka_cli.py"]),
     ("kafka-streams", [PY, f"{HERE}/streams_scenario.py"]),
     ("kafka-connect", [PY, f"{HERE}/connect_scenario.py"]),
+    ("franz-go kgo tests", [PY, f"{HERE}/franz_kgo.py"]),
 ]
-CLIENT_TIMEOUT_S = 300
+CLIENT_TIMEOUT_S = 600
 
 
 def free_port():

@@ -145,14 +145,14 @@ impl<S: PartitionStore> Coordinator<S> {
 }
 
 /// Partition counts of the topics group `g` subscribes to, by name or regex
-/// (internal topics only by name).
+/// (internal topics too, as Kafka's broker resolves a regex).
 fn partition_counts<S: PartitionStore>(store: &S, g: &ConsumerGroup) -> BTreeMap<String, i32> {
     let names: Vec<String> = g.subscribed().into_iter().collect();
     let regexes = g.regexes();
     let view = if regexes.is_empty() { store.cluster_view(Some(&names)) } else { store.cluster_view(None) };
     view.topics
         .iter()
-        .filter(|t| names.contains(&t.name) || (!t.internal && regexes.iter().any(|re| re.is_match(&t.name))))
+        .filter(|t| names.contains(&t.name) || regexes.iter().any(|re| re.is_match(&t.name)))
         .map(|t| (t.name.clone(), t.partitions.len() as i32))
         .collect()
 }
