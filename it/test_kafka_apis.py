@@ -12,7 +12,7 @@ from confluent_kafka import Consumer
 
 from kafka_helpers import create_topic, produce, wait_for
 from test_partitions import kafka_tool, topic_view
-from wire import roundtrip, uvarint
+from wire import frame, roundtrip, uvarint
 
 
 def compact_str(s):
@@ -243,3 +243,60 @@ def test_metadata_quorum_tool_shows_the_controller_group(cluster_factory):
         return rows if len(rows) == 3 and all(r[3] == "0" for r in rows) else None
     rows = wait_for("every voter caught up", caught_up, timeout=20)
     assert sorted(r[-1] for r in rows) == ["Follower", "Follower", "Leader"], rows
+
+
+def offset_commit_v10(node, group, topic_id, partition, offset):
+    """OffsetCommit v10 (topics by id), outside any group generation: [(topic id, [(partition, error)])]."""
+    part = struct.pack(">iqi", partition, offset, -1) + compact_str("meta") + TAGS
+    topic = topic_id + compact_array([part]) + TAGS
+    body = compact_str(group) + struct.pack(">i", -1) + compact_str("") + b"\x00" + compact_array([topic]) + TAGS
+    r = Reader(roundtrip(node, flexible(8, 10, body)))
+    r.take(">i"), r.tags(), r.take(">i")
+
+    def topic_of(r):
+        tid = r.uuid()
+        parts = r.array(lambda r: (r.take(">i"), r.take(">h"), r.tags())[:2])
+        r.tags()
+        return tid, parts
+    return r.array(topic_of)
+
+
+def offset_fetch_v10(node, group, topic_id, partition):
+    """OffsetFetch v10 (topics by id): [(topic id, [(partition, offset, error)])] of the one group."""
+    topic = topic_id + compact_array([struct.pack(">i", partition)]) + TAGS
+    g = compact_str(group) + b"\x00" + struct.pack(">i", -1) + compact_array([topic]) + TAGS
+    body = compact_array([g]) + b"\x00" + TAGS
+    r = Reader(roundtrip(node, flexible(9, 10, body)))
+    r.take(">i"), r.tags(), r.take(">i")
+
+    def part_of(r):
+        p, off, _epoch = r.take(">i"), r.take(">q"), r.take(">i")
+        r.compact_str()
+        err = r.take(">h")
+        r.tags()
+        return p, off, err
+
+    def topic_of(r):
+        tid = r.uuid()
+        parts = r.array(part_of)
+        r.tags()
+        return tid, parts
+
+    def group_of(r):
+        r.compact_str()
+        topics = r.array(topic_of)
+        r.take(">h"), r.tags()
+        return topics
+    return r.array(group_of)[0]
+
+
+def test_offsets_are_committed_and_fetched_by_topic_id(node):
+    create_topic(node.bootstrap, "by-id-offsets", partitions=2)
+    tid = topic_id_bytes(topic_view_single(node, "by-id-offsets")["id"])
+    # As clients do: find the coordinator first (which makes the offsets topic).
+    roundtrip(node, frame(10, 0, 3, struct.pack(">h", 3) + b"g10"))
+    wait_for("the coordinator", lambda: offset_commit_v10(node, "g10", tid, 1, 42) == [(tid, [(1, 0)])])
+    assert offset_fetch_v10(node, "g10", tid, 1) == [(tid, [(1, 42, 0)])]
+    stranger = uuid.uuid4().bytes
+    assert offset_commit_v10(node, "g10", stranger, 0, 7) == [(stranger, [(0, 100)])], "UNKNOWN_TOPIC_ID"
+    assert offset_fetch_v10(node, "g10", stranger, 0) == [(stranger, [(0, -1, 100)])]

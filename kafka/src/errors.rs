@@ -55,6 +55,7 @@ pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
 pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+pub const REBOOTSTRAP_REQUIRED: i16 = 129;
 
 pub fn code(err: &StoreError) -> i16 {
     match err {

@@ -21,6 +21,18 @@ pub fn handle() -> ApiVersionsResponse {
     r
 }
 
+/// v5 (KIP-1242): a client that names the cluster or node it expects and
+/// reached another is told to bootstrap again (REBOOTSTRAP_REQUIRED).
+pub fn answer<S: chronik::PartitionStore>(ctx: &crate::server::Context<S>, req: &kafka_protocol::messages::ApiVersionsRequest) -> ApiVersionsResponse {
+    let mut r = handle();
+    let other_node = req.node_id >= 0 && req.node_id as u64 != ctx.store.node_id();
+    let other_cluster = req.cluster_id.as_ref().is_some_and(|c| *c.as_str() != ctx.store.cluster_view(Some(&[])).cluster_id);
+    if other_node || other_cluster {
+        r.error_code = errors::REBOOTSTRAP_REQUIRED;
+    }
+    r
+}
+
 pub fn unsupported() -> ResponseKind {
     let mut r = handle();
     r.error_code = errors::UNSUPPORTED_VERSION;

@@ -13,6 +13,10 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: InitProducerIdRequ
         warn!(transactional_id = %txn.0, "InitProducerId for a transactional producer: Chronik has no transactions");
         return resp.with_error_code(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     }
+    if req.enable_2_pc {
+        // v6 (KIP-939): two-phase commit needs a transactional id, which Chronik refuses above.
+        return resp.with_error_code(errors::INVALID_REQUEST);
+    }
     match ctx.store.allocate_producer_id().await {
         Ok(id) => {
             // Rare (once per producer, or after a client-side epoch bump),

@@ -16,6 +16,8 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 /// v9+: the last offset in tiered storage (KIP-1005); none here.
 const LATEST_TIERED: i64 = -5;
+/// v11+: the first offset not yet uploaded to tiered storage (KIP-1023); none here.
+const EARLIEST_PENDING_UPLOAD: i64 = -6;
 
 /// The first record at or after `timestamp`: the store finds the batch by its
 /// max timestamp, then the records inside it are decoded (off the hot path).
@@ -56,7 +58,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListOffsetsRequest
                     Ok(Some(newest)) => by_timestamp(ctx, &tp, newest),
                     other => other.map(|_| None),
                 },
-                LATEST_TIERED => ctx.store.offsets(&tp).map(|_| None),
+                LATEST_TIERED | EARLIEST_PENDING_UPLOAD => ctx.store.offsets(&tp).map(|_| None),
                 ts => by_timestamp(ctx, &tp, ts),
             };
             match result {

@@ -65,7 +65,7 @@ pub(crate) async fn leaders_ready<'a, S: PartitionStore>(
 
 pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind, version: i16, caller: Caller) -> ResponseKind {
     match req {
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::answer(&ctx, &r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(&ctx, r, version).await),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(&ctx, r, version).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(&ctx, r, version).await),

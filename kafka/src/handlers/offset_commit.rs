@@ -15,20 +15,24 @@ use crate::server::Context;
 /// commit. Stage two, the returned future: waits for it to be replicated.
 pub async fn submit<S: PartitionStore>(ctx: Arc<Context<S>>, req: OffsetCommitRequest, version: i16) -> BoxFuture<'static, ResponseKind> {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let names: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
+    // v10 names topics by id; an unknown id fails its partitions.
+    let named: Vec<Result<String, i16>> = req.topics.iter().map(|t| super::topic_named(&ctx, &t.name, t.topic_id, version >= 10)).collect();
+    let names: Vec<String> = named.iter().filter_map(|n| n.clone().ok()).collect();
     let view = ctx.store.cluster_view(Some(&names));
     let partitions_of: HashMap<&str, usize> = view.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())).collect();
     // Per partition: Some(code) when refused before the commit, None when it
     // is part of the commit (and gets the commit's result).
-    let mut verdicts: Vec<(String, Vec<(i32, Option<i16>)>)> = Vec::new();
+    let mut verdicts: Vec<(String, uuid::Uuid, Vec<(i32, Option<i16>)>)> = Vec::new();
     let mut offsets = Vec::new();
-    for t in &req.topics {
-        let name = t.name.0.to_string();
+    for (t, named) in req.topics.iter().zip(named) {
+        let name = named.clone().unwrap_or_default();
         let mut parts = Vec::new();
         for p in &t.partitions {
             let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
             let known = partitions_of.get(name.as_str()).is_some_and(|n| p.partition_index >= 0 && (p.partition_index as usize) < *n);
-            let verdict = if !known {
+            let verdict = if let Err(code) = named {
+                Some(code)
+            } else if !known {
                 Some(errors::UNKNOWN_TOPIC_OR_PARTITION)
             } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {
                 Some(errors::OFFSET_METADATA_TOO_LARGE)
@@ -39,7 +43,7 @@ pub async fn submit<S: PartitionStore>(ctx: Arc<Context<S>>, req: OffsetCommitRe
             };
             parts.push((p.partition_index, verdict));
         }
-        verdicts.push((name, parts));
+        verdicts.push((name, t.topic_id, parts));
     }
     let pending = if offsets.is_empty() {
         None
@@ -52,8 +56,8 @@ pub async fn submit<S: PartitionStore>(ctx: Arc<Context<S>>, req: OffsetCommitRe
             None => errors::NONE,
         };
         let mut resp = OffsetCommitResponse::default();
-        for (name, parts) in verdicts {
-            let mut t = OffsetCommitResponseTopic::default().with_name(kafka_protocol::messages::TopicName(super::str(name)));
+        for (name, topic_id, parts) in verdicts {
+            let mut t = OffsetCommitResponseTopic::default().with_name(kafka_protocol::messages::TopicName(super::str(name))).with_topic_id(topic_id);
             for (index, verdict) in parts {
                 t.partitions.push(OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(verdict.unwrap_or(code)));
             }

@@ -60,11 +60,28 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetFetchRequest
     let mut resp = OffsetFetchResponse::default();
     if version >= 8 {
         for g in req.groups {
-            let wanted = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+            // v10 names topics by id: an unknown one is UNKNOWN_TOPIC_ID.
+            let mut unknown: Vec<(uuid::Uuid, Vec<i32>)> = Vec::new();
+            let wanted = g.topics.map(|ts| {
+                ts.into_iter()
+                    .filter_map(|t| match super::topic_named(ctx, &t.name, t.topic_id, version >= 10) {
+                        Ok(name) => Some((name, t.partition_indexes)),
+                        Err(_) => {
+                            unknown.push((t.topic_id, t.partition_indexes));
+                            None
+                        }
+                    })
+                    .collect()
+            });
             let (code, topics) = fetch(ctx, &g.group_id.0, wanted);
             let mut rg = OffsetFetchResponseGroup::default().with_group_id(GroupId(super::str(g.group_id.0.to_string()))).with_error_code(code);
-            for (name, parts) in topics {
-                let mut t = OffsetFetchResponseTopics::default().with_name(TopicName(super::str(name)));
+            let by_id = unknown.into_iter().map(|(id, ps)| (String::new(), id, ps.into_iter().map(|p| (p, None, errors::UNKNOWN_TOPIC_ID)).collect()));
+            let topics = topics.into_iter().map(|(name, parts)| {
+                let id = if version >= 10 { super::topic_uuid(ctx, &name) } else { uuid::Uuid::nil() };
+                (name, id, parts)
+            });
+            for (name, id, parts) in topics.chain(by_id) {
+                let mut t = OffsetFetchResponseTopics::default().with_name(TopicName(super::str(name))).with_topic_id(id);
                 for (p, o, err) in parts {
                     let (offset, epoch, metadata) = offset_fields(&o);
                     t.partitions.push(
