@@ -723,8 +723,19 @@ impl SledStateMachine {
                 if idempotent {
                     match producers::judge(self.producers.get(&h.producer_id), h.producer_id, h.producer_epoch, h.base_sequence, last_seq) {
                         Verdict::Append => {}
-                        Verdict::Duplicate(base_offset) => return CommandResult::Duplicate { base_offset },
-                        Verdict::Refuse(why) => return CommandResult::ProducerRefused(why),
+                        Verdict::Duplicate(base_offset) => {
+                            // A retry of a stored batch: answered with its first offset.
+                            tracing::debug!(node_id = self.inner.node, group = %self.group, index = entry.log_id.index, producer_id = h.producer_id,
+                                epoch = h.producer_epoch, first_seq = h.base_sequence, last_seq, base_offset, "idempotent batch is a duplicate");
+                            return CommandResult::Duplicate { base_offset };
+                        }
+                        Verdict::Refuse(why) => {
+                            // The leader warns of it (the produce path); this says
+                            // where in the log, on every replica (RUST_LOG=debug).
+                            tracing::debug!(node_id = self.inner.node, group = %self.group, index = entry.log_id.index, producer_id = h.producer_id,
+                                epoch = h.producer_epoch, first_seq = h.base_sequence, last_seq, refusal = %why, "idempotent batch refused");
+                            return CommandResult::ProducerRefused(why);
+                        }
                     }
                 }
                 let base = self.state.next_offset;
