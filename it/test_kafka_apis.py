@@ -300,3 +300,28 @@ def test_offsets_are_committed_and_fetched_by_topic_id(node):
     stranger = uuid.uuid4().bytes
     assert offset_commit_v10(node, "g10", stranger, 0, 7) == [(stranger, [(0, 100)])], "UNKNOWN_TOPIC_ID"
     assert offset_fetch_v10(node, "g10", stranger, 0) == [(stranger, [(0, -1, 100)])]
+
+
+def test_list_config_resources_api_versions_v5_and_two_phase_commit(node):
+    create_topic(node.bootstrap, "lcr-topic", partitions=1)
+    # ListConfigResources v1: topics (2) and brokers (4).
+    r = Reader(roundtrip(node, flexible(74, 1, compact_array([b"\x02", b"\x04"]) + TAGS)))
+    r.take(">i"), r.tags(), r.take(">i")
+    assert r.take(">h") == 0
+    listed = r.array(lambda r: (r.compact_str(), r.take(">b"), r.tags())[:2])
+    assert ("lcr-topic", 2) in listed and ("1", 4) in listed, listed
+    # ApiVersions v5 (KIP-1242): naming another cluster or node asks for a rebootstrap.
+    def api_versions_v5(cluster_id, node_id):
+        cid = compact_str(cluster_id) if cluster_id is not None else b"\x00"
+        body = compact_str("it") + compact_str("1") + cid + struct.pack(">i", node_id) + TAGS
+        reply = roundtrip(node, flexible(18, 5, body))
+        return struct.unpack(">h", reply[4:6])[0]  # header v0, then the error code
+    assert api_versions_v5(None, -1) == 0
+    assert api_versions_v5(None, 1) == 0
+    assert api_versions_v5(None, 7) == 129, "REBOOTSTRAP_REQUIRED"
+    assert api_versions_v5("AAAAAAAAAAAAAAAAAAAAAA", -1) == 129
+    # InitProducerId v6 with two-phase commit: refused (no transactions).
+    body = b"\x00" + struct.pack(">iqh??", 60000, -1, -1, True, False) + TAGS
+    r = Reader(roundtrip(node, flexible(22, 6, body)))
+    r.take(">i"), r.tags(), r.take(">i")
+    assert r.take(">h") == 42, "INVALID_REQUEST"
