@@ -13,9 +13,12 @@
 //!   chronik reassignments
 //!   chronik nodes
 //!   chronik decommission NODE [--cancel]
+//!   chronik users | user set NAME --password P | user delete NAME
+//!   chronik acls | acl add|remove --principal User:a --operation READ --topic T [--prefixed] [--deny]
 //!
-//! `--admin URL` (or CHRONIK_ADMIN) picks the node, `--json` prints the API's
-//! JSON instead of a table.
+//! `--admin URL` (or CHRONIK_ADMIN) picks the node, `--token` (or
+//! CHRONIK_ADMIN_TOKEN) authenticates, `--json` prints the API's JSON
+//! instead of a table.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -23,6 +26,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
+
+mod cli_security;
+use cli_security::{AclAction, UserAction};
 
 #[derive(Parser)]
 #[command(name = "chronik", version, about = "Chronik's command-line client (talks to a node's admin API)")]
@@ -33,6 +39,9 @@ struct Cli {
     /// Print JSON as the API returns it.
     #[arg(long, global = true)]
     json: bool,
+    /// The admin API's bearer token (when the node has admin_token_file).
+    #[arg(long, global = true, env = "CHRONIK_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +50,20 @@ struct Cli {
 enum Command {
     /// Nodes, controller leader and readiness.
     Status,
+    /// Users with SCRAM credentials (SASL).
+    Users,
+    /// Set or delete a user's credentials.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Every ACL.
+    Acls,
+    /// Add or remove ACLs.
+    Acl {
+        #[command(subcommand)]
+        action: AclAction,
+    },
     /// Every topic: partitions, replication, leaders.
     Topics,
     /// One topic.
@@ -204,10 +227,48 @@ fn items(v: &Value) -> &[Value] {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let client = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &cli.token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).context("the token is not printable text")?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    let client = reqwest::Client::builder().default_headers(headers).build()?;
     let base = cli.admin.trim_end_matches('/').to_string();
     let get = |path: String| call(&client, reqwest::Method::GET, format!("{base}{path}"), None);
     let out = match &cli.command {
+        Command::Users => {
+            let r = get("/v1/users".into()).await?;
+            if !cli.json {
+                cli_security::print_users(&r)?;
+            }
+            r
+        }
+        Command::User { action } => {
+            let (method, path, body) = cli_security::user_request(action);
+            let r = call(&client, method, format!("{base}{path}"), body).await?;
+            if !cli.json {
+                println!("{r}");
+            }
+            r
+        }
+        Command::Acls => {
+            let r = get("/v1/acls".into()).await?;
+            if !cli.json {
+                cli_security::print_acls(&r, "acls");
+            }
+            r
+        }
+        Command::Acl { action } => {
+            let (method, path, body) = cli_security::acl_request(action);
+            let r = call(&client, method, format!("{base}{path}"), body).await?;
+            if !cli.json {
+                let key = if r.get("created").is_some() { "created" } else { "deleted" };
+                println!("{key}:");
+                cli_security::print_acls(&r, key);
+            }
+            r
+        }
         Command::Status => {
             let cluster = get("/v1/cluster".into()).await?;
             let ready = get("/v1/health/ready".into()).await.is_ok();
@@ -218,7 +279,9 @@ async fn run(cli: Cli) -> Result<()> {
                     &["NODE", "HOST", "PORT", "CONTROLLER"],
                     items(&cluster["nodes"])
                         .iter()
-                        .map(|n| vec![cell(&n["id"]), cell(&n["host"]), cell(&n["port"]), if n["id"].as_u64() == controller { "*".into() } else { String::new() }])
+                        .map(|n| {
+                            vec![cell(&n["id"]), cell(&n["host"]), cell(&n["port"]), if n["id"].as_u64() == controller { "*".into() } else { String::new() }]
+                        })
                         .collect(),
                 );
             }

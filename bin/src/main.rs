@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use chronik::config::{FileConfig, NodeConfig};
-use chronik::raft::groups::GroupManager;
 use chronik::metrics::{ConsumerGroupLabels, LimitLabels, Metrics, SegmentLabels};
+use chronik::raft::groups::GroupManager;
 use chronik::PartitionStore;
 use chronik_network::admin::{self, AdminState};
 use chronik_network::HttpTransport;
@@ -104,6 +104,56 @@ struct Flags {
     /// Kafka's log.cleaner.dedupe.buffer.size; about 40 bytes a key).
     #[arg(long)]
     log_cleaner_dedupe_buffer_bytes: Option<usize>,
+    /// Largest frame before SASL authentication (default 524288, as Kafka's
+    /// sasl.server.max.receive.size).
+    #[arg(long)]
+    sasl_server_max_receive_size: Option<usize>,
+    /// Kafka listeners ("PLAINTEXT://:9092,SASL_SSL://:9093"); see README, Security.
+    #[arg(long, env = "CHRONIK_LISTENERS")]
+    listeners: Option<String>,
+    /// What clients are told per listener ("SASL_SSL://host1:9093").
+    #[arg(long, env = "CHRONIK_ADVERTISED_LISTENERS")]
+    advertised_listeners: Option<String>,
+    /// Listener name -> protocol ("INTERNAL:SASL_SSL,EXTERNAL:SSL").
+    #[arg(long)]
+    listener_security_protocol_map: Option<String>,
+    /// TLS: this node's certificate chain, key and the CAs of clients (PEM).
+    #[arg(long)]
+    ssl_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    ssl_key_file: Option<PathBuf>,
+    #[arg(long)]
+    ssl_ca_file: Option<PathBuf>,
+    /// none, requested or required (Kafka's ssl.client.auth).
+    #[arg(long)]
+    ssl_client_auth: Option<chronik::security::tls::ClientAuth>,
+    #[arg(long)]
+    ssl_principal_mapping_rules: Option<String>,
+    /// Default SCRAM-SHA-256,SCRAM-SHA-512 (add PLAIN to allow it).
+    #[arg(long)]
+    sasl_enabled_mechanisms: Option<String>,
+    /// A SASL session's lifetime; clients re-authenticate (KIP-368). 0: forever.
+    #[arg(long)]
+    connections_max_reauth_ms: Option<u64>,
+    /// acl: Kafka's ACL authorizer; none (default): everything allowed.
+    #[arg(long)]
+    authorizer: Option<String>,
+    /// Principals allowed everything, ";"-separated ("User:admin").
+    #[arg(long)]
+    super_users: Option<String>,
+    #[arg(long)]
+    allow_everyone_if_no_acl_found: Option<bool>,
+    /// File with the secret nodes present to each other's cluster port.
+    #[arg(long, env = "CHRONIK_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
+    /// Files of admin API bearer tokens (one per line): full and read-only.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    #[arg(long)]
+    admin_read_token_file: Option<PathBuf>,
+    /// Whether /metrics needs an admin API token (default false).
+    #[arg(long)]
+    metrics_require_auth: Option<bool>,
     /// How long a new consumer group waits for more members before its first
     /// rebalance (default 3000, as Kafka).
     #[arg(long)]
@@ -249,11 +299,34 @@ impl Flags {
             group_consumer_heartbeat_interval_ms, group_consumer_session_timeout_ms, group_consumer_max_size, min_free_disk_bytes, cache_bytes,
             message_max_bytes, batch_decompressed_bytes_max, fetch_max_bytes, queued_max_request_bytes, connection_requests_in_flight_max,
             max_connections, max_connections_per_ip, replication_append_bytes_max, replica_lag_time_max_ms,
-            log_cleaner_dedupe_buffer_bytes, log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms, log_cleaner_backoff_ms,
+            log_cleaner_dedupe_buffer_bytes,
+            sasl_server_max_receive_size,
+            log_retention_ms, log_retention_hours, log_retention_bytes, log_retention_check_interval_ms, log_cleaner_backoff_ms,
             log_segment_bytes, log_roll_ms, log_roll_hours, offsets_topic_segment_bytes, producer_id_expiration_ms,
             offsets_retention_minutes, offsets_retention_ms, offsets_retention_check_interval_ms,
             auto_leader_rebalance_enable, leader_imbalance_check_interval_ms, leader_imbalance_per_broker_percentage,
-            controller_voters_max, partition_autobalancing, partition_moves_max, broker_rack, replica_selector, advertised_raft_addr);
+            controller_voters_max, partition_autobalancing, partition_moves_max, broker_rack, replica_selector, advertised_raft_addr
+        );
+        macro_rules! set_security { ($($f:ident),*) => { $( if self.$f.is_some() { file.security.$f = self.$f; } )* } }
+        set_security!(
+            listeners,
+            advertised_listeners,
+            listener_security_protocol_map,
+            ssl_cert_file,
+            ssl_key_file,
+            ssl_ca_file,
+            ssl_client_auth,
+            ssl_principal_mapping_rules,
+            sasl_enabled_mechanisms,
+            connections_max_reauth_ms,
+            authorizer,
+            super_users,
+            allow_everyone_if_no_acl_found,
+            cluster_secret_file,
+            admin_token_file,
+            admin_read_token_file,
+            metrics_require_auth
+        );
         Ok(file.resolve()?)
     }
 }
@@ -263,7 +336,8 @@ impl Flags {
 fn consumer_lag(store: &impl PartitionStore, metrics: &Metrics) {
     let hwm = chronik::offsets::local_high_watermarks(store);
     for group in store.served_group_names().unwrap_or_default() {
-        let Ok(parts) = chronik::offsets::group_lag(store, &group, &hwm) else { continue };
+        let Ok(parts) = chronik::offsets::group_lag(store, &group, &hwm) else { continue;
+        };
         let lag: i64 = parts.iter().filter_map(|p| p.4).sum();
         let labels = ConsumerGroupLabels { node_id: metrics.node_id.clone(), group };
         metrics.consumer_group_lag.get_or_create(&labels).set(lag);
@@ -299,7 +373,14 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     let node = cfg.node_id;
     info!(node_id = node, data_dir = %cfg.data_dir.display(), kafka = %cfg.kafka_listen, raft = %cfg.raft_listen, admin = %cfg.admin_listen, nodes = cfg.nodes.len(), "starting chronik");
     // Bind everything first: a port conflict should fail before any state changes.
-    let kafka_listener = TcpListener::bind(&cfg.kafka_listen).await.with_context(|| format!("binding Kafka listener {}", cfg.kafka_listen))?;
+    let mut kafka_listeners = vec![];
+    for l in &cfg.security.listeners {
+        let tcp = TcpListener::bind(&l.listen).await.with_context(|| format!("binding Kafka listener {} ({})", l.name, l.listen))?;
+        kafka_listeners.push((tcp, l.clone()));
+    }
+    for w in cfg.security.warnings() {
+        tracing::warn!(node_id = node, "security: {w}");
+    }
     let raft_listener = TcpListener::bind(&cfg.raft_listen).await.with_context(|| format!("binding Raft listener {}", cfg.raft_listen))?;
     let admin_listener = TcpListener::bind(&cfg.admin_listen).await.with_context(|| format!("binding admin listener {}", cfg.admin_listen))?;
 
@@ -307,6 +388,7 @@ async fn run(cfg: NodeConfig) -> Result<()> {
     let limits = cfg.limits.clone();
     let retention = cfg.retention;
     let broker_configs = cfg.broker_configs();
+    let security = cfg.security.clone();
     let group_settings = chronik_kafka::GroupSettings {
         initial_rebalance_delay: std::time::Duration::from_millis(cfg.group_initial_rebalance_delay_ms),
         min_session_timeout_ms: cfg.group_min_session_timeout_ms,
@@ -316,7 +398,8 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         consumer_max_size: cfg.group_consumer_max_size,
     };
     let metrics = Arc::new(Metrics::new(node));
-    let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen), cfg.limits.replication_append_bytes_max, metrics.clone());
+    let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen), cfg.limits.replication_append_bytes_max, metrics.clone(), cfg.security.cluster_secret.as_deref());
+    let http_auth = Arc::new(chronik_network::auth::HttpAuth::new(&cfg.security));
     let groups = GroupManager::start(cfg, engine.clone(), transport, metrics.clone()).await.context("starting Raft groups")?;
 
     {
@@ -367,10 +450,12 @@ async fn run(cfg: NodeConfig) -> Result<()> {
             secs.inc_by((fs.flush_nanos_total as f64 / 1e9 - secs.get()).max(0.0));
         }) as Box<dyn Fn() + Send + Sync>
     };
-    let admin_app = admin::router(Arc::new(AdminState::new(groups.clone(), registry, refresh)));
+    let admin_routes = admin::router(Arc::new(AdminState::new(groups.clone(), registry, refresh, security.cluster_secret.as_deref())));
     // Nodes ask each other's admin API at the cluster address, which every
     // node knows, under /admin.
-    let raft_app = chronik_network::server::router(groups.clone()).nest("/admin", admin_app.clone());
+    let raft_app = chronik_network::server::router(groups.clone()).nest("/admin", admin_routes.clone())
+        .layer(axum::middleware::from_fn_with_state(http_auth.clone(), chronik_network::auth::cluster_port));
+    let admin_app = admin_routes.layer(axum::middleware::from_fn_with_state(http_auth, chronik_network::auth::admin_port));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(raft_listener, raft_app).await {
             error!(error = %e, "raft listener stopped");
@@ -382,10 +467,8 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         }
     });
 
-    let kafka_addr = kafka_listener.local_addr()?;
-    let kafka_cfg = chronik_kafka::ServerConfig { limits, groups: group_settings, retention, broker_configs };
-    tokio::spawn(chronik_kafka::serve(kafka_listener, groups.clone(), metrics.clone(), kafka_cfg));
-    chronik_kafka::server::log_startup(&kafka_addr);
+    let kafka_cfg = chronik_kafka::ServerConfig { limits, groups: group_settings, retention, broker_configs, security };
+    tokio::spawn(chronik_kafka::serve(kafka_listeners, groups.clone(), metrics.clone(), kafka_cfg));
     info!(node_id = node, "chronik is ready");
 
     shutdown_signal().await;

@@ -43,6 +43,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// Versions we actually decode (Produce below 3 is advertised but refused).
@@ -89,6 +97,14 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::ListConfigResources => "list_config_resources",
         ApiKey::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
         ApiKey::ConsumerGroupDescribe => "consumer_group_describe",
+        ApiKey::SaslHandshake => "sasl_handshake",
+        ApiKey::SaslAuthenticate => "sasl_authenticate",
+        ApiKey::DescribeUserScramCredentials => "describe_user_scram_credentials",
+        ApiKey::AlterUserScramCredentials => "alter_user_scram_credentials",
+        ApiKey::DescribeClientQuotas => "describe_client_quotas",
+        ApiKey::DescribeAcls => "describe_acls",
+        ApiKey::CreateAcls => "create_acls",
+        ApiKey::DeleteAcls => "delete_acls",
         _ => "other",
     }
 }

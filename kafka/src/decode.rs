@@ -167,19 +167,19 @@ mod tests {
                 ]),
             ])),
             ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default().with_topics(Some(vec![
-                list_partition_reassignments_request::ListPartitionReassignmentsTopics::default().with_partition_indexes(vec![0]),
+                list_partition_reassignments_request::ListPartitionReassignmentsTopics::default().with_partition_indexes(vec![0])
             ]))),
             ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(Some(vec![
-                describe_log_dirs_request::DescribableLogDirTopic::default().with_partitions(vec![0]),
+                describe_log_dirs_request::DescribableLogDirTopic::default().with_partitions(vec![0])
             ]))),
             ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default().with_topics(vec![
-                offset_delete_request::OffsetDeleteRequestTopic::default().with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default()]),
+                offset_delete_request::OffsetDeleteRequestTopic::default().with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default()])
             ])),
             ApiKey::DescribeProducers => RequestKind::DescribeProducers(
                 DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default().with_partition_indexes(vec![0])]),
             ),
             ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
-                describe_quorum_request::TopicData::default().with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+                describe_quorum_request::TopicData::default().with_partitions(vec![describe_quorum_request::PartitionData::default()])
             ])),
             ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
                 DescribeTopicPartitionsRequest::default()
@@ -191,8 +191,26 @@ mod tests {
                     .with_subscribed_topic_names(Some(vec![TopicName::default()]))
                     .with_topic_partitions(Some(vec![consumer_group_heartbeat_request::TopicPartitions::default().with_partitions(vec![0])])),
             ),
-            ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId::default()])),
+            ApiKey::ConsumerGroupDescribe => {
+                RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId::default()]))
+            }
             ApiKey::ListConfigResources => RequestKind::ListConfigResources(ListConfigResourcesRequest::default().with_resource_types(vec![2])),
+            ApiKey::SaslHandshake => RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism("PLAIN".into())),
+            ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from_static(b"\0u\0p"))),
+            ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsRequest::default().with_users(Some(vec![describe_user_scram_credentials_request::UserName::default()])),
+            ),
+            ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsRequest::default()
+                    .with_deletions(vec![alter_user_scram_credentials_request::ScramCredentialDeletion::default()])
+                    .with_upsertions(vec![alter_user_scram_credentials_request::ScramCredentialUpsertion::default()]),
+            ),
+            ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(
+                DescribeClientQuotasRequest::default().with_components(vec![describe_client_quotas_request::ComponentData::default()]),
+            ),
+            ApiKey::CreateAcls => RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(vec![create_acls_request::AclCreation::default()])),
+            ApiKey::DescribeAcls => RequestKind::DescribeAcls(DescribeAclsRequest::default()),
+            ApiKey::DeleteAcls => RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![delete_acls_request::DeleteAclsFilter::default()])),
             _ => return Err(()),
         })
     }

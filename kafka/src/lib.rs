@@ -6,11 +6,14 @@
 //! (`chronik::PartitionStore`), never on openraft, sled or axum.
 
 pub mod apis;
+pub mod authz;
 pub mod coordinator;
 pub mod decode;
 pub mod errors;
 pub mod fuzzing;
 pub mod handlers;
+mod listeners;
+pub mod sasl;
 pub mod server;
 
 pub use coordinator::GroupSettings;

@@ -1,7 +1,9 @@
 //! Connections: frames in, responses out, in order. Requests of one
 //! connection are prepared one after another (so produces enter their
 //! partition logs in the order they were sent) and then complete concurrently;
-//! a writer task sends the responses in request order.
+//! a writer task sends the responses in request order. Each listener
+//! (`listeners`) accepts its own connections: TLS and who the client is are
+//! settled there, SASL in the read loop (`sasl`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,16 +17,17 @@ use chronik::PartitionStore;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, warn, Instrument};
 
 use crate::apis;
 use crate::coordinator::{Coordinator, GroupSettings};
 use crate::decode::{self, Decoded, REQUEST_HEADER_LEN_MIN};
 use crate::handlers;
+use crate::sasl::{Session, Step};
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -34,6 +37,8 @@ pub struct ServerConfig {
     pub retention: chronik::log::retention::RetentionDefaults,
     /// The node's broker configs under Kafka's names (DescribeConfigs).
     pub broker_configs: Vec<chronik::config::StaticBrokerConfig>,
+    /// Listeners, TLS, SASL and the authorizer.
+    pub security: chronik::security::settings::SecuritySettings,
 }
 
 pub struct Context<S> {
@@ -54,11 +59,18 @@ impl<S> Context<S> {
     }
 }
 
-/// Who sent a request: its connection's peer and the header's client id.
+/// Who sent a request: its connection's peer, listener and principal, and
+/// the header's client id.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub peer: SocketAddr,
     pub client_id: String,
+    /// "User:alice"; "User:ANONYMOUS" without authentication.
+    pub principal: Arc<str>,
+    /// The listener's name: Metadata tells each node's address on it.
+    pub listener: Arc<str>,
+    /// The request's API ("produce"), for logs and metrics.
+    pub api: &'static str,
 }
 
 impl Caller {
@@ -68,32 +80,24 @@ impl Caller {
     }
 }
 
-pub async fn serve<S: PartitionStore>(listener: TcpListener, store: Arc<S>, metrics: Arc<Metrics>, cfg: ServerConfig) {
+/// Serves the Kafka protocol on every listener (bound by the caller).
+pub async fn serve<S: PartitionStore>(
+    listeners: Vec<(TcpListener, chronik::security::listeners::Listener)>, store: Arc<S>, metrics: Arc<Metrics>, cfg: ServerConfig) {
     let groups = Coordinator::start(store.clone(), cfg.groups.clone(), metrics.clone());
     let queued = Arc::new(Semaphore::new(cfg.limits.queued_max_request_bytes.min(Semaphore::MAX_PERMITS)));
-    for limit in ["max_connections", "max_connections_per_ip", "queued_max_request_bytes", "connection_requests_in_flight_max", "frame_bytes_max"] {
+    for limit in ["max_connections", "max_connections_per_ip", "queued_max_request_bytes", "connection_requests_in_flight_max", "frame_bytes_max",
+        "sasl_server_max_receive_size",
+    ] {
         let _ = metrics.limit_hits.get_or_create(&LimitLabels { node_id: metrics.node_id.clone(), limit });
     }
     let ctx = Arc::new(Context { store, metrics, cfg, groups, queued, connections: Mutex::new(HashMap::new()) });
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let Some(slot) = ConnectionSlot::take(&ctx, peer) else { continue };
-                let ctx = ctx.clone();
-                let span = tracing::info_span!("connection", %peer);
-                tokio::spawn(connection(stream, peer, ctx, slot).instrument(span));
-            }
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
+    let accepting: Vec<_> = listeners.into_iter().map(|(tcp, spec)| tokio::spawn(crate::listeners::accept_loop(tcp, spec, ctx.clone()))).collect();
+    futures::future::join_all(accepting).await;
 }
 
 /// One open connection counted against max_connections and
 /// max_connections_per_ip; released on drop.
-struct ConnectionSlot<S> {
+pub(crate) struct ConnectionSlot<S> {
     ctx: Arc<Context<S>>,
     ip: IpAddr,
 }
@@ -101,7 +105,7 @@ struct ConnectionSlot<S> {
 impl<S> ConnectionSlot<S> {
     /// None when a bound is reached: the connection is closed at once, as
     /// Kafka does, and the refusal logged and counted.
-    fn take(ctx: &Arc<Context<S>>, peer: SocketAddr) -> Option<Self> {
+    pub(crate) fn take(ctx: &Arc<Context<S>>, peer: SocketAddr) -> Option<Self> {
         let limits = &ctx.cfg.limits;
         let mut open = ctx.connections.lock().unwrap();
         let total: usize = open.values().sum();
@@ -144,6 +148,17 @@ enum Outcome {
     Silent(BoxFuture<'static, ()>),
     /// The peer broke the protocol: log and close.
     Close(String),
+    /// Answer, then close (a failed authentication).
+    RespondClose(BoxFuture<'static, BytesMut>, String),
+}
+
+fn sasl_outcome(step: Step) -> Outcome {
+    match step {
+        Step::Pass => Outcome::Close("not a SASL request".into()),
+        Step::Respond(fut) => Outcome::Respond(fut),
+        Step::RespondClose(fut, why) => Outcome::RespondClose(fut, why),
+        Step::Close(why) => Outcome::Close(why),
+    }
 }
 
 /// Admits `bytes` more of requests in progress on this node, waiting while
@@ -160,36 +175,70 @@ async fn admit<S>(ctx: &Context<S>, bytes: usize) -> Option<OwnedSemaphorePermit
     }
 }
 
-async fn connection<S: PartitionStore>(stream: TcpStream, peer: SocketAddr, ctx: Arc<Context<S>>, _slot: ConnectionSlot<S>) {
-    let _ = stream.set_nodelay(true);
+/// One connection's life, from its read and write halves (plain TCP or
+/// TLS) and who it is so far (`session`).
+pub(crate) async fn connection<S, R, W>(
+    rd: R,
+    wr: W, peer: SocketAddr,
+    listener: Arc<str>,
+    mut session: Session, ctx: Arc<Context<S>>, _slot: ConnectionSlot<S>) where
+    S: PartitionStore,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let node = ctx.metrics.node();
     ctx.metrics.kafka_connections.get_or_create(&node).inc();
     debug!("connection opened");
-    let (rd, wr) = stream.into_split();
     let in_flight_max = ctx.cfg.limits.connection_requests_in_flight_max;
     let (tx, rx) = mpsc::channel::<(JoinHandle<BytesMut>, OwnedSemaphorePermit)>(in_flight_max);
     let writer = tokio::spawn(write_loop(wr, rx));
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let frame_bytes_max = ctx.cfg.limits.frame_bytes_max;
+    let sasl_max = ctx.cfg.limits.sasl_server_max_receive_size;
     let reason = loop {
         let len = match rd.read_i32().await {
             Ok(len) => len,
             Err(_) => break None,
         };
-        if len < REQUEST_HEADER_LEN_MIN as i32 || len as usize > frame_bytes_max {
-            if len as usize > frame_bytes_max {
-                ctx.limit_hit("frame_bytes_max");
+        // Before SASL authentication only small frames (Kafka's
+        // sasl.server.max.receive.size): no one unauthenticated makes the
+        // node buffer 100 MiB.
+        let (max, limit) = if session.authenticated() { (frame_bytes_max, "frame_bytes_max") } else { (sasl_max, "sasl_server_max_receive_size") };
+        if len < REQUEST_HEADER_LEN_MIN as i32 || len as usize > max {
+            if len as usize > max {
+                ctx.limit_hit(limit);
             }
-            break Some(format!("frame of {len} bytes is outside 8..={frame_bytes_max} (frame_bytes_max); closing"));
+            break Some(format!("frame of {len} bytes is outside 8..={max} ({limit}); closing"));
         }
         // The bytes are admitted before they are read: a node never holds
         // more than queued_max_request_bytes of requests in progress.
-        let Some(permit) = admit(&ctx, len as usize).await else { break Some("shutting down".into()) };
+        let Some(permit) = admit(&ctx, len as usize).await else { break Some("shutting down".into());
+        };
         let mut buf = BytesMut::zeroed(len as usize);
         if let Err(e) = rd.read_exact(&mut buf).await {
             break Some(format!("truncated frame: {e}"));
         }
-        match handle(buf.freeze(), &ctx, peer).await {
+        let frame = buf.freeze();
+        let outcome = if session.wants_raw_token() {
+            sasl_outcome(session.raw_token(frame, &ctx.store, &ctx.metrics))
+        } else {
+            match decode::peek(&frame).and_then(|(key, ..)| ApiKey::try_from(key).ok()) {
+                Some(ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) => match decode::decode_frame(&frame) {
+                    Ok(Decoded::Request { key, version, header, request }) => {
+                        sasl_outcome(session.handle(key, version, header.correlation_id, request, &ctx.store, &ctx.metrics))
+                    }
+                    Ok(Decoded::ApiVersionsTooNew { .. }) => Outcome::Close("unexpected ApiVersions".into()),
+                    Err(refusal) => Outcome::Close(refusal.to_string()),
+                },
+                key => match key.map_or(Ok(()), |k| session.admits(k)) {
+                    Ok(()) => {
+                        handle(frame, &ctx, Caller { peer, client_id: String::new(), principal: session.principal(), listener: listener.clone(), api: "" }).await
+                    }
+                    Err(why) => Outcome::Close(why),
+                },
+            }
+        };
+        match outcome {
             Outcome::Respond(fut) => {
                 let item = (tokio::spawn(fut), permit);
                 let item = match tx.try_send(item) {
@@ -209,6 +258,10 @@ async fn connection<S: PartitionStore>(stream: TcpStream, peer: SocketAddr, ctx:
                 });
             }
             Outcome::Close(why) => break Some(why),
+            Outcome::RespondClose(fut, why) => {
+                let _ = tx.send((tokio::spawn(fut), permit)).await;
+                break Some(why);
+            }
         }
     };
     if let Some(why) = reason {
@@ -220,7 +273,7 @@ async fn connection<S: PartitionStore>(stream: TcpStream, peer: SocketAddr, ctx:
     debug!("connection closed");
 }
 
-async fn write_loop(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<(JoinHandle<BytesMut>, OwnedSemaphorePermit)>) {
+async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<(JoinHandle<BytesMut>, OwnedSemaphorePermit)>) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     // The permit of each request is held until its response is written.
     // Responses that are ready leave together in one write; a response is
@@ -268,7 +321,7 @@ pub fn encode_response(key: ApiKey, version: i16, correlation_id: i32, body: &Re
     buf
 }
 
-async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>, peer: SocketAddr) -> Outcome {
+async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>, mut caller: Caller) -> Outcome {
     let started = Instant::now();
     let (key, version, header, request) = match decode::decode_frame(&frame) {
         Ok(Decoded::Request { key, version, header, request }) => (key, version, header, request),
@@ -299,17 +352,18 @@ async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>, peer: So
         encode_response(key, version, correlation_id, &resp)
     };
     let ctx = ctx.clone();
-    let caller = Caller { peer, client_id };
+    caller.client_id = client_id;
+    caller.api = api;
     // Produce and OffsetCommit take effect in the order a connection sent
     // them: their first stage (validate, queue into the Raft log) runs here,
     // before the next frame is read; only the waiting is concurrent.
     match request {
-        RequestKind::Produce(req) => match handlers::produce::submit(ctx, req, version).instrument(span.clone()).await {
+        RequestKind::Produce(req) => match handlers::produce::submit(ctx, req, version, &caller).instrument(span.clone()).await {
             Some(fut) => Outcome::Respond(Box::pin(async move { finish(fut.await) }.instrument(span))),
             None => Outcome::Silent(Box::pin(async {})),
         },
         RequestKind::OffsetCommit(req) => {
-            let fut = handlers::offset_commit::submit(ctx, req, version).instrument(span.clone()).await;
+            let fut = handlers::offset_commit::submit(ctx, req, version, &caller).instrument(span.clone()).await;
             Outcome::Respond(Box::pin(async move { finish(fut.await) }.instrument(span)))
         }
         other => Outcome::Respond(Box::pin(
@@ -320,8 +374,4 @@ async fn handle<S: PartitionStore>(frame: Bytes, ctx: &Arc<Context<S>>, peer: So
             .instrument(span),
         )),
     }
-}
-
-pub fn log_startup(addr: &SocketAddr) {
-    info!(%addr, "kafka listener ready");
 }

@@ -66,6 +66,10 @@ pub struct Limits {
     /// (Kafka's log.cleaner.dedupe.buffer.size): a compaction whose dirty
     /// part has more keys compacts what fits and leaves the rest for the next.
     pub log_cleaner_dedupe_buffer_bytes: usize,
+    /// Largest frame a connection may send before it has authenticated on
+    /// a SASL listener (Kafka's sasl.server.max.receive.size); larger
+    /// closes it.
+    pub sasl_server_max_receive_size: usize,
 }
 
 impl Default for Limits {
@@ -82,6 +86,7 @@ impl Default for Limits {
             replication_append_bytes_max: 8 << 20,
             replica_lag_time_max_ms: 30_000,
             log_cleaner_dedupe_buffer_bytes: 128 << 20,
+            sasl_server_max_receive_size: 512 << 10,
         }
     }
 }
@@ -138,6 +143,7 @@ pub struct FileConfig {
     pub replication_append_bytes_max: Option<usize>,
     pub replica_lag_time_max_ms: Option<u64>,
     pub log_cleaner_dedupe_buffer_bytes: Option<usize>,
+    pub sasl_server_max_receive_size: Option<usize>,
     pub log_retention_ms: Option<i64>,
     pub log_retention_hours: Option<i64>,
     pub log_retention_bytes: Option<i64>,
@@ -163,6 +169,9 @@ pub struct FileConfig {
     pub partition_moves_max: Option<usize>,
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// Listeners, TLS, SASL, ACLs, secrets (`crate::security::settings`).
+    #[serde(default)]
+    pub security: crate::security::settings::SecurityFile,
 }
 
 /// The resolved configuration of one node.
@@ -235,6 +244,9 @@ pub struct NodeConfig {
     /// keep under way at once (default 8; moves asked by operators are not
     /// counted against it).
     pub partition_moves_max: usize,
+    /// Kafka listeners, TLS, SASL, the authorizer, the cluster secret and
+    /// the admin API's tokens.
+    pub security: crate::security::settings::SecuritySettings,
 }
 
 /// A flag's value that is one of an enum's variants, as its TOML value
@@ -325,7 +337,13 @@ impl FileConfig {
             (None, None) => format!("localhost:{KAFKA_PORT_DEFAULT}"),
         };
         let (_, adv_port) = split_host_port(&advertised)?;
+        if self.security.listeners.is_some() && self.kafka_listen.is_some() {
+            return Err(ConfigError::Invalid("kafka_listen and [security] listeners are two ways to say the same: use listeners".into()));
+        }
         let kafka_listen = self.kafka_listen.unwrap_or_else(|| format!("0.0.0.0:{adv_port}"));
+        let security = self.security.resolve(&kafka_listen, &advertised).map_err(ConfigError::Invalid)?;
+        // With listeners, the first is the node's main address.
+        let (advertised, kafka_listen) = (security.listeners[0].advertised.clone(), security.listeners[0].listen.clone());
         let (_, kafka_port) = split_host_port(&kafka_listen)?;
         if nodes.is_empty() {
             // Standalone, or joining: peers reach this node's Raft port at
@@ -357,7 +375,7 @@ impl FileConfig {
         let election_timeout_max_ms = self.election_timeout_max_ms.unwrap_or(800);
         if !(heartbeat_interval_ms < election_timeout_min_ms && election_timeout_min_ms < election_timeout_max_ms) {
             return Err(ConfigError::Invalid(
-                "need heartbeat_interval_ms < election_timeout_min_ms < election_timeout_max_ms".into(),
+                "need heartbeat_interval_ms < election_timeout_min_ms < election_timeout_max_ms".into()
             ));
         }
         let offsets_topic_partitions = self.offsets_topic_partitions.unwrap_or(16);
@@ -387,6 +405,7 @@ impl FileConfig {
             replication_append_bytes_max: self.replication_append_bytes_max.unwrap_or(d.replication_append_bytes_max),
             replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(d.replica_lag_time_max_ms),
             log_cleaner_dedupe_buffer_bytes: self.log_cleaner_dedupe_buffer_bytes.unwrap_or(d.log_cleaner_dedupe_buffer_bytes),
+            sasl_server_max_receive_size: self.sasl_server_max_receive_size.unwrap_or(d.sasl_server_max_receive_size),
         };
         limits.check()?;
         let rd = RetentionDefaults::default();
@@ -459,6 +478,7 @@ impl FileConfig {
             controller_voters_max,
             partition_autobalancing: self.partition_autobalancing.unwrap_or_default(),
             partition_moves_max,
+            security,
         })
     }
 }
@@ -474,6 +494,7 @@ impl Limits {
             ("max_connections", self.max_connections),
             ("max_connections_per_ip", self.max_connections_per_ip),
             ("replication_append_bytes_max", self.replication_append_bytes_max),
+            ("sasl_server_max_receive_size", self.sasl_server_max_receive_size),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
@@ -501,12 +522,36 @@ impl NodeConfig {
     /// node's flags set from Kafka's own).
     pub fn broker_configs(&self) -> Vec<StaticBrokerConfig> {
         use ConfigType::{Boolean, Int, List, Long, String as Str};
-        let advertised = self.nodes.get(&self.node_id).map(|n| format!("PLAINTEXT://{}", n.kafka_addr)).unwrap_or_default();
+        let listeners = |addr: fn(&crate::security::listeners::Listener) -> &String| {
+            self.security.listeners.iter().map(|l| format!("{}://{}", l.name, addr(l))).collect::<Vec<_>>().join(",")
+        };
+        let advertised = listeners(|l| &l.advertised);
         let r = &self.retention;
         let l = &self.limits;
         let c = |name: &'static str, value: String, kafka_default: &'static str, kind| StaticBrokerConfig { name, value, kafka_default, kind };
         let mut out = vec![
             c("advertised.listeners", advertised, "", List),
+            c("listeners", listeners(|l| &l.listen), "PLAINTEXT://:9092", List),
+            c(
+                "listener.security.protocol.map",
+                self.security.listeners.iter().map(|l| format!("{}:{}", l.name, l.protocol.name())).collect::<Vec<_>>().join(","),
+                "",
+                List,
+            ),
+            c("sasl.enabled.mechanisms", self.security.sasl_mechanisms.join(","), "GSSAPI", List),
+            c(
+                "super.users",
+                self.security.authorizer.as_ref().map(|a| a.super_users.iter().cloned().collect::<Vec<_>>().join(";")).unwrap_or_default(),
+                "",
+                Str,
+            ),
+            c(
+                "allow.everyone.if.no.acl.found",
+                self.security.authorizer.as_ref().is_some_and(|a| a.allow_everyone_if_no_acl_found).to_string(),
+                "false",
+                Boolean,
+            ),
+            c("connections.max.reauth.ms", self.security.connections_max_reauth_ms.to_string(), "0", Long),
             c("auto.create.topics.enable", self.auto_create_topics.to_string(), "true", Boolean),
             c("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string(), "true", Boolean),
             c("broker.id", self.node_id.to_string(), "-1", Int),
@@ -529,6 +574,7 @@ impl NodeConfig {
             }, "", Str),
             c("log.cleaner.backoff.ms", r.cleaner_backoff_ms.to_string(), "15000", Long),
             c("log.cleaner.dedupe.buffer.size", l.log_cleaner_dedupe_buffer_bytes.to_string(), "134217728", Long),
+            c("sasl.server.max.receive.size", l.sasl_server_max_receive_size.to_string(), "524288", Int),
             c("log.cleanup.policy", "delete".into(), "delete", List),
             c("log.dirs", self.data_dir.display().to_string(), "/tmp/kafka-logs", Str),
             c("log.retention.bytes", r.bytes.to_string(), "-1", Long),

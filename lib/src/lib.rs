@@ -4,6 +4,7 @@
 //! - `log/`: the partition log's rules, pure: batches, idempotence,
 //!   retention, compaction, and what they read of a topic's configs.
 //! - `config`, `metrics`: the node's settings and bounds, its metrics.
+//! - `security/`: principals, SCRAM, ACLs, listeners and TLS, pure.
 //! - `cluster/`: what the controller group replicates and decides, pure:
 //!   metadata (topics, placement, configs) and the plans for partition
 //!   moves and membership.
@@ -21,6 +22,7 @@ pub mod log;
 pub mod metrics;
 pub mod offsets;
 pub mod raft;
+pub mod security;
 pub mod serde_b64;
 pub mod store;
 

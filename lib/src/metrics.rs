@@ -42,6 +42,26 @@ pub struct VoteLabels {
     pub kind: &'static str,
 }
 
+/// Client authentications: a handful of mechanisms, two results.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    pub node_id: String,
+    /// "SCRAM-SHA-512", "PLAIN", "SSL" (a client certificate).
+    pub mechanism: String,
+    /// "ok", "failed".
+    pub result: &'static str,
+}
+
+/// Denied requests: bounded by APIs times resource types.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedLabels {
+    pub node_id: String,
+    /// The API whose check failed ("produce").
+    pub api: &'static str,
+    /// "TOPIC", "GROUP", "CLUSTER".
+    pub resource_type: &'static str,
+}
+
 /// A named bound (see `config::Limits`): a few dozen at most.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
@@ -78,6 +98,8 @@ pub struct Metrics {
     pub kafka_bytes_in: Family<NodeLabels, Counter>,
     pub kafka_bytes_out: Family<NodeLabels, Counter>,
     pub kafka_connections: Family<NodeLabels, Gauge>,
+    pub authentications: Family<AuthLabels, Counter>,
+    pub authorization_denied: Family<DeniedLabels, Counter>,
     pub partitions: Family<NodeLabels, Gauge>,
     pub partition_leaders: Family<NodeLabels, Gauge>,
     pub storage_flushes: Family<NodeLabels, Counter>,
@@ -125,6 +147,8 @@ impl Metrics {
             kafka_bytes_in: Family::default(),
             kafka_bytes_out: Family::default(),
             kafka_connections: Family::default(),
+            authentications: Family::default(),
+            authorization_denied: Family::default(),
             partitions: Family::default(),
             partition_leaders: Family::default(),
             storage_flushes: Family::default(),
@@ -199,6 +223,11 @@ impl Metrics {
         r.register("chronik_kafka_bytes_in", "Record bytes produced", self.kafka_bytes_in.clone());
         r.register("chronik_kafka_bytes_out", "Record bytes fetched", self.kafka_bytes_out.clone());
         r.register("chronik_kafka_connections", "Open Kafka client connections", self.kafka_connections.clone());
+        r.register("chronik_authentications", "Client authentications (SASL, TLS client certificates), by mechanism and result", self.authentications.clone());
+        r.register(
+            "chronik_authorization_denied",
+            "Requests (or parts of them) the ACL authorizer denied, by API and resource type",
+            self.authorization_denied.clone());
         r.register("chronik_partitions", "Partition replicas on this node", self.partitions.clone());
         r.register("chronik_partition_leaders", "Partitions led by this node", self.partition_leaders.clone());
         r.register("chronik_storage_flushes", "Group-commit flushes (flush + fsync)", self.storage_flushes.clone());

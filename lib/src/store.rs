@@ -9,10 +9,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::cluster::dynamic_config::{ConfigOp, ConfigResource};
-use crate::log::batch::BatchError;
 use crate::cluster::metadata::ControllerError;
-use crate::offsets::{CommittedOffset, GroupCommand, GroupRecord};
+use crate::log::batch::BatchError;
 use crate::log::producers::ProducerRefusal;
+use crate::offsets::{CommittedOffset, GroupCommand, GroupRecord};
 use crate::{NodeId, Offset, TopicPartition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +130,23 @@ pub struct NodeView {
     pub rack: Option<String>,
     /// This node, or a peer heard from within the liveness window.
     pub alive: bool,
+    /// Its Kafka listeners (name -> advertised host:port); empty for a node
+    /// that registered none (then host:port serves every listener).
+    pub listeners: BTreeMap<String, String>,
+}
+
+impl NodeView {
+    /// Where a client that came in on listener `listener` reaches this
+    /// node; None if the node has no such listener (Kafka then leaves the
+    /// node out of Metadata).
+    pub fn endpoint(&self, listener: &str) -> Option<(String, i32)> {
+        if self.listeners.is_empty() {
+            return Some((self.host.clone(), self.port));
+        }
+        let addr = self.listeners.get(listener)?;
+        let (host, port) = crate::config::split_host_port(addr).ok()?;
+        Some((host, port as i32))
+    }
 }
 
 /// One replica of the controller group ([`QuorumView`]).
@@ -328,7 +345,7 @@ pub trait PartitionStore: Send + Sync + 'static {
         &self,
         tp: TopicPartition,
         batch: Bytes,
-        acks: Acks,
+        acks: Acks
     ) -> impl Future<Output = Result<PendingAppend, StoreError>> + Send;
 
     /// Batches from `offset` up to the high watermark, at most `max_bytes`
@@ -445,4 +462,11 @@ pub trait PartitionStore: Send + Sync + 'static {
 
     /// The controller group's Raft state as this node sees it.
     fn controller_quorum(&self) -> QuorumView;
+
+    /// Users' SCRAM credentials and the ACLs, as this node's metadata has them.
+    fn security(&self) -> std::sync::Arc<crate::security::SecurityState>;
+
+    /// Changes credentials or ACLs through the controller; returns once
+    /// this node's metadata has the change (bounded).
+    fn alter_security(&self, cmd: crate::security::SecurityCommand) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

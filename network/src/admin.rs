@@ -16,8 +16,8 @@ use chronik::cluster::dynamic_config::{ConfigOp, ConfigResource};
 use chronik::cluster::metadata::ControllerError;
 use chronik::store::{ClusterView, PartitionStore, TopicSpec};
 use chronik::{StoreError, TopicPartition};
-use serde::Deserialize;
 use prometheus_client::registry::Registry;
+use serde::Deserialize;
 use serde_json::json;
 
 pub struct AdminState<S> {
@@ -30,8 +30,10 @@ pub struct AdminState<S> {
 }
 
 impl<S> AdminState<S> {
-    pub fn new(store: Arc<S>, registry: Registry, refresh: Box<dyn Fn() + Send + Sync>) -> Self {
-        let peers = reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build().expect("reqwest client");
+    /// `cluster_secret`: presented when a request is passed to another node.
+    pub fn new(store: Arc<S>, registry: Registry, refresh: Box<dyn Fn() + Send + Sync>, cluster_secret: Option<&str>) -> Self {
+        let peers = reqwest::Client::builder().connect_timeout(Duration::from_secs(1))
+            .default_headers(crate::auth::node_headers(cluster_secret)).build().expect("reqwest client");
         Self { store, registry, refresh, peers }
     }
 }
@@ -102,6 +104,11 @@ pub fn router<S: PartitionStore>(state: Arc<AdminState<S>>) -> Router {
         .route("/v1/topics/{name}/partitions/{partition}/delete-records", axum::routing::post(delete_records::<S>))
         .route("/v1/reassignments", get(crate::admin_moves::list::<S>).post(crate::admin_moves::start::<S>))
         .route("/v1/topics/{name}/partitions/{partition}/reassignment", get(crate::admin_moves::progress::<S>))
+        .route("/v1/users", get(crate::admin_security::list_users::<S>))
+        .route("/v1/users/{name}", axum::routing::put(crate::admin_security::set_user::<S>).delete(crate::admin_security::delete_user::<S>))
+        .route(
+            "/v1/acls",
+            get(crate::admin_security::list_acls::<S>).post(crate::admin_security::create_acls::<S>).delete(crate::admin_security::delete_acls::<S>))
         .route("/v1/nodes", get(nodes::<S>))
         .route("/v1/nodes/{id}", get(node::<S>))
         .route("/v1/nodes/{id}/decommission", axum::routing::post(decommission::<S>))
@@ -278,11 +285,11 @@ pub(crate) fn store_error(e: &StoreError) -> Response {
 /// The HTTP status of a store error.
 pub(crate) fn store_status(e: &StoreError) -> StatusCode {
     match e {
-        StoreError::Controller(ControllerError::TopicExists(_) | ControllerError::CannotDecommission(..) | ControllerError::NodeRemoved(_)) => StatusCode::CONFLICT,
-        StoreError::Controller(ControllerError::UnknownTopic(_) | ControllerError::UnknownPartition(_) | ControllerError::UnknownNode(_))
-        | StoreError::UnknownTopicOrPartition(_) => {
-            StatusCode::NOT_FOUND
+        StoreError::Controller(ControllerError::TopicExists(_) | ControllerError::CannotDecommission(..) | ControllerError::NodeRemoved(_)) => {
+            StatusCode::CONFLICT
         }
+        StoreError::Controller(ControllerError::UnknownTopic(_) | ControllerError::UnknownPartition(_) | ControllerError::UnknownNode(_))
+        | StoreError::UnknownTopicOrPartition(_) => StatusCode::NOT_FOUND,
         StoreError::Controller(_) | StoreError::InvalidConfig { .. } | StoreError::OffsetOutOfRange { .. } => StatusCode::BAD_REQUEST,
         StoreError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -465,9 +472,7 @@ fn group_offsets<S: PartitionStore>(store: &S, group: &str, hwm: &HashMap<(Strin
     let total: i64 = parts.iter().filter_map(|p| p.4).sum();
     let partitions: Vec<_> = parts
         .iter()
-        .map(|(t, p, o, end, lag)| {
-            json!({"topic": t, "partition": p, "committed_offset": o.offset, "metadata": o.metadata, "high_watermark": end, "lag": lag})
-        })
+        .map(|(t, p, o, end, lag)| json!({"topic": t, "partition": p, "committed_offset": o.offset, "metadata": o.metadata, "high_watermark": end, "lag": lag}))
         .collect();
     Ok(json!({"group": group, "coordinator": store.node_id(), "lag": total, "partitions": partitions}))
 }
@@ -602,10 +607,12 @@ async fn at_leader<S: PartitionStore>(
             let path = format!("/v1/topics/{}/partitions/{}/{action}", percent_encode(&tp.topic), tp.partition);
             forward(s, leader, Method::POST, &path, body).await
         }
-        Err(StoreError::NotLeader(_, leader)) => error(
+        Err(StoreError::NotLeader(_, leader)) => {
+            error(
             StatusCode::MISDIRECTED_REQUEST,
-            &format!("{tp} is led by node {leader:?}, not node {}; ask the leader's admin API", s.store.node_id()),
-        ),
+            &format!("{tp} is led by node {leader:?}, not node {}; ask the leader's admin API", s.store.node_id())
+        )
+        }
         Err(e) => store_error(&e),
     }
 }

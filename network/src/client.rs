@@ -16,9 +16,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chronik::cluster::metadata::{ControllerCommand, ControllerError};
 use chronik::raft::engine::Transport;
 use chronik::raft::liveness::NodeStatus;
-use chronik::cluster::metadata::{ControllerCommand, ControllerError};
 use chronik::{Command, GroupId, NodeAddr, NodeId, SnapshotData, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -78,8 +78,12 @@ impl HttpTransport {
     /// `local_ip`: the address outgoing connections leave from (the node's
     /// own, when it listens on a specific one), so that peers and firewall
     /// rules see which node is talking.
-    pub fn new(me: NodeId, local_ip: Option<std::net::IpAddr>, append_bytes_max: usize, metrics: Arc<chronik::metrics::Metrics>) -> Self {
+    /// `cluster_secret`: presented to peers' cluster ports (`crate::auth`).
+    pub fn new(me: NodeId, local_ip: Option<std::net::IpAddr>, append_bytes_max: usize, metrics: Arc<chronik::metrics::Metrics>,
+        cluster_secret: Option<&str>,
+    ) -> Self {
         let client = reqwest::Client::builder()
+            .default_headers(crate::auth::node_headers(cluster_secret))
             .pool_max_idle_per_host(16)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_millis(500))
@@ -121,7 +125,8 @@ async fn lane(inner: Arc<Inner>, peer: NodeId, base: String, mut rx: mpsc::Unbou
     let in_flight = Arc::new(Semaphore::new(LANE_IN_FLIGHT));
     let url = format!("{base}/raft/batch");
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return;
+        };
         let mut bytes = first.bytes;
         let mut batch = vec![first];
         while batch.len() < BATCH_ITEMS_MAX && bytes < BATCH_BYTES_MAX {

@@ -5,6 +5,8 @@
 
 pub mod admin;
 mod admin_moves;
+mod admin_security;
+pub mod auth;
 pub mod client;
 pub mod server;
 pub mod wire;

@@ -8,9 +8,9 @@ use chronik::PartitionStore;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use crate::server::Context;
+use crate::server::{Caller, Context};
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: AlterConfigsRequest, caller: &Caller) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
         let ops: Vec<ConfigOp> = res
@@ -21,7 +21,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: AlterConfigsReques
                 None => ConfigOp::Delete(c.name.to_string()),
             })
             .collect();
-        let (code, message) = super::alter_configs(ctx, res.resource_type, &res.resource_name, ops, true, req.validate_only).await;
+        let (code, message) = super::alter_configs(ctx, caller, res.resource_type, &res.resource_name, ops, true, req.validate_only).await;
         let mut out = AlterConfigsResourceResponse::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name;

@@ -10,9 +10,15 @@ use kafka_protocol::messages::alter_partition_reassignments_response::{Reassigna
 use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse};
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: AlterPartitionReassignmentsRequest, version: i16) -> AlterPartitionReassignmentsResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: AlterPartitionReassignmentsRequest, version: i16,
+    caller: &Caller,
+) -> AlterPartitionReassignmentsResponse {
+    if !ctx.authz(caller).cluster(Operation::Alter) {
+        return AlterPartitionReassignmentsResponse::default().with_error_code(crate::errors::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let mut moves: Vec<(TopicPartition, Option<Vec<NodeId>>)> = Vec::new();
     // A node id Kafka cannot hold (negative) is no node of ours: refused per partition.
     let mut bad: Vec<(TopicPartition, String)> = Vec::new();
@@ -20,7 +26,9 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: AlterPartitionReas
         for p in &t.partitions {
             let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
             match &p.replicas {
-                Some(r) if r.iter().any(|b| b.0 < 0) => bad.push((tp, format!("replicas {:?} name a negative broker id", r.iter().map(|b| b.0).collect::<Vec<_>>()))),
+                Some(r) if r.iter().any(|b| b.0 < 0) => {
+                    bad.push((tp, format!("replicas {:?} name a negative broker id", r.iter().map(|b| b.0).collect::<Vec<_>>())))
+                }
                 r => moves.push((tp, r.as_ref().map(|r| r.iter().map(|b| b.0 as NodeId).collect()))),
             }
         }

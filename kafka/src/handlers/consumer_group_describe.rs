@@ -8,7 +8,8 @@ use kafka_protocol::messages::consumer_group_describe_response::{Assignment as W
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
 
 use crate::coordinator::consumer::{assignors, Assignment};
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 /// Kafka's member type of a consumer-protocol member (v1).
 const MEMBER_TYPE_CONSUMER: i8 = 1;
@@ -26,11 +27,19 @@ fn assignment<S: PartitionStore>(ctx: &Context<S>, a: &Assignment) -> WireAssign
     WireAssignment::default().with_topic_partitions(tps)
 }
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ConsumerGroupDescribeRequest, version: i16) -> ConsumerGroupDescribeResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ConsumerGroupDescribeRequest, version: i16, caller: &Caller) -> ConsumerGroupDescribeResponse {
     let mut resp = ConsumerGroupDescribeResponse::default();
+    let authz = ctx.authz(caller);
     for group_id in req.group_ids {
         let mut g = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(i32::MIN);
-        match ctx.groups.consumer_describe(&group_id.0).await {
+        let described = match authz.group(Operation::Describe, &group_id.0) {
+            true => ctx.groups.consumer_describe(&group_id.0).await,
+            false => Err((crate::errors::GROUP_AUTHORIZATION_FAILED, "Group authorization failed.".to_string())),
+        };
+        if req.include_authorized_operations && described.is_ok() {
+            g.authorized_operations = authz.operations(chronik::security::acl::ResourceType::Group, &group_id.0);
+        }
+        match described {
             Ok(cg) => {
                 g.group_state = super::str(cg.state().name());
                 g.group_epoch = cg.epoch;

@@ -9,8 +9,22 @@ use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeart
 
 use crate::coordinator::consumer::{Assignment, Beat};
 use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
+/// READ on the group, DESCRIBE on each topic subscribed by name.
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ConsumerGroupHeartbeatRequest, caller: &Caller) -> ConsumerGroupHeartbeatResponse {
+    let authz = ctx.authz(caller);
+    let refused = if !authz.group(Operation::Read, &req.group_id.0) {
+        Some((crate::errors::GROUP_AUTHORIZATION_FAILED, "Group authorization failed.".to_string()))
+    } else {
+        let names = req.subscribed_topic_names.iter().flatten();
+        let denied: Vec<String> = names.filter(|t| !authz.topic(Operation::Describe, &t.0)).map(|t| t.0.to_string()).collect();
+        (!denied.is_empty()).then(|| (crate::errors::TOPIC_AUTHORIZATION_FAILED, format!("Topic authorization failed for topics {denied:?}")))
+    };
+    drop(authz);
+    if let Some((code, message)) = refused {
+        return ConsumerGroupHeartbeatResponse::default().with_error_code(code).with_error_message(Some(super::str(message)));
+    }
     // Owned partitions of topics no longer known are simply not owned.
     let owned = req.topic_partitions.map(|tps| {
         let mut a = Assignment::new();

@@ -7,9 +7,13 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use tracing::info;
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+/// CREATE on the cluster, or on each topic (Kafka's check).
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: CreateTopicsRequest, version: i16, caller: &Caller) -> CreateTopicsResponse {
+    let authz = ctx.authz(caller);
+    let on_cluster = authz.cluster(Operation::Create);
     let mut resp = CreateTopicsResponse::default();
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> =
@@ -24,7 +28,9 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: CreateTopicsReques
             r.error_code = code;
             r.error_message = Some(super::str(msg));
         };
-        if duplicates.contains(&name) {
+        if !on_cluster && !authz.topic(Operation::Create, &name) {
+            fail(&mut r, errors::TOPIC_AUTHORIZATION_FAILED, "Authorization failed.".into());
+        } else if duplicates.contains(&name) {
             fail(&mut r, errors::INVALID_REQUEST, format!("topic {name} appears more than once in the request"));
         } else if !topic.assignments.is_empty() && (topic.num_partitions != -1 || topic.replication_factor != -1) {
             fail(&mut r, errors::INVALID_REQUEST, format!("topic {name}: a replica assignment and a partition count or replication factor cannot both be given"));

@@ -4,9 +4,11 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use tracing::info;
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DeleteTopicsRequest, version: i16, caller: &Caller) -> DeleteTopicsResponse {
+    let authz = ctx.authz(caller);
     // v6 names topics in `topics` (by name or by id); earlier versions in `topic_names`.
     let asked: Vec<(Result<String, i16>, uuid::Uuid)> = if version >= 6 {
         req.topics
@@ -24,6 +26,10 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DeleteTopicsReques
         let mut r = DeletableTopicResult::default();
         r.topic_id = id;
         let result = match name {
+            Ok(name) if !authz.topic(Operation::Delete, &name) => {
+                r.name = Some(TopicName(super::str(name.clone())));
+                Err((errors::TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed.".to_string()))
+            }
             Ok(name) => {
                 r.name = Some(TopicName(super::str(name.clone())));
                 let result = ctx.store.delete_topic(name.clone()).await.map_err(|e| (errors::code(&e), e.to_string()));

@@ -4,15 +4,16 @@
 //! a note of what Chronik does with it.
 
 use chronik::cluster::dynamic_config::{self, ConfigResource, ConfigSource, EffectiveConfigs};
-use chronik::store::ClusterView;
 use chronik::cluster::topic_config::{self, Enforcement, TopicConfigDef, TOPIC_CONFIGS};
 use chronik::config::ConfigType;
+use chronik::store::ClusterView;
 use chronik::PartitionStore;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 /// What one request asks for beyond names and values.
 struct Wanted<'a> {
@@ -50,7 +51,7 @@ impl Wanted<'_> {
     }
 }
 
-pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeConfigsRequest, version: i16, caller: &Caller) -> DescribeConfigsResponse {
     let mut resp = DescribeConfigsResponse::default();
     let view = ctx.store.cluster_view(None);
     for res in &req.resources {
@@ -63,7 +64,8 @@ pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeConfigsRequest, 
         let mut out = DescribeConfigsResult::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
-        let described = match super::config_resource(res.resource_type, &res.resource_name) {
+        let described = match super::config_resource(res.resource_type, &res.resource_name)
+            .and_then(|r| super::config_authorized(ctx, caller, r, Operation::DescribeConfigs)) {
             Ok(ConfigResource::Topic(name)) => topic(ctx, &view, &name, &wanted),
             Ok(ConfigResource::Broker(node)) => broker(ctx, &view, node, &wanted),
             Err(e) => Err(e),
@@ -123,7 +125,9 @@ fn documentation(def: &TopicConfigDef) -> String {
     match def.enforcement {
         Enforcement::Enforced => format!("Kafka's {}: enforced by Chronik.", def.name),
         Enforcement::NotYet(why) => format!("Kafka's {}: accepted, not enforced by Chronik yet ({why}).", def.name),
-        Enforcement::NotApplicable(why) => format!("Kafka's {}: without meaning in Chronik ({why}).", def.name),
+        Enforcement::NotApplicable(why) => {
+            format!("Kafka's {}: without meaning in Chronik ({why}).", def.name)
+        }
     }
 }
 

@@ -2,13 +2,22 @@ use chronik::PartitionStore;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeGroupsRequest, version: i16, caller: &Caller) -> DescribeGroupsResponse {
     let mut resp = DescribeGroupsResponse::default();
+    let authz = ctx.authz(caller);
     for group_id in req.groups {
         let mut g = DescribedGroup::default().with_group_id(group_id.clone());
-        match ctx.groups.describe(&group_id.0).await {
+        let described = match authz.group(Operation::Describe, &group_id.0) {
+            true => ctx.groups.describe(&group_id.0).await,
+            false => Err(crate::errors::GROUP_AUTHORIZATION_FAILED),
+        };
+        if req.include_authorized_operations && described.is_ok() {
+            g.authorized_operations = authz.operations(chronik::security::acl::ResourceType::Group, &group_id.0);
+        }
+        match described {
             // v6 (KIP-1043): a group that does not exist is an error.
             Ok(d) if version >= 6 && d.state == crate::coordinator::State::Dead => {
                 g.error_code = crate::errors::GROUP_ID_NOT_FOUND;

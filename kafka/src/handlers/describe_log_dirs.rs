@@ -9,9 +9,13 @@ use chronik::PartitionStore;
 use kafka_protocol::messages::describe_log_dirs_response::{DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic};
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
-pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeLogDirsRequest, version: i16) -> DescribeLogDirsResponse {
+pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeLogDirsRequest, version: i16, caller: &Caller) -> DescribeLogDirsResponse {
+    if !ctx.authz(caller).cluster(Operation::Describe) {
+        return DescribeLogDirsResponse::default().with_error_code(crate::errors::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let asked = |topic: &str, partition: i32| match &req.topics {
         None => true,
         Some(ts) => ts.iter().any(|t| *t.topic.0 == *topic && t.partitions.contains(&partition)),

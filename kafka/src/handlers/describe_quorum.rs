@@ -10,7 +10,8 @@ use kafka_protocol::messages::describe_quorum_response::{Listener, Node, Partiti
 use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 /// The topic Kafka's tools ask about.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
@@ -25,7 +26,10 @@ fn replica_state(r: &QuorumReplica, q: &QuorumView) -> ReplicaState {
         .with_last_caught_up_timestamp(if caught_up { r.last_ack_ms.unwrap_or(-1) } else { -1 })
 }
 
-pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeQuorumRequest, version: i16) -> DescribeQuorumResponse {
+pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeQuorumRequest, version: i16, caller: &Caller) -> DescribeQuorumResponse {
+    if !ctx.authz(caller).cluster(Operation::Describe) {
+        return DescribeQuorumResponse::default().with_error_code(crate::errors::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let q = ctx.store.controller_quorum();
     let mut resp = DescribeQuorumResponse::default();
     for topic in req.topics {

@@ -7,12 +7,13 @@
 use chronik::store::TopicView;
 use chronik::PartitionStore;
 use kafka_protocol::messages::describe_topic_partitions_response::{
-    Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+    Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic
 };
 use kafka_protocol::messages::{BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName};
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 /// Most partitions one response describes (Kafka's
 /// max.request.partition.size.limit default).
@@ -52,21 +53,25 @@ fn broker_ids(nodes: &[u64]) -> Vec<BrokerId> {
     nodes.iter().map(|n| BrokerId(*n as i32)).collect()
 }
 
-pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+/// Topics the principal may not DESCRIBE: left out of a listing of all,
+/// TOPIC_AUTHORIZATION_FAILED when named (whether they exist or not).
+pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeTopicPartitionsRequest, caller: &Caller) -> DescribeTopicPartitionsResponse {
+    let authz = ctx.authz(caller);
     let mut names: Vec<String> = req.topics.iter().map(|t| t.name.0.to_string()).collect();
     names.sort();
     names.dedup();
     let view = ctx.store.cluster_view(if names.is_empty() { None } else { Some(&names) });
-    let mut topics: Vec<&TopicView> = view.topics.iter().collect();
+    let mut topics: Vec<&TopicView> = view.topics.iter().filter(|t| authz.topic(Operation::Describe, &t.name)).collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     let mut resp = DescribeTopicPartitionsResponse::default();
     // Topics asked for that do not exist come first, once, without paging.
     if req.cursor.is_none() {
         for name in names.iter().filter(|n| !topics.iter().any(|t| &t.name == *n)) {
+            let exists_for_caller = authz.topic(Operation::Describe, name);
             resp.topics.push(
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_name(Some(TopicName(super::str(name.clone()))))
-                    .with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_error_code(if exists_for_caller { errors::UNKNOWN_TOPIC_OR_PARTITION } else { errors::TOPIC_AUTHORIZATION_FAILED })
                     .with_topic_authorized_operations(i32::MIN),
             );
         }

@@ -11,20 +11,26 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicN
 use tracing::info;
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 const PREFERRED: i8 = 0;
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ElectLeadersRequest, version: i16, caller: &Caller) -> ElectLeadersResponse {
+    if !ctx.authz(caller).cluster(Operation::Alter) {
+        return ElectLeadersResponse::default().with_error_code(crate::errors::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let tps: Vec<TopicPartition> = match &req.topic_partitions {
         Some(topics) => topics.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.topic.0.as_str(), *p))).collect(),
-        None => ctx
+        None => {
+            ctx
             .store
             .cluster_view(None)
             .topics
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.as_str(), p.partition)))
-            .collect(),
+            .collect()
+        }
     };
     let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     let elections = tps.iter().map(|tp| async move {

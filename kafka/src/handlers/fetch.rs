@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 /// Upper bound on a long poll, whatever the client asks.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -48,7 +49,7 @@ struct Gather {
 }
 
 impl Gather {
-    fn new<S: PartitionStore>(ctx: &Context<S>, req: &FetchRequest, version: i16) -> (Self, Vec<FetchableTopicResponse>) {
+    fn new<S: PartitionStore>(ctx: &Context<S>, req: &FetchRequest, version: i16, authz: &crate::authz::Authz) -> (Self, Vec<FetchableTopicResponse>) {
         let fetch_max = ctx.cfg.limits.fetch_max_bytes;
         let asked = req.max_bytes.max(0) as usize;
         if asked > fetch_max {
@@ -67,7 +68,13 @@ impl Gather {
             let mut t = FetchableTopicResponse::default();
             t.topic = topic.topic.clone();
             t.topic_id = topic.topic_id;
-            let named = super::topic_named(ctx, &topic.topic, topic.topic_id, version >= 13);
+            let named = super::topic_named(ctx, &topic.topic, topic.topic_id, version >= 13).and_then(|name| {
+                if authz.topic(Operation::Read, &name) {
+                    Ok(name)
+                } else {
+                    Err(errors::TOPIC_AUTHORIZATION_FAILED)
+                }
+            });
             for p in &topic.partitions {
                 let tp = TopicPartition::new(named.as_deref().unwrap_or_default(), p.partition);
                 let mut out = PartitionData::default();
@@ -135,7 +142,8 @@ impl Gather {
     /// Whether partition `i`'s high watermark moved since it was last read.
     fn moved(&mut self, i: usize) -> bool {
         let p = &mut self.parts[i];
-        let Some(w) = p.watch.as_mut() else { return false };
+        let Some(w) = p.watch.as_mut() else { return false;
+        };
         let now = *w.borrow_and_update();
         std::mem::replace(&mut p.seen, now) != now
     }
@@ -174,10 +182,10 @@ fn set_offsets(out: &mut PartitionData, version: i16, log_start: i64, hwm: i64) 
 /// Long poll: answer as soon as min_bytes are available, an error occurs, or
 /// max_wait_ms passes; in between, sleep until a high watermark moves, and
 /// then read just the partitions that moved.
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: FetchRequest, version: i16, caller: &Caller) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MAX);
     let min_bytes = req.min_bytes.max(1) as usize;
-    let (mut g, topics) = Gather::new(ctx, &req, version);
+    let (mut g, topics) = Gather::new(ctx, &req, version, &ctx.authz(caller));
     drop(req);
     super::leaders_ready(ctx, g.parts.iter().map(|p| &p.tp), deadline).await;
     for i in 0..g.parts.len() {

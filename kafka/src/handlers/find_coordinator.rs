@@ -4,16 +4,20 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use tracing::warn;
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
 
 /// Key type 0 is a consumer group; 1 (transactions) is not supported.
 const KEY_TYPE_GROUP: i8 = 0;
 
 /// (error, node, host, port, message) for one key.
-async fn locate<S: PartitionStore>(ctx: &Context<S>, key: &str, key_type: i8) -> (i16, i32, String, i32, Option<String>) {
+async fn locate<S: PartitionStore>(ctx: &Context<S>, key: &str, key_type: i8, caller: &Caller) -> (i16, i32, String, i32, Option<String>) {
+    let listener: &str = &caller.listener;
     let fail = |code: i16, msg: String| (code, -1, String::new(), -1, Some(msg));
     if key_type != KEY_TYPE_GROUP {
         return fail(errors::INVALID_REQUEST, format!("key type {key_type} is not supported: Chronik has no transactions"));
+    }
+    if !ctx.authz(caller).group(chronik::security::acl::Operation::Describe, key) {
+        return fail(errors::GROUP_AUTHORIZATION_FAILED, "Group authorization failed.".into());
     }
     if let Err(e) = ctx.store.ensure_offsets_topic().await {
         warn!(group = %key, error = %e, "offsets topic not available");
@@ -27,17 +31,18 @@ async fn locate<S: PartitionStore>(ctx: &Context<S>, key: &str, key_type: i8) ->
         return fail(errors::COORDINATOR_NOT_AVAILABLE, format!("{} has no leader yet", view.tp));
     };
     let cluster = ctx.store.cluster_view(Some(&[]));
-    match cluster.nodes.iter().find(|n| n.id == leader) {
-        Some(n) => (errors::NONE, n.id as i32, n.host.clone(), n.port, None),
+    match cluster.nodes.iter().find(|n| n.id == leader).map(|n| n.endpoint(listener)) {
+        Some(Some((host, port))) => (errors::NONE, leader as i32, host, port, None),
+        Some(None) => fail(errors::COORDINATOR_NOT_AVAILABLE, format!("node {leader} has no listener {listener} (yet)")),
         None => fail(errors::COORDINATOR_NOT_AVAILABLE, format!("node {leader} is not registered")),
     }
 }
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: FindCoordinatorRequest, version: i16, caller: &Caller) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
         for key in req.coordinator_keys {
-            let (code, node, host, port, msg) = locate(ctx, &key, req.key_type).await;
+            let (code, node, host, port, msg) = locate(ctx, &key, req.key_type, caller).await;
             resp.coordinators.push(
                 KCoordinator::default()
                     .with_key(key)
@@ -50,7 +55,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: FindCoordinatorReq
         }
         return resp;
     }
-    let (code, node, host, port, msg) = locate(ctx, &req.key, req.key_type).await;
+    let (code, node, host, port, msg) = locate(ctx, &req.key, req.key_type, caller).await;
     resp.error_code = code;
     resp.node_id = BrokerId(node);
     resp.host = super::str(host);

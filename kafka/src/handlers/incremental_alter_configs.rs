@@ -9,14 +9,14 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
 
 const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: IncrementalAlterConfigsRequest, caller: &Caller) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
     for res in req.resources {
         let ops: Result<Vec<ConfigOp>, String> = res
@@ -35,7 +35,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: IncrementalAlterCo
             })
             .collect();
         let (code, message) = match ops {
-            Ok(ops) => super::alter_configs(ctx, res.resource_type, &res.resource_name, ops, false, req.validate_only).await,
+            Ok(ops) => super::alter_configs(ctx, caller, res.resource_type, &res.resource_name, ops, false, req.validate_only).await,
             Err(why) => (errors::INVALID_REQUEST, Some(why)),
         };
         let mut out = AlterConfigsResourceResponse::default();

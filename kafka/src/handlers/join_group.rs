@@ -4,8 +4,12 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use crate::coordinator::Join;
 use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: JoinGroupRequest, version: i16, caller: &Caller) -> JoinGroupResponse {
+    if !ctx.authz(caller).group(Operation::Read, &req.group_id.0) {
+        return JoinGroupResponse::default().with_error_code(crate::errors::GROUP_AUTHORIZATION_FAILED).with_generation_id(-1);
+    }
     let join = Join {
         group: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),

@@ -2,9 +2,13 @@ use chronik::PartitionStore;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: LeaveGroupRequest, version: i16, caller: &Caller) -> LeaveGroupResponse {
+    if !ctx.authz(caller).group(Operation::Read, &req.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(crate::errors::GROUP_AUTHORIZATION_FAILED);
+    }
     // v0-2 name one member; v3+ a batch, by member or instance id.
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string()))).collect()

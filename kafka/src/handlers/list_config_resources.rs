@@ -9,12 +9,16 @@ use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesRe
 
 use super::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 const RESOURCE_CLIENT_METRICS: i8 = 16;
 const RESOURCE_GROUP: i8 = 32;
 
-pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListConfigResourcesRequest, version: i16) -> ListConfigResourcesResponse {
+pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListConfigResourcesRequest, version: i16, caller: &Caller) -> ListConfigResourcesResponse {
+    if !ctx.authz(caller).cluster(Operation::DescribeConfigs) {
+        return ListConfigResourcesResponse::default().with_error_code(crate::errors::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let mut resp = ListConfigResourcesResponse::default();
     // v0 lists client-metrics resources only; v1 the types asked for (all when none).
     let types = match (version, req.resource_types.is_empty()) {

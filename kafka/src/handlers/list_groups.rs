@@ -2,13 +2,18 @@ use chronik::PartitionStore;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 /// Kafka's group types (ListGroups v5, KIP-848).
 pub(crate) const CLASSIC: &str = "classic";
 const CONSUMER: &str = "consumer";
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+/// Every group with DESCRIBE on the cluster; else only the groups the
+/// principal may DESCRIBE (as Kafka filters them).
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListGroupsRequest, version: i16, caller: &Caller) -> ListGroupsResponse {
+    let authz = ctx.authz(caller);
+    let all = authz.cluster(Operation::Describe);
     let mut resp = ListGroupsResponse::default();
     let classic = match ctx.groups.list().await {
         Ok(groups) => groups,
@@ -25,6 +30,9 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListGroupsRequest,
         .map(|(name, state)| (name.clone(), "consumer".to_string(), state.name(), CONSUMER))
         .chain(classic.into_iter().filter(|(n, _, _)| !consumer.iter().any(|(c, _)| c == n)).map(|(n, pt, s)| (n, pt, s.name(), CLASSIC)));
     for (name, protocol_type, state, group_type) in listed {
+        if !all && !authz.group(Operation::Describe, &name) {
+            continue;
+        }
         if version >= 4 && !req.states_filter.is_empty() && !req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state)) {
             continue;
         }

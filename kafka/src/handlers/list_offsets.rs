@@ -4,7 +4,8 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 // Kafka's special timestamps (ListOffsetsRequest.json).
 const LATEST: i64 = -1;
@@ -22,7 +23,8 @@ const EARLIEST_PENDING_UPLOAD: i64 = -6;
 /// The first record at or after `timestamp`: the store finds the batch by its
 /// max timestamp, then the records inside it are decoded (off the hot path).
 fn by_timestamp<S: PartitionStore>(ctx: &Context<S>, tp: &TopicPartition, timestamp: i64) -> Result<Option<(i64, i64)>, StoreError> {
-    let Some(batch) = ctx.store.batch_at_timestamp(tp, timestamp)? else { return Ok(None) };
+    let Some(batch) = ctx.store.batch_at_timestamp(tp, timestamp)? else { return Ok(None);
+    };
     let mut buf = batch.clone();
     // The first batch may hold records below the log start: never those.
     let (log_start, _) = ctx.store.offsets(tp)?;
@@ -35,7 +37,8 @@ fn by_timestamp<S: PartitionStore>(ctx: &Context<S>, tp: &TopicPartition, timest
     Ok(Some((base, timestamp)))
 }
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListOffsetsRequest, version: i16, caller: &Caller) -> ListOffsetsResponse {
+    let authz = ctx.authz(caller);
     let mut resp = ListOffsetsResponse::default();
     let tps: Vec<TopicPartition> =
         req.topics.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.as_str(), p.partition_index))).collect();
@@ -51,6 +54,11 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListOffsetsRequest
             out.timestamp = -1;
             out.offset = -1;
             out.leader_epoch = -1;
+            if !authz.topic(Operation::Describe, &tp.topic) {
+                out.error_code = errors::TOPIC_AUTHORIZATION_FAILED;
+                t.partitions.push(out);
+                continue;
+            }
             let result = match p.timestamp {
                 LATEST => ctx.store.offsets(&tp).map(|(_, hwm)| Some((hwm, -1))),
                 EARLIEST | EARLIEST_LOCAL => ctx.store.offsets(&tp).map(|(start, _)| Some((start, -1))),

@@ -7,9 +7,13 @@ use chronik::PartitionStore;
 use kafka_protocol::messages::list_partition_reassignments_response::{OngoingPartitionReassignment, OngoingTopicReassignment};
 use kafka_protocol::messages::{BrokerId, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName};
 
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
-pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {
+pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: ListPartitionReassignmentsRequest, caller: &Caller) -> ListPartitionReassignmentsResponse {
+    if !ctx.authz(caller).cluster(Operation::Describe) {
+        return ListPartitionReassignmentsResponse::default().with_error_code(crate::errors::CLUSTER_AUTHORIZATION_FAILED);
+    }
     let names: Option<Vec<String>> = req.topics.as_ref().map(|t| t.iter().map(|t| t.name.0.to_string()).collect());
     let view = ctx.store.cluster_view(names.as_deref());
     let brokers = |ids: &[chronik::NodeId]| ids.iter().map(|n| BrokerId(*n as i32)).collect::<Vec<_>>();

@@ -7,13 +7,14 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use tracing::info;
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 /// Longest a Metadata answer waits for partitions in an election.
 pub const ELECTION_WAIT_MAX: Duration = Duration::from_millis(1500);
 const ELECTION_POLL: Duration = Duration::from_millis(20);
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, version: i16, caller: &Caller) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all topics.
     // v10+ may name a topic by id instead; an unknown id is UNKNOWN_TOPIC_ID.
     let mut unknown_ids = Vec::new();
@@ -31,10 +32,19 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
     };
     let auto_create = ctx.store.auto_create_topics() && (version < 4 || req.allow_auto_topic_creation);
     let mut failed: Vec<(String, i16)> = Vec::new();
+    // Topics the principal may not DESCRIBE: TOPIC_AUTHORIZATION_FAILED when
+    // named (existing or not), left out of a listing of all.
+    let authz = ctx.authz(caller);
+    let requested = requested.map(|names| {
+        let (ok, denied): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| authz.topic(Operation::Describe, n));
+        failed.extend(denied.into_iter().map(|n| (n, errors::TOPIC_AUTHORIZATION_FAILED)));
+        ok
+    });
+    let may_create = |name: &str| authz.cluster(Operation::Create) || authz.topic(Operation::Create, name);
     if let Some(names) = &requested {
         let view = ctx.store.cluster_view(Some(names));
         for name in names.iter().filter(|n| !view.topics.iter().any(|t| &t.name == *n)) {
-            if !auto_create {
+            if !auto_create || !may_create(name) {
                 failed.push((name.clone(), errors::UNKNOWN_TOPIC_OR_PARTITION));
                 continue;
             }
@@ -67,19 +77,28 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: MetadataRequest, v
     resp.brokers = view
         .nodes
         .iter()
-        .map(|n| {
+        .filter_map(|n| {
+            // Each node's address on the client's listener; a node without
+            // that listener is left out, as Kafka does.
+            let (host, port) = n.endpoint(&caller.listener)?;
             let mut b = MetadataResponseBroker::default();
             b.node_id = BrokerId(n.id as i32);
-            b.host = super::str(n.host.clone());
-            b.port = n.port;
+            b.host = super::str(host);
+            b.port = port;
             if version >= 1 {
                 b.rack = n.rack.clone().map(super::str);
             }
-            b
+            Some(b)
         })
         .collect();
-    for t in &view.topics {
+    if version >= 8 && version <= 10 && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = authz.operations(ResourceType::Cluster, CLUSTER_NAME);
+    }
+    for t in view.topics.iter().filter(|t| requested.is_some() || authz.topic(Operation::Describe, &t.name)) {
         let mut mt = MetadataResponseTopic::default();
+        if version >= 8 && req.include_topic_authorized_operations {
+            mt.topic_authorized_operations = authz.operations(ResourceType::Topic, &t.name);
+        }
         mt.name = Some(TopicName(super::str(t.name.clone())));
         if version >= 1 {
             mt.is_internal = t.internal;

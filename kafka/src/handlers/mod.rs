@@ -3,14 +3,19 @@
 
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -18,16 +23,17 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
-pub mod incremental_alter_configs;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
-pub mod list_groups;
 pub mod list_config_resources;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
 pub mod metadata;
@@ -41,6 +47,7 @@ pub mod sync_group;
 use std::sync::Arc;
 
 use chronik::cluster::dynamic_config::{ConfigOp, ConfigResource};
+use chronik::security::acl::Operation;
 use chronik::PartitionStore;
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -66,42 +73,48 @@ pub(crate) async fn leaders_ready<'a, S: PartitionStore>(
 pub async fn dispatch<S: PartitionStore>(ctx: Arc<Context<S>>, req: RequestKind, version: i16, caller: Caller) -> ResponseKind {
     match req {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::answer(&ctx, &r)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(&ctx, r, version).await),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(&ctx, r, version).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(&ctx, r, version).await),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(&ctx, r, version).await),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(&ctx, r, version).await),
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs::handle(&ctx, r, version)),
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(&ctx, r, version).await),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(&ctx, r, version, &caller).await),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(&ctx, r, version, &caller).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(&ctx, r, version, &caller).await),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(&ctx, r, version, &caller).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(&ctx, r, version, &caller).await),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs::handle(&ctx, r, version, &caller)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(&ctx, r, version, &caller).await),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(&ctx, r, version, &caller).await),
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(&ctx, r, version).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(&ctx, r).await),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(&ctx, r, version).await),
-        RequestKind::OffsetCommit(r) => offset_commit::submit(ctx, r, version).await.await,
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(&ctx, r, version).await),
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(&ctx, r, version).await),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(&ctx, r, version).await),
-        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(&ctx, r).await),
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(&ctx, r).await),
-        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&ctx, r).await),
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(&ctx, r).await),
-        RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster::handle(&ctx, version)),
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(&ctx, r).await),
-        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(&ctx, r).await),
-        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(&ctx, r, version).await),
-        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(&ctx, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(&ctx, r, version, &caller).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(&ctx, r, &caller).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(&ctx, r, version, &caller).await),
+        RequestKind::OffsetCommit(r) => offset_commit::submit(ctx, r, version, &caller).await.await,
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(&ctx, r, version, &caller).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(&ctx, r, version, &caller).await),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(&ctx, r, version, &caller).await),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(&ctx, r, &caller).await),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(&ctx, r, &caller).await),
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&ctx, r, &caller).await),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(&ctx, r, &caller).await),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(&ctx, r, version, &caller)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle(&ctx, r, &caller).await),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(&ctx, r, &caller).await),
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(&ctx, r, version, &caller).await),
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(&ctx, r, &caller).await),
         RequestKind::AlterPartitionReassignments(r) => {
-            ResponseKind::AlterPartitionReassignments(alter_partition_reassignments::handle(&ctx, r, version).await)
+            ResponseKind::AlterPartitionReassignments(alter_partition_reassignments::handle(&ctx, r, version, &caller).await)
         }
-        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&ctx, r, version)),
-        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&ctx, r)),
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&ctx, r, version, &caller)),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&ctx, r, &caller)),
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(&ctx, r, &caller).await),
-        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(&ctx, r, version).await),
-        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(&ctx, r).await),
-        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(&ctx, r)),
-        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(&ctx, r)),
-        RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(describe_quorum::handle(&ctx, r, version)),
-        RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(list_config_resources::handle(&ctx, r, version)),
+        RequestKind::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(&ctx, r, version, &caller).await),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(&ctx, r, &caller).await),
+        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(&ctx, r, &caller)),
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(&ctx, r, &caller)),
+        RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(describe_quorum::handle(&ctx, r, version, &caller)),
+        RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(list_config_resources::handle(&ctx, r, version, &caller)),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(&ctx, r, &caller)),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(alter_user_scram_credentials::handle(&ctx, r, &caller).await),
+        RequestKind::DescribeClientQuotas(r) => ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(&ctx, r, &caller)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(create_acls::handle(&ctx, r, &caller).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(describe_acls::handle(&ctx, r, &caller)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(delete_acls::handle(&ctx, r, &caller).await),
         other => unreachable!("{other:?} passed the version table but has no handler"),
     }
 }
@@ -134,13 +147,17 @@ pub fn error_codes(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::OffsetForLeaderEpoch(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         ResponseKind::AlterConfigs(r) => r.responses.iter().map(|r| r.error_code).collect(),
         ResponseKind::CreatePartitions(r) => r.results.iter().map(|r| r.error_code).collect(),
-        ResponseKind::ElectLeaders(r) => std::iter::once(r.error_code)
+        ResponseKind::ElectLeaders(r) => {
+            std::iter::once(r.error_code)
             .chain(r.replica_election_results.iter().flat_map(|t| t.partition_result.iter().map(|p| p.error_code)))
-            .collect(),
+            .collect()
+        }
         ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().map(|r| r.error_code).collect(),
-        ResponseKind::AlterPartitionReassignments(r) => std::iter::once(r.error_code)
+        ResponseKind::AlterPartitionReassignments(r) => {
+            std::iter::once(r.error_code)
             .chain(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
-            .collect(),
+            .collect()
+        }
         ResponseKind::ListPartitionReassignments(r) => vec![r.error_code],
         ResponseKind::DescribeLogDirs(r) => std::iter::once(r.error_code).chain(r.results.iter().map(|d| d.error_code)).collect(),
         ResponseKind::ConsumerGroupHeartbeat(r) => vec![r.error_code],
@@ -148,8 +165,16 @@ pub fn error_codes(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::OffsetDelete(r) => std::iter::once(r.error_code).chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).collect(),
         ResponseKind::DescribeProducers(r) => r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect(),
         ResponseKind::DescribeTopicPartitions(r) => r.topics.iter().map(|t| t.error_code).collect(),
-        ResponseKind::DescribeQuorum(r) => std::iter::once(r.error_code).chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).collect(),
+        ResponseKind::DescribeQuorum(r) => {
+            std::iter::once(r.error_code).chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).collect()
+        }
         ResponseKind::ListConfigResources(r) => vec![r.error_code],
+        ResponseKind::DescribeUserScramCredentials(r) => std::iter::once(r.error_code).chain(r.results.iter().map(|u| u.error_code)).collect(),
+        ResponseKind::AlterUserScramCredentials(r) => r.results.iter().map(|u| u.error_code).collect(),
+        ResponseKind::DescribeClientQuotas(r) => vec![r.error_code],
+        ResponseKind::CreateAcls(r) => r.results.iter().map(|a| a.error_code).collect(),
+        ResponseKind::DescribeAcls(r) => vec![r.error_code],
+        ResponseKind::DeleteAcls(r) => r.filter_results.iter().map(|f| f.error_code).collect(),
         _ => vec![],
     };
     codes.into_iter().filter(|c| *c != 0).collect()
@@ -173,17 +198,35 @@ pub(crate) fn config_resource(resource_type: i8, name: &str) -> Result<ConfigRes
     }
 }
 
+/// Whether the principal may `op` (DESCRIBE_CONFIGS, ALTER_CONFIGS) the
+/// resource: a topic by its name, a broker (or the cluster's defaults) on
+/// the cluster.
+pub(crate) fn config_authorized<S: PartitionStore>(
+    ctx: &Context<S>,
+    caller: &Caller,
+    r: ConfigResource,
+    op: Operation,
+) -> Result<ConfigResource, (i16, String)> {
+    let authz = ctx.authz(caller);
+    match &r {
+        ConfigResource::Topic(t) if !authz.topic(op, t) => Err((crate::errors::TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed.".into())),
+        ConfigResource::Broker(_) if !authz.cluster(op) => Err((crate::errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".into())),
+        _ => Ok(r),
+    }
+}
+
 /// AlterConfigs and IncrementalAlterConfigs: one resource's change, as an
 /// error code and message for its response.
 pub(crate) async fn alter_configs<S: PartitionStore>(
     ctx: &Context<S>,
+    caller: &Caller,
     resource_type: i8,
     name: &str,
     ops: Vec<ConfigOp>,
     replace: bool,
     validate_only: bool,
 ) -> (i16, Option<String>) {
-    let resource = match config_resource(resource_type, name) {
+    let resource = match config_resource(resource_type, name).and_then(|r| config_authorized(ctx, caller, r, Operation::AlterConfigs)) {
         Ok(r) => r,
         Err((code, why)) => return (code, Some(why)),
     };

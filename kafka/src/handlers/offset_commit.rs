@@ -9,14 +9,24 @@ use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponseParti
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 /// Stage one, run in request order (like Produce): checks and queues the
 /// commit. Stage two, the returned future: waits for it to be replicated.
-pub async fn submit<S: PartitionStore>(ctx: Arc<Context<S>>, req: OffsetCommitRequest, version: i16) -> BoxFuture<'static, ResponseKind> {
+pub async fn submit<S: PartitionStore>(ctx: Arc<Context<S>>, req: OffsetCommitRequest, version: i16, caller: &Caller) -> BoxFuture<'static, ResponseKind> {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     // v10 names topics by id; an unknown id fails its partitions.
-    let named: Vec<Result<String, i16>> = req.topics.iter().map(|t| super::topic_named(&ctx, &t.name, t.topic_id, version >= 10)).collect();
+    // READ on the group, then on each topic (Kafka's checks).
+    let authz = ctx.authz(caller);
+    let group_ok = authz.group(Operation::Read, &req.group_id.0);
+    let named: Vec<Result<String, i16>> = req.topics.iter().map(|t| super::topic_named(&ctx, &t.name, t.topic_id, version >= 10)).map(|n| match n {
+            Ok(_) if !group_ok => Err(errors::GROUP_AUTHORIZATION_FAILED),
+            Ok(name) if !authz.topic(Operation::Read, &name) => Err(errors::TOPIC_AUTHORIZATION_FAILED),
+            other => other,
+        })
+        .collect();
+    drop(authz);
     let names: Vec<String> = named.iter().filter_map(|n| n.clone().ok()).collect();
     let view = ctx.store.cluster_view(Some(&names));
     let partitions_of: HashMap<&str, usize> = view.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())).collect();
@@ -25,7 +35,8 @@ pub async fn submit<S: PartitionStore>(ctx: Arc<Context<S>>, req: OffsetCommitRe
     let mut verdicts: Vec<(String, uuid::Uuid, Vec<(i32, Option<i16>)>)> = Vec::new();
     let mut offsets = Vec::new();
     for (t, named) in req.topics.iter().zip(named) {
-        let name = named.clone().unwrap_or_default();
+        // A refused topic is still answered by its name.
+        let name = named.clone().unwrap_or_else(|_| t.name.0.to_string());
         let mut parts = Vec::new();
         for p in &t.partitions {
             let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();

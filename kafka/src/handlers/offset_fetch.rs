@@ -8,16 +8,20 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
+use crate::authz::Authz;
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
+use chronik::security::acl::Operation;
 
 /// One group's answer: the group error, and per topic per partition
 /// (partition, committed offset or None, error).
 type GroupOffsets = (i16, BTreeMap<String, Vec<(i32, Option<CommittedOffset>, i16)>>);
 
-/// `wanted`: None means every committed partition of the group.
-fn fetch<S: PartitionStore>(ctx: &Context<S>, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> GroupOffsets {
-    let committed = match ctx.groups.committed(group) {
+/// `wanted`: None means every committed partition of the group (of the
+/// topics the principal may DESCRIBE).
+fn fetch<S: PartitionStore>(ctx: &Context<S>, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>, authz: &Authz) -> GroupOffsets {
+    let committed = if authz.group(Operation::Describe, group) { ctx.groups.committed(group) } else { Err(errors::GROUP_AUTHORIZATION_FAILED) };
+    let committed = match committed {
         Ok(c) => c,
         Err(code) => {
             // Per-partition errors too, for v1 which has no group error.
@@ -34,14 +38,20 @@ fn fetch<S: PartitionStore>(ctx: &Context<S>, group: &str, wanted: Option<Vec<(S
     match wanted {
         None => {
             for ((t, p), o) in by_tp {
-                out.entry(t).or_default().push((p, Some(o), errors::NONE));
+                if authz.topic(Operation::Describe, &t) {
+                    out.entry(t).or_default().push((p, Some(o), errors::NONE));
             }
+        }
         }
         Some(topics) => {
             for (t, ps) in topics {
+                let allowed = authz.topic(Operation::Describe, &t);
                 let entry = out.entry(t.clone()).or_default();
                 for p in ps {
-                    entry.push((p, by_tp.remove(&(t.clone(), p)), errors::NONE));
+                    match allowed {
+                        true => entry.push((p, by_tp.remove(&(t.clone(), p)), errors::NONE)),
+                        false => entry.push((p, None, errors::TOPIC_AUTHORIZATION_FAILED)),
+                    }
                 }
             }
         }
@@ -56,8 +66,9 @@ fn offset_fields(o: &Option<CommittedOffset>) -> (i64, i32, String) {
     }
 }
 
-pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetFetchRequest, version: i16, caller: &Caller) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
+    let authz = ctx.authz(caller);
     if version >= 8 {
         for g in req.groups {
             // v10 names topics by id: an unknown one is UNKNOWN_TOPIC_ID.
@@ -73,7 +84,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetFetchRequest
                     })
                     .collect()
             });
-            let (code, topics) = fetch(ctx, &g.group_id.0, wanted);
+            let (code, topics) = fetch(ctx, &g.group_id.0, wanted, &authz);
             let mut rg = OffsetFetchResponseGroup::default().with_group_id(GroupId(super::str(g.group_id.0.to_string()))).with_error_code(code);
             let by_id = unknown.into_iter().map(|(id, ps)| (String::new(), id, ps.into_iter().map(|p| (p, None, errors::UNKNOWN_TOPIC_ID)).collect()));
             let topics = topics.into_iter().map(|(name, parts)| {
@@ -100,7 +111,7 @@ pub async fn handle<S: PartitionStore>(ctx: &Context<S>, req: OffsetFetchRequest
         return resp;
     }
     let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    let (code, topics) = fetch(ctx, &req.group_id.0, wanted);
+    let (code, topics) = fetch(ctx, &req.group_id.0, wanted, &authz);
     if version >= 2 {
         resp.error_code = code;
     }

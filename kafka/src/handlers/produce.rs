@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chronik::security::acl::Operation;
+
 use chronik::{Acks, PartitionStore, TopicPartition};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -8,7 +10,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use tracing::warn;
 
 use crate::errors;
-use crate::server::Context;
+use crate::server::{Caller, Context};
 
 fn partition_error(version: i16, index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     let mut p = PartitionProduceResponse::default();
@@ -31,13 +33,16 @@ fn partition_error(version: i16, index: i32, code: i16, message: Option<String>)
 pub async fn submit<S: PartitionStore>(
     ctx: Arc<Context<S>>,
     req: ProduceRequest,
-    version: i16,
-) -> Option<BoxFuture<'static, ResponseKind>> {
+    version: i16, caller: &Caller) -> Option<BoxFuture<'static, ResponseKind>> {
     let acks = Acks::from_kafka(req.acks);
     let timeout = Duration::from_millis(req.timeout_ms.max(1) as u64);
     let deadline = tokio::time::Instant::now() + timeout;
     // Produce v13 names topics by id; an unknown one fails its partitions.
-    let named: Vec<Result<String, i16>> = req.topic_data.iter().map(|t| super::topic_named(&ctx, &t.name, t.topic_id, version >= 13)).collect();
+    // A topic the principal may not WRITE fails its partitions.
+    let authz = ctx.authz(caller);
+    let named: Vec<Result<String, i16>> = req.topic_data.iter().map(|t| super::topic_named(&ctx, &t.name, t.topic_id, version >= 13)).map(|n| n.and_then(|name| if authz.topic(Operation::Write, &name) { Ok(name) } else { Err(errors::TOPIC_AUTHORIZATION_FAILED) }))
+        .collect();
+    drop(authz);
     let tps: Vec<(TopicPartition, bool)> = req
         .topic_data
         .iter()
@@ -53,6 +58,7 @@ pub async fn submit<S: PartitionStore>(
         for p in topic.partition_data {
             let tp = tps.next().expect("one per partition");
             let result = match (acks, p.records) {
+                _ if named == Err(errors::TOPIC_AUTHORIZATION_FAILED) => Err((errors::TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed.".to_string())),
                 _ if named.is_err() => Err((errors::UNKNOWN_TOPIC_ID, format!("no topic has id {}", topic.topic_id))),
                 (None, _) => Err((errors::INVALID_REQUIRED_ACKS, format!("acks={} is not one of 0, 1, -1", req.acks))),
                 (_, None) => Err((errors::CORRUPT_MESSAGE, format!("no records for {tp}"))),

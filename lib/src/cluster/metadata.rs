@@ -99,6 +99,14 @@ pub enum ControllerCommand {
     /// Names the cluster (Kafka's cluster id), once: proposed with a random
     /// id by the first controller leader that finds it unset.
     SetClusterId(u128),
+    /// A node's Kafka listeners as clients are told them (listener name ->
+    /// host:port); Metadata answers each client with its listener's.
+    SetListeners {
+        node: NodeId,
+        listeners: BTreeMap<String, String>,
+    },
+    /// Users' SCRAM credentials and the ACLs (`crate::security`).
+    Security(crate::security::SecurityCommand),
 }
 
 /// A topic's id (Kafka's topic UUID): the same on every replica (a hash of
@@ -195,13 +203,15 @@ impl PartitionAssignment {
 
     /// Replicas that join in the move in progress (none without one).
     pub fn adding(&self) -> Vec<NodeId> {
-        let Some(r) = &self.reassignment else { return vec![] };
+        let Some(r) = &self.reassignment else { return vec![];
+        };
         r.target.iter().filter(|n| !r.original.contains(n)).copied().collect()
     }
 
     /// Replicas that leave in the move in progress (none without one).
     pub fn removing(&self) -> Vec<NodeId> {
-        let Some(r) = &self.reassignment else { return vec![] };
+        let Some(r) = &self.reassignment else { return vec![];
+        };
         self.replicas.iter().filter(|n| !r.target.contains(n)).copied().collect()
     }
 }
@@ -247,6 +257,13 @@ pub struct ClusterMetadata {
     /// Kafka's cluster id; None until the first controller leader names it.
     #[serde(default)]
     pub cluster_id: Option<u128>,
+    /// Each node's Kafka listeners (name -> advertised host:port); a node
+    /// without any is reached at its `kafka_addr` on every listener.
+    #[serde(default)]
+    pub listeners: BTreeMap<NodeId, BTreeMap<String, String>>,
+    /// SCRAM credentials and ACLs.
+    #[serde(default)]
+    pub security: std::sync::Arc<crate::security::SecurityState>,
 }
 
 impl ClusterMetadata {
@@ -274,9 +291,7 @@ impl ClusterMetadata {
                 self.add_topic(name, assignments, configs);
                 Ok(())
             }
-            ControllerCommand::DeleteTopic { name } => {
-                self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::UnknownTopic(name.clone()))
-            }
+            ControllerCommand::DeleteTopic { name } => self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::UnknownTopic(name.clone())),
             ControllerCommand::AllocateProducerIds { node } => {
                 self.producer_id_blocks.insert(*node, self.next_producer_id);
                 self.next_producer_id += PRODUCER_ID_BLOCK;
@@ -344,6 +359,7 @@ impl ClusterMetadata {
                 }
                 self.nodes.remove(node);
                 self.draining.remove(node);
+                self.listeners.remove(node);
                 self.balance_onto.remove(node);
                 self.broker_configs.remove(&Some(*node));
                 self.racks.remove(node);
@@ -357,6 +373,17 @@ impl ClusterMetadata {
             ControllerCommand::SetClusterId(id) => {
                 // The first one proposed stands (two leaders may both propose).
                 self.cluster_id.get_or_insert(*id);
+                Ok(())
+            }
+            ControllerCommand::SetListeners { node, listeners } => {
+                if self.removed.contains(node) {
+                    return Err(ControllerError::NodeRemoved(*node));
+                }
+                self.listeners.insert(*node, listeners.clone());
+                Ok(())
+            }
+            ControllerCommand::Security(cmd) => {
+                std::sync::Arc::make_mut(&mut self.security).apply(cmd);
                 Ok(())
             }
             ControllerCommand::AlterConfigs { resource, ops, replace } => {
@@ -618,9 +645,7 @@ impl ClusterMetadata {
 
     /// Every partition with its assignment.
     pub fn partitions(&self) -> impl Iterator<Item = (TopicPartition, &PartitionAssignment)> {
-        self.topics.values().flat_map(|t| {
-            t.partitions.iter().enumerate().map(move |(i, a)| (TopicPartition::new(t.name.as_str(), i as i32), a))
-        })
+        self.topics.values().flat_map(|t| t.partitions.iter().enumerate().map(move |(i, a)| (TopicPartition::new(t.name.as_str(), i as i32), a)))
     }
 }
 
@@ -658,7 +683,7 @@ mod tests {
             name: name.into(),
             partitions,
             replication_factor: rf,
-            configs: Default::default(),
+            configs: Default::default()
         })
     }
 

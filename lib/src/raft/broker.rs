@@ -5,19 +5,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
 use openraft::impls::ProgressResponder;
 use tokio::sync::watch;
-use openraft::async_runtime::WatchReceiver;
 use tracing::{info, warn};
-
-use crate::log::batch::{self};
-use crate::config::split_host_port;
 use crate::cluster::dynamic_config::{ConfigOp, ConfigResource};
-use crate::raft::engine::{StorageEngine, Transport};
-use crate::raft::groups::{GroupManager, PartitionGroup};
 use crate::cluster::metadata::{validate_topic_name, ControllerCommand, ControllerError, TOPIC_PARTITIONS_MAX};
 use crate::cluster::topic_config;
+use crate::config::split_host_port;
+use crate::log::batch::{self};
 use crate::offsets::{self, CommittedOffset, GroupCommand, GroupRecord, OFFSETS_TOPIC};
+use crate::raft::engine::{StorageEngine, Transport};
+use crate::raft::groups::{GroupManager, PartitionGroup};
 use crate::store::*;
 use crate::{Command, CommandResult, NodeId, Offset, TopicPartition};
 
@@ -96,7 +95,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             match self.serving_leader(tp) {
                 Err(StoreError::LeaderNotAvailable(_)) if self.election_can_end(tp) => tokio::time::sleep(LEADER_READY_POLL).await,
                 Err(StoreError::LeaderNotAvailable(_)) => {
-                    let Some(pg) = self.replica(tp).ok().filter(|pg| self.leadership_of(pg).leads) else { return };
+                    let Some(pg) = self.replica(tp).ok().filter(|pg| self.leadership_of(pg).leads) else { return;
+                    };
                     if start.elapsed() >= LEASE_RENEW_WAIT {
                         return;
                     }
@@ -115,7 +115,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// included), as the node-level status exchange sees them.
     fn majority_reachable(&self, tp: &TopicPartition) -> bool {
         let md = self.metadata();
-        let Some(a) = md.partition(tp) else { return false };
+        let Some(a) = md.partition(tp) else { return false;
+        };
         let reachable = a.replicas.iter().filter(|&&n| n == self.node_id() || self.peers.is_alive(n)).count();
         reachable * 2 > a.replicas.len()
     }
@@ -134,7 +135,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
             return !l.applied_own_term;
         }
         let md = self.metadata();
-        let Some(a) = md.partition(tp) else { return false };
+        let Some(a) = md.partition(tp) else { return false;
+        };
         // Right after a start, peers not heard from yet count as alive.
         let alive = a.replicas.iter().filter(|&&n| n == self.node_id() || !self.peers.is_known_down(n)).count();
         l.leader.is_none() && alive * 2 > a.replicas.len()
@@ -152,7 +154,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         let nodes = md.placeable().len();
         let (partitions, rf) = match &spec.assignment {
             Some(a) => self.validate_assignment(a)?,
-            None => (spec.partitions.unwrap_or(self.cfg.default_partitions), spec.replication_factor.unwrap_or_else(|| self.cfg.replication_factor_default(nodes))),
+            None => {
+                (spec.partitions.unwrap_or(self.cfg.default_partitions), spec.replication_factor.unwrap_or_else(|| self.cfg.replication_factor_default(nodes)))
+            }
         };
         if !(1..=TOPIC_PARTITIONS_MAX).contains(&partitions) {
             return Err(ControllerError::InvalidPartitions(partitions, format!("must be 1..={TOPIC_PARTITIONS_MAX}")).into());
@@ -222,7 +226,7 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     /// Waits (bounded) until the controller has a leader and this node has
     /// the registered nodes: in a new cluster's first moments, or during a
     /// controller election. Clients do not all retry NOT_CONTROLLER.
-    async fn wait_controller_ready(&self) {
+    pub(crate) async fn wait_controller_ready(&self) {
         let deadline = Instant::now() + CONTROLLER_READY_WAIT;
         while Instant::now() < deadline {
             if !self.metadata().nodes.is_empty() && self.controller.metrics().borrow_watched().current_leader.is_some() {
@@ -272,7 +276,8 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
             .iter()
             .map(|(id, addr)| {
                 let (host, port) = split_host_port(&addr.kafka_addr).unwrap_or_else(|_| (addr.kafka_addr.clone(), 0));
-                NodeView { id: *id, host, port: port as i32, rack: md.racks.get(id).cloned(), alive: *id == me || self.peers.is_alive(*id) }
+                NodeView { id: *id, host, port: port as i32, rack: md.racks.get(id).cloned(), alive: *id == me || self.peers.is_alive(*id),
+                    listeners: md.listeners.get(id).cloned().unwrap_or_default() }
             })
             .collect();
         let wanted = |name: &str| topics.is_none_or(|t| t.iter().any(|x| x == name));
@@ -501,7 +506,8 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
                     Err(_) => Err(StoreError::Timeout(tp)),
                 }
             };
-            let Some(local) = local.as_mut() else { return committed.await };
+            let Some(local) = local.as_mut() else { return committed.await;
+            };
             tokio::pin!(committed);
             tokio::select! {
                 // If the log store cannot tell (sender dropped), wait for commit.
@@ -750,6 +756,14 @@ impl<E: StorageEngine, T: Transport> PartitionStore for GroupManager<E, T> {
 
     fn controller_quorum(&self) -> crate::store::QuorumView {
         self.quorum_view()
+    }
+
+    fn security(&self) -> Arc<crate::security::SecurityState> {
+        self.metadata().security.clone()
+    }
+
+    async fn alter_security(&self, cmd: crate::security::SecurityCommand) -> Result<(), StoreError> {
+        self.change_security(cmd).await
     }
 
     fn move_progress(&self, tp: &TopicPartition) -> Result<Option<crate::cluster::moves::MoveProgress>, StoreError> {

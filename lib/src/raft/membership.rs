@@ -52,7 +52,9 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
         for node in md.draining.iter().filter(|n| md.hosted_by(**n) == 0) {
             match self.propose(ControllerCommand::RemoveNode { node: *node }).await {
                 Ok(()) => info!(node_id = me, node, "decommission complete: node removed from the cluster"),
-                Err(e) => warn!(node_id = me, node, error = %e, "removing a drained node failed; retrying"),
+                Err(e) => {
+                    warn!(node_id = me, node, error = %e, "removing a drained node failed; retrying")
+                }
             }
         }
         let (drains, stuck) = drain_moves(&md, alive, budget);
@@ -186,6 +188,8 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
     pub(crate) async fn register_loop(self: std::sync::Arc<Self>) {
         let me = self.node_id();
         let mine = self.cfg.nodes.get(&me).cloned().unwrap_or_default();
+        let my_listeners: std::collections::BTreeMap<String, String> =
+            self.cfg.security.listeners.iter().map(|l| (l.name.clone(), l.advertised.clone())).collect();
         let mut md_rx = self.metadata.clone();
         let mut warned_removed = false;
         while !self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
@@ -218,7 +222,19 @@ impl<E: StorageEngine, T: Transport> GroupManager<E, T> {
                 };
                 match result {
                     Ok(()) => info!(node_id = me, addr = %mine, "registered in the cluster"),
-                    Err(e) => warn!(node_id = me, error = %e, "registering this node failed; will retry"),
+                    Err(e) => {
+                        warn!(node_id = me, error = %e, "registering this node failed; will retry")
+                    }
+                }
+            } else if md.listeners.get(&me) != Some(&my_listeners) {
+                let cmd = ControllerCommand::SetListeners { node: me, listeners: my_listeners.clone() };
+                match self.propose(cmd).await {
+                    Ok(()) => {
+                        info!(node_id = me, listeners = ?my_listeners, "registered this node's Kafka listeners")
+                    }
+                    Err(e) => {
+                        warn!(node_id = me, error = %e, "registering this node's Kafka listeners failed; will retry")
+                    }
                 }
             }
             tokio::select! {

@@ -6,7 +6,8 @@
 //! drivers that carry out the cluster's plans and the log's housekeeping:
 //! partition moves (`reassignment`), membership (`membership`), leader
 //! balance (`leadership`), retention (`trim`), compaction, segments, deleted
-//! topics' offsets (`topic_cleanup`) and expired offsets (`offset_expiry`).
+//! topics' offsets (`topic_cleanup`) and expired offsets (`offset_expiry`);
+//! SCRAM credentials and ACLs through the controller (`security`).
 
 pub mod broker;
 pub mod compaction;
@@ -19,6 +20,7 @@ pub mod membership;
 pub mod offset_expiry;
 pub mod reassignment;
 mod rpc;
+mod security;
 pub mod segments;
 mod timing;
 pub mod topic_cleanup;
