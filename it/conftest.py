@@ -50,6 +50,8 @@ class Node:
         self.node_id = node_id
         self.join = join
         self.proc = None
+        # The admin API token the fixtures use, when the node wants one.
+        self.admin_token = None
         self.log_path = os.path.join(os.path.dirname(data_dir), f"node-{self.port}.log")
 
     @property
@@ -72,10 +74,10 @@ class Node:
             mode = ["standalone"]
         else:
             mode = ["start", "--config", self.config, "--node-id", str(self.node_id)]
+        # With --listeners (security on), they say where Kafka listens.
+        kafka = [] if "--listeners" in self.extra_args else ["--advertised-addr", self.bootstrap, "--kafka-listen", self.bootstrap]
         self.proc = subprocess.Popen(
-            [BINARY, *mode, "--data-dir", self.data_dir,
-             "--advertised-addr", self.bootstrap,
-             "--kafka-listen", self.bootstrap,
+            [BINARY, *mode, "--data-dir", self.data_dir, *kafka,
              "--raft-listen", f"127.0.0.1:{self.port + 100}",
              "--admin-listen", f"127.0.0.1:{self.port + 200}", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT)
@@ -175,7 +177,11 @@ class Cluster:
         return self
 
     def admin_get(self, node_id, path, timeout=2):
-        with urllib.request.urlopen(self.nodes[node_id].admin + path, timeout=timeout) as r:
+        n = self.nodes[node_id]
+        req = urllib.request.Request(n.admin + path)
+        if n.admin_token:
+            req.add_header("authorization", f"Bearer {n.admin_token}")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.load(r)
 
     def wait_ready(self, timeout=30):

@@ -99,7 +99,8 @@ fn binding_json(b: &AclBinding) -> Value {
 }
 
 /// A binding or filter from JSON; for a binding every field but `host`
-/// (default "*") and `pattern` (default LITERAL) is needed.
+/// (default "*"), `pattern` (default LITERAL) and `permission` (default
+/// ALLOW) is needed.
 fn parse_acl(v: &Value, filter: bool) -> Result<AclFilter, String> {
     let text = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
     let known = ["resource_type", "name", "pattern", "principal", "host", "operation", "permission"];
@@ -121,6 +122,7 @@ fn parse_acl(v: &Value, filter: bool) -> Result<AclFilter, String> {
     if !filter {
         f.host.get_or_insert_with(|| "*".into());
         f.pattern.get_or_insert(PatternType::Literal);
+        f.permission.get_or_insert(Permission::Allow);
     }
     Ok(f)
 }
