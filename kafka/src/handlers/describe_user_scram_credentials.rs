@@ -12,7 +12,26 @@ use crate::server::{Caller, Context};
 pub fn handle<S: PartitionStore>(ctx: &Context<S>, req: DescribeUserScramCredentialsRequest, caller: &Caller) -> DescribeUserScramCredentialsResponse {
     let mut resp = DescribeUserScramCredentialsResponse::default();
     if !ctx.authz(caller).cluster(Operation::Describe) {
-        resp.error_code = errors::CLUSTER_AUTHORIZATION_FAILED;
+        // The error on every user asked about. Kafka also sets it at the
+        // top, and librdkafka (2.x) then frees the message twice and
+        // aborts the client; per user, every client reports it alike.
+        let msg = "Cluster authorization failed.";
+        resp.results = req
+            .users
+            .into_iter()
+            .flatten()
+            .map(|u| {
+                DescribeUserScramCredentialsResult::default()
+                    .with_user(u.name)
+                    .with_error_code(errors::CLUSTER_AUTHORIZATION_FAILED)
+                    .with_error_message(Some(super::str(msg)))
+            })
+            .collect();
+        if resp.results.is_empty() {
+            // Asked about everyone: only the top-level error can say it.
+            resp.error_code = errors::CLUSTER_AUTHORIZATION_FAILED;
+            resp.error_message = Some(super::str(msg));
+        }
         return resp;
     }
     let state = ctx.store.security();
