@@ -17,6 +17,11 @@ import time
 import traceback
 
 from confluent_kafka import Consumer, TopicPartition
+
+import security_env
+
+# kcat with the runner's security settings (-X key=value for each).
+KCAT = ["kcat", *[a for k, v in security_env.confluent().items() for a in ("-X", f"{k}={v}")]]
 from confluent_kafka.admin import AdminClient, NewTopic
 
 FIRST, SECOND, PARTITIONS, TIMEOUT_S = 10_000, 1_000, 3, 90
@@ -24,7 +29,7 @@ FIRST, SECOND, PARTITIONS, TIMEOUT_S = 10_000, 1_000, 3, 90
 
 def produce(bootstrap, topic, prefix, n):
     lines = "".join(f"k{i}:{prefix}{i}\n" for i in range(n)).encode()
-    r = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-K:"], input=lines, capture_output=True, timeout=120)
+    r = subprocess.run([*KCAT, "-P", "-b", bootstrap, "-t", topic, "-K:"], input=lines, capture_output=True, timeout=120)
     assert r.returncode == 0, f"kcat -P failed: {r.stderr.decode()[-300:]}"
 
 
@@ -35,7 +40,7 @@ def run_group(bootstrap, topic, group, count, want):
     outs, errs, procs = [], [], []
     for i in range(count):
         out, err = open(os.path.join(tmp, f"m{i}.out"), "wb"), open(os.path.join(tmp, f"m{i}.err"), "wb")
-        procs.append(subprocess.Popen(["kcat", "-u", "-b", bootstrap, "-G", group, "-X", "auto.offset.reset=earliest",
+        procs.append(subprocess.Popen([*KCAT, "-u", "-b", bootstrap, "-G", group, "-X", "auto.offset.reset=earliest",
                                        "-f", "%p %o %s\\n", topic], stdout=out, stderr=err))
         outs.append(out.name)
         errs.append(err.name)
@@ -72,14 +77,17 @@ def check_values(rows, prefix, n):
 
 
 def scenario(bootstrap, topic, group):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    # kcat speaks first: the cluster as kcat -L sees it.
+    r = subprocess.run([*KCAT, "-L", "-b", bootstrap], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"kcat -L failed: {r.stderr[-300:]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap, **security_env.confluent()})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
     produce(bootstrap, topic, "v", FIRST)
     rows, finals = run_group(bootstrap, topic, group, 2, FIRST)
     assert all(finals) and not finals[0] & finals[1] and finals[0] | finals[1] == set(range(PARTITIONS)), \
         f"the two members must split the partitions, got {finals}"
     check_values([r for m in rows for r in m], "v", FIRST)
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    probe = Consumer({"bootstrap.servers": bootstrap, **security_env.confluent(), "group.id": group})
     ends = {tp.partition: tp.offset for tp in probe.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)}
     highs = {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
     probe.close()
@@ -90,7 +98,7 @@ def scenario(bootstrap, topic, group):
     for p in range(PARTITIONS):
         offsets = [o for q, o, _ in rows[0] if q == p]
         assert not offsets or min(offsets) == ends[p], f"partition {p} resumed at {min(offsets)}, committed {ends[p]}"
-    listing = subprocess.run(["kcat", "-L", "-b", bootstrap, "-t", topic], capture_output=True, text=True, timeout=30).stdout
+    listing = subprocess.run([*KCAT, "-L", "-b", bootstrap, "-t", topic], capture_output=True, text=True, timeout=30).stdout
     assert len(re.findall(r"partition \d+, leader", listing)) == PARTITIONS, listing
     admin.delete_topics([topic])[topic].result(30)
 

@@ -38,6 +38,18 @@ CLIENTS = [
     ("kafka-connect", [PY, f"{HERE}/connect_scenario.py"]),
     ("franz-go kgo tests", [PY, f"{HERE}/franz_kgo.py"]),
 ]
+# The client families again against a node with security on (run.py starts
+# it: SASL_SSL, SASL_PLAINTEXT and SSL listeners, SCRAM and PLAIN, the ACL
+# authorizer with the compat user as super user): each over SASL_SSL with
+# SCRAM-SHA-512, one with PLAIN, one with a client certificate, and each
+# with a wrong password, which must fail with an authentication error.
+FAMILIES = ["java kafka-clients", "confluent-kafka", "kcat", "kafka-python", "aiokafka", "kafkajs", "franz-go"]
+SECURE = [(f"{c} SASL_SSL", c, "scram") for c in FAMILIES] + [
+    ("kafka-python SASL_PLAINTEXT PLAIN", "kafka-python", "plain"),
+    ("confluent-kafka SSL client cert", "confluent-kafka", "mtls"),
+] + [(f"{c} wrong password", c, "wrong") for c in FAMILIES]
+# A wrong password must be refused within this long.
+WRONG_PASSWORD_TIMEOUT_S = 60
 CLIENT_TIMEOUT_S = 600
 
 
@@ -70,31 +82,83 @@ def start_node(base, capture=None):
     raise RuntimeError("chronik-server did not start")
 
 
-def run_client(name, cmd, bootstrap):
+def run_client(name, cmd, bootstrap, env=None, timeout=CLIENT_TIMEOUT_S, quiet=False):
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
     started = time.time()
     try:
         r = subprocess.run([*cmd, bootstrap, f"compat-{slug}", f"compat-group-{slug}"],
-                           capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
         lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
         result = json.loads(lines[-1]) if lines else {"ok": False, "version": "?", "error": (r.stderr.strip().splitlines() or ["no output"])[-1][:300]}
-        if not result.get("ok"):
+        result["output"] = (r.stdout[-100_000:] + r.stderr[-100_000:]) if not result.get("ok") else ""
+        if not result.get("ok") and not quiet:
             sys.stderr.write(f"--- {name} output ---\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}\n")
     except FileNotFoundError as e:
         result = {"ok": False, "version": "?", "error": f"not installed: {e} (run it/compat/install.sh)"}
     except subprocess.TimeoutExpired:
-        result = {"ok": False, "version": "?", "error": f"no result within {CLIENT_TIMEOUT_S} s"}
+        result = {"ok": False, "version": "?", "error": f"no result within {timeout} s"}
     result["seconds"] = time.time() - started
     return result
+
+
+def start_secure_node(base):
+    """A node with security on, as security_helpers sets it up; its
+    listeners' addresses and the certificates, for security_env.py."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    import security_helpers as sh
+    pki = sh.make_pki(os.path.join(base, "pki"), clients=(sh.ADMIN_USER,))
+    ports = [free_port() for _ in range(3)]
+    admin_port = free_port()
+    log = open(os.path.join(base, "chronik-secure.log"), "ab")
+    proc = subprocess.Popen([BINARY, "standalone", "--data-dir", os.path.join(base, "data-secure"),
+                             "--raft-listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{admin_port}",
+                             *sh.secure_args(pki, ports)], stdout=log, stderr=subprocess.STDOUT)
+    admin = f"http://127.0.0.1:{admin_port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if sh.admin_call(admin, "GET", "/v1/health/ready", timeout=1)[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sh.add_user(admin, sh.ADMIN_USER, sh.ADMIN_PASSWORD)
+    d = pki["dir"]
+    env = {"CHRONIK_COMPAT_USER": sh.ADMIN_USER, "CHRONIK_COMPAT_PASSWORD": sh.ADMIN_PASSWORD, "CHRONIK_COMPAT_CA": pki["ca"]}
+    modes = {
+        "scram": (f"127.0.0.1:{ports[0]}", {**env, "CHRONIK_COMPAT_SECURITY": "SASL_SSL", "CHRONIK_COMPAT_MECHANISM": "SCRAM-SHA-512"}),
+        "plain": (f"127.0.0.1:{ports[1]}", {**env, "CHRONIK_COMPAT_SECURITY": "SASL_PLAINTEXT", "CHRONIK_COMPAT_MECHANISM": "PLAIN"}),
+        "mtls": (f"127.0.0.1:{ports[2]}", {**env, "CHRONIK_COMPAT_SECURITY": "SSL", "CHRONIK_COMPAT_CERT": os.path.join(d, f"{sh.ADMIN_USER}.pem"),
+                                          "CHRONIK_COMPAT_KEY": os.path.join(d, f"{sh.ADMIN_USER}.key")}),
+        "wrong": (f"127.0.0.1:{ports[0]}", {**env, "CHRONIK_COMPAT_SECURITY": "SASL_SSL", "CHRONIK_COMPAT_MECHANISM": "SCRAM-SHA-512",
+                                           "CHRONIK_COMPAT_PASSWORD": "not-the-password"}),
+    }
+    return proc, modes
+
+
+AUTH_ERROR = re.compile(r"(?i)authenticat|sasl|credential")
+
+
+def run_secure(name, cmd, mode, modes):
+    bootstrap, env = modes[mode]
+    if mode != "wrong":
+        return run_client(name, cmd, bootstrap, env)
+    r = run_client(name, cmd, bootstrap, env, timeout=WRONG_PASSWORD_TIMEOUT_S, quiet=True)
+    # Passes when the client failed, soon, and said why.
+    ok = not r["ok"] and AUTH_ERROR.search(r.get("error", "") + r.get("output", "")) is not None
+    why = "" if ok else f"expected an authentication error within {WRONG_PASSWORD_TIMEOUT_S} s, got: {r.get('error', '')[:200]}"
+    return {"ok": ok, "version": r.get("version", "?"), "error": why, "seconds": r["seconds"]}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", help="client names to run")
     ap.add_argument("--capture", help="keep the clients' request frames here (fuzzer seeds)")
+    ap.add_argument("--no-secure", action="store_true", help="skip the runs with security on")
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="chronik-compat-")
     proc, bootstrap = start_node(base, os.path.abspath(args.capture) if args.capture else None)
+    secure = None
     rows = []
     try:
         for name, cmd in CLIENTS:
@@ -102,16 +166,25 @@ def main():
                 continue
             print(f"compat: {name} ...", flush=True)
             rows.append((name, run_client(name, cmd, bootstrap)))
+        commands = dict(CLIENTS)
+        todo = [(n, f, m) for n, f, m in SECURE if not args.no_secure and not args.capture and (not args.only or n in args.only)]
+        if todo:
+            secure, modes = start_secure_node(base)
+        for name, family, mode in todo:
+            print(f"compat: {name} ...", flush=True)
+            rows.append((name, run_secure(name, commands[family], mode, modes)))
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        for p in (proc, secure):
+            if p:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
     print()
-    print(f"{'client':<28} {'version':<28} {'result':<7} {'time':>6}  what failed")
+    print(f"{'client':<36} {'version':<28} {'result':<7} {'time':>6}  what failed")
     for name, r in rows:
-        print(f"{name:<28} {r.get('version', '?')[:28]:<28} {'pass' if r['ok'] else 'FAIL':<7} {r['seconds']:>5.1f}s  {r.get('error', '')}")
+        print(f"{name:<36} {r.get('version', '?')[:28]:<28} {'pass' if r['ok'] else 'FAIL':<7} {r['seconds']:>5.1f}s  {r.get('error', '')}")
     failed = [n for n, r in rows if not r["ok"]]
     if failed:
-        print(f"\nfailed: {', '.join(failed)}; node log kept at {base}/chronik.log")
+        print(f"\nfailed: {', '.join(failed)}; node logs kept at {base}/chronik*.log")
         sys.exit(1)
     shutil.rmtree(base, ignore_errors=True)
 

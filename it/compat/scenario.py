@@ -26,6 +26,8 @@ import tempfile
 import time
 import traceback
 
+import security_env
+
 FIRST, SECOND, PARTITIONS = 10_000, 1_000, 3
 TIMEOUT_S = 90
 
@@ -106,12 +108,12 @@ def run_confluent(bootstrap, topic, group):
     import confluent_kafka
     from confluent_kafka import Consumer, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **security_env.confluent()})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
 
     def produce(msgs):
         acked, errors = {}, []
-        p = Producer({"bootstrap.servers": bootstrap})
+        p = Producer({"bootstrap.servers": bootstrap, **security_env.confluent()})
 
         def cb(err, m):
             if err:
@@ -132,7 +134,7 @@ def run_confluent(bootstrap, topic, group):
     got, finals = run_group("confluent-kafka", bootstrap, topic, group, FIRST)
     check_split(finals)
     check_first(got, acked)
-    conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    conf = {"bootstrap.servers": bootstrap, **security_env.confluent(), "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
     c = Consumer(conf)
     ends = {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)}
     c.close()
@@ -150,7 +152,7 @@ def run_confluent(bootstrap, topic, group):
 
 def member_confluent(bootstrap, topic, group, record, stopping, done):
     from confluent_kafka import Consumer
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": bootstrap, **security_env.confluent(), "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([topic])
     while not stopping():
         for r in c.consume(500, 0.1):
@@ -180,11 +182,11 @@ def run_kafka_python(bootstrap, topic, group):
     import kafka
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **security_env.kafka_python())
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
 
     def produce(msgs):
-        p = KafkaProducer(bootstrap_servers=bootstrap)
+        p = KafkaProducer(bootstrap_servers=bootstrap, **security_env.kafka_python())
         futures = [(v, p.send(topic, key=k, value=v)) for k, v in msgs]
         acked = {}
         for v, f in futures:
@@ -196,7 +198,7 @@ def run_kafka_python(bootstrap, topic, group):
     acked = produce(keyed(b"v", FIRST))
 
     def member():
-        return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
+        return KafkaConsumer(topic, bootstrap_servers=bootstrap, **security_env.kafka_python(), group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
 
     def poll(m):
         return [(r.partition, r.offset, r.value) for rs in m.poll(timeout_ms=100).values() for r in rs]
@@ -204,7 +206,7 @@ def run_kafka_python(bootstrap, topic, group):
     got, finals = run_group("kafka-python", bootstrap, topic, group, FIRST)
     check_split(finals)
     check_first(got, acked)
-    probe = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, **security_env.kafka_python(), group_id=group, enable_auto_commit=False)
     ends = {p: probe.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
     probe.close()
     produce(keyed(b"n", SECOND))
@@ -221,7 +223,7 @@ def run_kafka_python(bootstrap, topic, group):
 
 def member_kafka_python(bootstrap, topic, group, record, stopping, done):
     from kafka import KafkaConsumer
-    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, **security_env.kafka_python(), group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
     while not stopping():
         for rs in c.poll(timeout_ms=100).values():
             for r in rs:
@@ -238,12 +240,12 @@ def run_aiokafka(bootstrap, topic, group):
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     async def main():
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security_env.aiokafka())
         await admin.start()
         await admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
 
         async def produce(msgs):
-            p = AIOKafkaProducer(bootstrap_servers=bootstrap)
+            p = AIOKafkaProducer(bootstrap_servers=bootstrap, **security_env.aiokafka())
             await p.start()
             futures = [(v, await p.send(topic, key=k, value=v)) for k, v in msgs]
             acked = {}
@@ -256,7 +258,7 @@ def run_aiokafka(bootstrap, topic, group):
         acked = await produce(keyed(b"v", FIRST))
 
         async def member():
-            c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
+            c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, **security_env.aiokafka(), group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
             await c.start()
             return c
 
@@ -296,7 +298,7 @@ def member_aiokafka(bootstrap, topic, group, record, stopping, done):
     from aiokafka import AIOKafkaConsumer
 
     async def main():
-        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, **security_env.aiokafka(), group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
         await c.start()
         while not stopping():
             for rs in (await c.getmany(timeout_ms=100)).values():
@@ -317,6 +319,10 @@ if __name__ == "__main__":
         member(sys.argv[1], *sys.argv[3:7])
         sys.exit(0)
     lib, bootstrap, topic, group = sys.argv[1:5]
+    # Warnings and errors of the Python libraries on stderr, as a user sees
+    # them (kafka-python reports a refused password only in its log).
+    import logging
+    logging.basicConfig(level=logging.WARNING)
     result = {"client": lib, "version": "?", "ok": False, "error": ""}
     try:
         result["version"] = RUNNERS[lib](bootstrap, topic, group)

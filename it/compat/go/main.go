@@ -13,9 +13,45 @@ import (
 	"sync"
 	"time"
 
+	"crypto/tls"
+	"crypto/x509"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
+
+// base: the seed brokers and the runner's security settings
+// (CHRONIK_COMPAT_*, see ../security_env.py).
+func base(seeds []string) []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(seeds...)}
+	protocol := os.Getenv("CHRONIK_COMPAT_SECURITY")
+	if ca := os.Getenv("CHRONIK_COMPAT_CA"); ca != "" && (protocol == "SSL" || protocol == "SASL_SSL") {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			panic(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool}))
+	}
+	if protocol == "SASL_SSL" || protocol == "SASL_PLAINTEXT" {
+		user, pass := os.Getenv("CHRONIK_COMPAT_USER"), os.Getenv("CHRONIK_COMPAT_PASSWORD")
+		var m sasl.Mechanism
+		switch os.Getenv("CHRONIK_COMPAT_MECHANISM") {
+		case "PLAIN":
+			m = plain.Auth{User: user, Pass: pass}.AsMechanism()
+		case "SCRAM-SHA-256":
+			m = scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()
+		default:
+			m = scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()
+		}
+		opts = append(opts, kgo.SASL(m))
+	}
+	return opts
+}
 
 const (
 	first, second, partitions = 10000, 1000, 3
@@ -28,7 +64,7 @@ type pos struct {
 }
 
 func produce(seeds []string, topic, prefix string, n int) (map[string]pos, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	cl, err := kgo.NewClient(base(seeds)...)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +107,7 @@ func runGroup(seeds []string, topic, group string, count, want int) ([]*member, 
 	var wg sync.WaitGroup
 	for i := 0; i < count; i++ {
 		m := &member{assigned: map[int32]bool{}}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		cl, err := kgo.NewClient(append(base(seeds), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 			kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
 				m.mu.Lock()
@@ -86,7 +122,7 @@ func runGroup(seeds []string, topic, group string, count, want int) ([]*member, 
 					delete(m.assigned, p)
 				}
 				m.mu.Unlock()
-			}))
+			}))...)
 		if err != nil {
 			cancel()
 			return nil, err
@@ -160,7 +196,7 @@ func scenario(seeds []string, topic, group string) (err error) {
 		}
 	}()
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	cl, err := kgo.NewClient(base(seeds)...)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,20 @@ const { Kafka, logLevel } = require('kafkajs')
 
 const [bootstrap, topic, group] = process.argv.slice(2)
 const FIRST = 10000, SECOND = 1000, PARTITIONS = 3, TIMEOUT_MS = 90000
-const kafka = new Kafka({ clientId: 'compat-kafkajs', brokers: bootstrap.split(','), logLevel: logLevel.ERROR })
+// The runner's security settings (CHRONIK_COMPAT_*, see ../security_env.py).
+function security () {
+  const env = process.env
+  const protocol = env.CHRONIK_COMPAT_SECURITY || 'PLAINTEXT'
+  const out = {}
+  if (protocol.endsWith('SSL')) {
+    out.ssl = { ca: [require('fs').readFileSync(env.CHRONIK_COMPAT_CA, 'utf8')] }
+  }
+  if (protocol.startsWith('SASL')) {
+    out.sasl = { mechanism: env.CHRONIK_COMPAT_MECHANISM.toLowerCase(), username: env.CHRONIK_COMPAT_USER, password: env.CHRONIK_COMPAT_PASSWORD }
+  }
+  return out
+}
+const kafka = new Kafka({ clientId: 'compat-kafkajs', brokers: bootstrap.split(','), logLevel: logLevel.ERROR, ...security() })
 
 function check(cond, msg) { if (!cond) throw new Error(msg) }
 

@@ -23,12 +23,35 @@ public class Compat {
     record Pos(int partition, long offset) {}
     record Rec(int partition, long offset, String value) {}
 
+    /** The runner's security settings (CHRONIK_COMPAT_* environment, see
+     *  ../security_env.py) as client properties; none for PLAINTEXT. */
+    static Properties security() {
+        Properties p = new Properties();
+        Map<String, String> env = System.getenv();
+        String protocol = env.getOrDefault("CHRONIK_COMPAT_SECURITY", "PLAINTEXT");
+        if (protocol.equals("PLAINTEXT")) return p;
+        p.put("security.protocol", protocol);
+        if (protocol.startsWith("SASL")) {
+            String mech = env.get("CHRONIK_COMPAT_MECHANISM");
+            String module = mech.equals("PLAIN") ? "org.apache.kafka.common.security.plain.PlainLoginModule"
+                                                 : "org.apache.kafka.common.security.scram.ScramLoginModule";
+            p.put("sasl.mechanism", mech);
+            p.put("sasl.jaas.config", module + " required username=\"" + env.get("CHRONIK_COMPAT_USER")
+                  + "\" password=\"" + env.get("CHRONIK_COMPAT_PASSWORD") + "\";");
+        }
+        if (env.containsKey("CHRONIK_COMPAT_CA")) {
+            p.put("ssl.truststore.type", "PEM");
+            p.put("ssl.truststore.location", env.get("CHRONIK_COMPAT_CA"));
+        }
+        return p;
+    }
+
     static void check(boolean cond, String msg) {
         if (!cond) throw new IllegalStateException(msg);
     }
 
     static Map<String, Pos> produce(String prefix, int n) throws Exception {
-        Properties p = new Properties();
+        Properties p = security();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
@@ -53,7 +76,7 @@ public class Compat {
         Member(Set<String> seen) { this.seen = seen; }
 
         public void run() {
-            Properties p = new Properties();
+            Properties p = security();
             p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
             p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
             p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
@@ -102,7 +125,7 @@ public class Compat {
     }
 
     static void scenario() throws Exception {
-        Properties ap = new Properties();
+        Properties ap = security();
         ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         try (Admin admin = Admin.create(ap)) {
             admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, (short) 1))).all().get(30, TimeUnit.SECONDS);
