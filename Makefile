@@ -10,7 +10,7 @@ PYTEST     ?= python3 -m pytest
 # (it/setup.sh makes it); every python3 below is that one.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster bench-scale bench-compare soak chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-add-node cluster-remove-node cluster-stop cluster-clean
+.PHONY: build run setup test test-rust test-it compat compat-install bench bench-cluster bench-scale bench-compare soak chaos fuzz fuzz-seeds deps clean cluster cluster-status cluster-add-node cluster-remove-node cluster-stop cluster-clean cluster-secure cluster-secure-stop cluster-secure-clean
 
 build:
 	$(CARGO) build --release --workspace
@@ -76,12 +76,14 @@ soak: build
 ## Fault injection against a real 3-node cluster on 127.0.0.11-13 (root and
 ## iptables): every scenario once, a table of operations, acknowledged,
 ## lost, duplicated, anomalies and recovery time. Replay: make chaos SEED=n.
+## SECURE=1: with security on (SASL_SSL, SCRAM, ACLs, cluster secret, admin tokens).
+SECURE   ?=
 SEED     ?=
 EXCLUDE  ?=
 DURATION ?= 20
 chaos: build setup
 	@command -v iptables >/dev/null || { echo "make chaos needs root and iptables (apt-get install iptables xfsprogs libfaketime)"; exit 2; }
-	python3 it/chaos.py $(if $(SEED),--seed $(SEED)) --duration $(DURATION) $(foreach s,$(EXCLUDE),--exclude $(s))
+	python3 it/chaos.py $(if $(SEED),--seed $(SEED)) --duration $(DURATION) $(foreach s,$(EXCLUDE),--exclude $(s)) $(if $(SECURE),--secure)
 
 ## libFuzzer over the request decoder of every advertised API and version,
 ## from the compat clients' real frames (fuzz/seeds); fails on a crash or on
@@ -120,6 +122,18 @@ cluster-remove-node:
 
 cluster-stop:
 	bash deploy/local/cluster.sh stop
+
+## The local 3-node cluster with security on (README, "A secure cluster"):
+## SASL_SSL on 9392-9394 with generated certificates, SCRAM, ACLs, a cluster
+## secret, admin API tokens; data, secrets and client settings under .cluster-secure/.
+cluster-secure: build
+	bash deploy/local/cluster_secure.sh start
+
+cluster-secure-stop:
+	bash deploy/local/cluster_secure.sh stop
+
+cluster-secure-clean:
+	bash deploy/local/cluster_secure.sh clean
 
 cluster-clean:
 	bash deploy/local/cluster.sh clean

@@ -37,6 +37,23 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from checker import check, summary
+import security_helpers
+
+# --secure: every node with a SASL_SSL listener, SCRAM, the ACL authorizer,
+# the cluster secret and admin tokens; the workload's clients log in as the
+# super user. Set by main().
+SECURE = {}
+
+
+def client_conf(bootstrap, **conf):
+    """A confluent-kafka config for the cluster (with SASL_SSL when secure)."""
+    if SECURE:
+        conf = {**security_helpers.sasl_conf(bootstrap, security_helpers.ADMIN_USER, security_helpers.ADMIN_PASSWORD, ca=SECURE["ca"]), **conf}
+    return {"bootstrap.servers": bootstrap, **conf}
+
+
+def admin_headers():
+    return {"Authorization": f"Bearer {security_helpers.ADMIN_TOKEN}"} if SECURE else {}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.environ.get("CHRONIK_BIN", os.path.join(ROOT, "target", "release", "chronik-server"))
@@ -204,9 +221,17 @@ class ChaosCluster:
         extra += self.extra_args
         # A node not in the config joins through a seed's Raft port.
         how = ["--config", self.config] if i in self.seeds else ["--join", f"{self.ips[min(self.seeds)]}:{RAFT_PROXY}", "--advertised-addr", f"{ip}:{KAFKA}"]
+        if SECURE:
+            p = SECURE["pki"]
+            kafka = ["--listeners", f"SASL_SSL://{ip}:{KAFKA}", "--ssl-cert-file", p["cert"], "--ssl-key-file", p["key"], "--ssl-ca-file", p["ca"],
+                     "--authorizer", "acl", "--super-users", f"User:{security_helpers.ADMIN_USER}",
+                     "--cluster-secret-file", os.path.join(p["dir"], "cluster.secret"), "--admin-token-file", os.path.join(p["dir"], "admin.token")]
+            how = [a for a in how if a != "--advertised-addr" and a != f"{ip}:{KAFKA}"]
+        else:
+            kafka = ["--kafka-listen", f"{ip}:{KAFKA}"]
         self.procs[i] = subprocess.Popen(
             [BINARY, "start", *how, "--node-id", str(i), "--data-dir", os.path.join(self.data_dir(i), "data"),
-             "--kafka-listen", f"{ip}:{KAFKA}", "--raft-listen", f"{ip}:{RAFT}", "--admin-listen", f"{ip}:{ADMIN}", *extra],
+             *kafka, "--raft-listen", f"{ip}:{RAFT}", "--admin-listen", f"{ip}:{ADMIN}", *extra],
             stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def alive(self, i):
@@ -214,7 +239,8 @@ class ChaosCluster:
         return p is not None and p.poll() is None and i not in self.paused
 
     def admin(self, i, path):
-        with urllib.request.urlopen(f"http://{self.ips[i]}:{ADMIN}{path}", timeout=2) as r:
+        req = urllib.request.Request(f"http://{self.ips[i]}:{ADMIN}{path}", headers=admin_headers())
+        with urllib.request.urlopen(req, timeout=2) as r:
             return json.load(r)
 
     def wait_ready(self, timeout=30):
@@ -445,8 +471,8 @@ class Workload:
         # librdkafka bump the epoch and send what it had in flight again
         # under new sequence numbers; no broker can tell those apart, so a
         # short message timeout would test librdkafka, not Chronik.)
-        conf = {"bootstrap.servers": self.c.bootstrap, "acks": "all", "linger.ms": 2, "log_level": 2,
-                "topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 500}
+        conf = client_conf(self.c.bootstrap, **{"acks": "all", "linger.ms": 2, "log_level": 2,
+                "topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 500})
         if idempotent:
             conf.update({"enable.idempotence": True})
         else:
@@ -482,8 +508,8 @@ class Workload:
             self.record(op)
 
     def consumer(self, name):
-        c = Consumer({"bootstrap.servers": self.c.bootstrap, "group.id": f"chaos-{name}", "enable.auto.commit": False,
-                      "auto.offset.reset": "error", "log_level": 2})
+        c = Consumer(client_conf(self.c.bootstrap, **{"group.id": f"chaos-{name}", "enable.auto.commit": False,
+                      "auto.offset.reset": "error", "log_level": 2}))
         c.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
         while not self.stop.is_set():
             t = time.monotonic()
@@ -507,7 +533,7 @@ class Workload:
             t.join(30)
 
     def final_read(self, timeout=60):
-        c = Consumer({"bootstrap.servers": self.c.bootstrap, "group.id": "chaos-final", "enable.auto.commit": False})
+        c = Consumer(client_conf(self.c.bootstrap, **{"group.id": "chaos-final", "enable.auto.commit": False}))
         for part in range(PARTITIONS):
             lo, hi = c.get_watermark_offsets(TopicPartition(TOPIC, part), timeout=10)
             # From the log start: retention may have moved it.
@@ -756,8 +782,8 @@ class KeyedWriter:
         self.thread = threading.Thread(target=self.run)
 
     def run(self):
-        p = Producer({"bootstrap.servers": self.c.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                      "log_level": 2, "topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 500})
+        p = Producer(client_conf(self.c.bootstrap, **{"acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                      "log_level": 2, "topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 500}))
         seq = 0
         while not self.stop.is_set():
             key = f"k{seq % KV_KEYS}"
@@ -778,7 +804,7 @@ class KeyedWriter:
     def check(self):
         self.stop.set()
         self.thread.join(30)
-        c = Consumer({"bootstrap.servers": self.c.bootstrap, "group.id": "chaos-kv-final", "enable.auto.commit": False})
+        c = Consumer(client_conf(self.c.bootstrap, **{"group.id": "chaos-kv-final", "enable.auto.commit": False}))
         lo, hi = c.get_watermark_offsets(TopicPartition(KV_TOPIC, 0), timeout=10)
         c.assign([TopicPartition(KV_TOPIC, 0, lo)])
         read, deadline = [], time.time() + 60
@@ -810,7 +836,7 @@ def retention_compaction(c, rng, duration):
     snapshot. The checker allows records below the log start to be gone,
     and nothing else; the compacted topic keeps every key's newest value;
     replicas of both end byte-identical."""
-    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    admin = AdminClient(client_conf(c.bootstrap))
     kv = {"cleanup.policy": "compact", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01"}
     admin.create_topics([NewTopic(KV_TOPIC, num_partitions=1, replication_factor=3, config=kv)])[KV_TOPIC].result(timeout=30)
     writer = KeyedWriter(c)
@@ -832,7 +858,7 @@ def retention_compaction(c, rng, duration):
 
 def post_admin(c, i, path, body):
     req = urllib.request.Request(f"http://{c.ips[i]}:{ADMIN}{path}", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **admin_headers()})
     try:
         with urllib.request.urlopen(req, timeout=15) as r:
             return r.status, json.load(r)
@@ -1010,7 +1036,9 @@ def run(name, seed, duration):
         for i in sorted(c.seeds):
             c.start(i)
         c.wait_ready()
-        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        if SECURE:
+            security_helpers.add_user(f"http://{c.ips[min(c.seeds)]}:{ADMIN}", security_helpers.ADMIN_USER, security_helpers.ADMIN_PASSWORD)
+        admin = AdminClient(client_conf(c.bootstrap))
         topic = NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=3, config=TOPIC_CONFIGS.get(name, {}))
         admin.create_topics([topic])[TOPIC].result(timeout=30)
         w = Workload(c)
@@ -1076,7 +1104,12 @@ def main():
     ap.add_argument("--exclude", action="append", default=[], choices=sorted(SCENARIOS), help="leave a scenario out (says so in the output)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument("--secure", action="store_true", help="security on: SASL_SSL, SCRAM, ACLs, cluster secret, admin tokens")
     a = ap.parse_args()
+    if a.secure:
+        pki = security_helpers.make_pki(tempfile.mkdtemp(prefix="chronik-chaos-pki-"), clients=())
+        SECURE.update(pki=pki, ca=pki["ca"])
+        print("security on: SASL_SSL listeners, SCRAM-SHA-512, ACL authorizer, cluster secret, admin tokens")
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     print(f"{'scenario':<18}{'seed':>11}{'ops':>8}{'acked':>8}{'lost':>6}{'dup':>5}{'anomalies':>11}{'faults':>8}{'recovery s':>12}")
     bad = False

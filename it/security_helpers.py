@@ -33,7 +33,7 @@ def make_pki(d, clients=("alice",)):
         _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
                  "-subj", "/CN=chronik-test-ca", cwd=d)
         with open(p("node.ext"), "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.11,IP:127.0.0.12,IP:127.0.0.13,IP:127.0.0.14\n"
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.11,IP:127.0.0.12,IP:127.0.0.13,IP:127.0.0.14,IP:127.0.0.15,IP:127.0.0.16\n"
                     "extendedKeyUsage=serverAuth,clientAuth\n")
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=chronik-node", cwd=d)
         _openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "node.pem",

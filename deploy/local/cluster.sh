@@ -5,7 +5,9 @@
 #   cluster.sh add          a new node (next id) joins the running cluster
 #   cluster.sh remove N     decommissions node N (its replicas move away),
 #                           then stops it once it has left the cluster
-# Environment: CONFIG (default deploy/local/cluster.toml), CLUSTER_DIR.
+# Environment: CONFIG (default deploy/local/cluster.toml), CLUSTER_DIR;
+# LISTENERS, a node's Kafka listeners with {port} for its Kafka port, and
+# ADMIN_TOKEN for the admin API (both set by cluster_secure.sh).
 # Data and logs live under $CLUSTER_DIR (default ./.cluster): nodeN/ is a
 # node's data, nodeN.log its log, nodeN.pid its process id; `added` lists
 # the nodes that joined ("id kafka_port"), `removed` those that left.
@@ -28,6 +30,9 @@ for line in "${SPEC[@]}"; do
   NODES+=("$id"); KAFKA[$id]=$port; ADMIN[$id]=$((port + 200))
 done
 
+# curl and urllib with the admin API's token, when there is one.
+AUTH=(); [[ -n "${ADMIN_TOKEN:-}" ]] && AUTH=(-H "Authorization: Bearer $ADMIN_TOKEN")
+
 bootstrap() { local n out=(); for n in "${NODES[@]}"; do out+=("127.0.0.1:${KAFKA[$n]}"); done; (IFS=,; echo "${out[*]}"); }
 
 # Alive and not a zombie (a killed node whose parent never reaps it still
@@ -47,6 +52,7 @@ start_node() {
     for via in "${NODES[@]}"; do [[ $via != "$n" ]] && break; done
     args=(--advertised-addr "127.0.0.1:$k" --join "127.0.0.1:$((KAFKA[$via] + 100))")
   fi
+  [[ -n "${LISTENERS:-}" ]] && args+=(--listeners "${LISTENERS//\{port\}/${KAFKA[$n]}}")
   "$BIN" start "${args[@]}" --node-id "$n" --data-dir "$DIR/node$n" >>"$DIR/node$n.log" 2>&1 &
   echo $! >"$DIR/node$n.pid"
   echo "node $n started (pid $!), Kafka 127.0.0.1:${KAFKA[$n]}, admin http://127.0.0.1:${ADMIN[$n]}, log $DIR/node$n.log"
@@ -82,7 +88,7 @@ add() {
   start_node "$n"
   await_ready "$n"
   for _ in $(seq 1 150); do
-    curl -fsS "http://127.0.0.1:${ADMIN[$n]}/v1/nodes/$n" >/dev/null 2>&1 && { echo "node $n joined the cluster: chronik --admin http://127.0.0.1:${ADMIN[$n]} nodes"; return 0; }
+    curl -fsS "${AUTH[@]}" "http://127.0.0.1:${ADMIN[$n]}/v1/nodes/$n" >/dev/null 2>&1 && { echo "node $n joined the cluster: chronik --admin http://127.0.0.1:${ADMIN[$n]} nodes"; return 0; }
     sleep 0.2
   done
   echo "node $n did not join within 30 s; see $DIR/node$n.log" >&2; return 1
@@ -95,11 +101,11 @@ remove() {
   [[ -n "${KAFKA[$n]:-}" ]] || { echo "node $n is not part of this cluster" >&2; return 2; }
   for via in "${NODES[@]}"; do [[ $via != "$n" ]] && running "$via" && break; done
   local api="http://127.0.0.1:${ADMIN[$via]}"
-  curl -fsS -X POST "$api/v1/nodes/$n/decommission" >/dev/null || { curl -sS -X POST "$api/v1/nodes/$n/decommission"; echo; return 1; }
+  curl -fsS "${AUTH[@]}" -X POST "$api/v1/nodes/$n/decommission" >/dev/null || { curl -sS "${AUTH[@]}" -X POST "$api/v1/nodes/$n/decommission"; echo; return 1; }
   echo "node $n: decommissioning (its replicas move away)"
   for t in $(seq 1 3600); do
     local left
-    left=$(curl -fsS "$api/v1/nodes" | python3 -c "import json,sys; n=[x for x in json.load(sys.stdin) if x['id']==$n]; print(n[0]['replicas'] if n else 'gone')") || left="?"
+    left=$(curl -fsS "${AUTH[@]}" "$api/v1/nodes" | python3 -c "import json,sys; n=[x for x in json.load(sys.stdin) if x['id']==$n]; print(n[0]['replicas'] if n else 'gone')") || left="?"
     if [[ $left == gone ]]; then
       echo "node $n left the cluster"
       echo "$n" >>"$DIR/removed"
@@ -127,11 +133,13 @@ stop() {
 status() {
   local ports=(); for n in "${NODES[@]}"; do ports+=("$n:${ADMIN[$n]}"); done
   python3 - "${ports[@]}" <<'PY'
-import json, sys, urllib.request
+import json, os, sys, urllib.request
 nodes = [a.split(":") for a in sys.argv[1:]]
+token = os.environ.get("ADMIN_TOKEN")
 def get(port, path):
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(req, timeout=2) as r:
             return json.load(r)
     except Exception as e:
         return None
