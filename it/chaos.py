@@ -225,7 +225,8 @@ class ChaosCluster:
             p = SECURE["pki"]
             kafka = ["--listeners", f"SASL_SSL://{ip}:{KAFKA}", "--ssl-cert-file", p["cert"], "--ssl-key-file", p["key"], "--ssl-ca-file", p["ca"],
                      "--authorizer", "acl", "--super-users", f"User:{security_helpers.ADMIN_USER}",
-                     "--cluster-secret-file", os.path.join(p["dir"], "cluster.secret"), "--admin-token-file", os.path.join(p["dir"], "admin.token")]
+                     "--cluster-secret-file", os.path.join(p["dir"], "cluster.secret"), "--cluster-tls", "true",
+                     "--admin-token-file", os.path.join(p["dir"], "admin.token")]
             how = [a for a in how if a != "--advertised-addr" and a != f"{ip}:{KAFKA}"]
         else:
             kafka = ["--kafka-listen", f"{ip}:{KAFKA}"]
@@ -1104,12 +1105,12 @@ def main():
     ap.add_argument("--exclude", action="append", default=[], choices=sorted(SCENARIOS), help="leave a scenario out (says so in the output)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--duration", type=float, default=20)
-    ap.add_argument("--secure", action="store_true", help="security on: SASL_SSL, SCRAM, ACLs, cluster secret, admin tokens")
+    ap.add_argument("--secure", action="store_true", help="security on: SASL_SSL, SCRAM, ACLs, mTLS and a secret between nodes, admin tokens")
     a = ap.parse_args()
     if a.secure:
         pki = security_helpers.make_pki(tempfile.mkdtemp(prefix="chronik-chaos-pki-"), clients=())
         SECURE.update(pki=pki, ca=pki["ca"])
-        print("security on: SASL_SSL listeners, SCRAM-SHA-512, ACL authorizer, cluster secret, admin tokens")
+        print("security on: SASL_SSL listeners, SCRAM-SHA-512, ACL authorizer, mTLS and a secret between nodes, admin tokens")
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     print(f"{'scenario':<18}{'seed':>11}{'ops':>8}{'acked':>8}{'lost':>6}{'dup':>5}{'anomalies':>11}{'faults':>8}{'recovery s':>12}")
     bad = False

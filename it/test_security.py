@@ -251,13 +251,14 @@ def test_sessions_reauthenticate(node_factory, pki):
 
 
 def test_secure_three_node_cluster(cluster_factory, pki):
-    """Nodes with a cluster secret and SASL_SSL listeners: replication,
-    forwarding and metadata all work; clients see every node's SASL_SSL
-    address."""
+    """Nodes with mTLS and a cluster secret between them and SASL_SSL
+    listeners: replication, forwarding and metadata all work; clients see
+    every node's SASL_SSL address; the cluster port refuses plain HTTP and
+    TLS without a node's certificate."""
     c = cluster_factory(3)
     for n in c.nodes.values():
         n.ports = [n.port, free_port(), free_port()]
-        n.extra_args += secure_args(pki, n.ports)
+        n.extra_args += secure_args(pki, n.ports, extra=["--cluster-tls", "true"])
         n.admin_token = READ_TOKEN
     c.start()
     first = c.nodes[1]
@@ -269,6 +270,25 @@ def test_secure_three_node_cluster(cluster_factory, pki):
     assert sorted(b.port for b in md.brokers.values()) == sorted(n.port for n in c.nodes.values())
     assert produce(conf, "sec-rf3", [f"m{i}" for i in range(30)]) == [0] * 30
     assert sorted(consume(conf, "sec-rf3", "g-rf3", 30)) == sorted(f"m{i}" for i in range(30))
+    # The cluster port: no plain HTTP, no TLS without a certificate the cluster's CA signed.
+    import http.client
+    import ssl
+    raft_host, raft_port = first.raft.split(":")
+    with pytest.raises((urllib.error.URLError, OSError, http.client.HTTPException)):
+        urllib.request.urlopen(f"http://{first.raft}/cluster/ping/1", data=b"{}", timeout=5)
+    anon = ssl.create_default_context(cafile=pki["ca"])
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        with socket.create_connection((raft_host, int(raft_port)), timeout=5) as raw:
+            with anon.wrap_socket(raw, server_hostname=raft_host) as tls:
+                tls.sendall(b"POST /cluster/ping/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+                assert tls.recv(100), "no answer"
+    # A node's certificate gets through TLS; without the secret, still 401.
+    node_ctx = ssl.create_default_context(cafile=pki["ca"])
+    node_ctx.load_cert_chain(pki["cert"], pki["key"])
+    req = urllib.request.Request(f"https://{first.raft}/cluster/ping/1", data=b"{}", method="POST", headers={"content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=5, context=node_ctx)
+    assert e.value.code == 401
     # A user created on node 1 logs in on node 3 (credentials are replicated).
     add_user(first.admin, "erin", "erin-secret")
     erin = sasl_conf(f"localhost:{c.nodes[3].port}", "erin", "erin-secret", ca=pki["ca"])

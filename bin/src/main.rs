@@ -146,6 +146,10 @@ struct Flags {
     /// File with the secret nodes present to each other's cluster port.
     #[arg(long, env = "CHRONIK_CLUSTER_SECRET_FILE")]
     cluster_secret_file: Option<PathBuf>,
+    /// mTLS between nodes on the cluster port (ssl_cert_file, ssl_key_file,
+    /// ssl_ca_file; every node alike).
+    #[arg(long)]
+    cluster_tls: Option<bool>,
     /// Files of admin API bearer tokens (one per line): full and read-only.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
@@ -323,6 +327,7 @@ impl Flags {
             super_users,
             allow_everyone_if_no_acl_found,
             cluster_secret_file,
+            cluster_tls,
             admin_token_file,
             admin_read_token_file,
             metrics_require_auth
@@ -398,7 +403,8 @@ async fn run(cfg: NodeConfig) -> Result<()> {
         consumer_max_size: cfg.group_consumer_max_size,
     };
     let metrics = Arc::new(Metrics::new(node));
-    let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen), cfg.limits.replication_append_bytes_max, metrics.clone(), cfg.security.cluster_secret.as_deref());
+    let (peer_http, cluster_tls) = chronik_network::peers::PeerHttp::from_settings(&cfg.security).map_err(anyhow::Error::msg).context("cluster TLS")?;
+    let transport = HttpTransport::new(node, local_ip(&cfg.raft_listen), cfg.limits.replication_append_bytes_max, metrics.clone(), &peer_http);
     let http_auth = Arc::new(chronik_network::auth::HttpAuth::new(&cfg.security));
     let groups = GroupManager::start(cfg, engine.clone(), transport, metrics.clone()).await.context("starting Raft groups")?;
 
@@ -450,14 +456,21 @@ async fn run(cfg: NodeConfig) -> Result<()> {
             secs.inc_by((fs.flush_nanos_total as f64 / 1e9 - secs.get()).max(0.0));
         }) as Box<dyn Fn() + Send + Sync>
     };
-    let admin_routes = admin::router(Arc::new(AdminState::new(groups.clone(), registry, refresh, security.cluster_secret.as_deref())));
+    let admin_routes = admin::router(Arc::new(AdminState::new(groups.clone(), registry, refresh, &peer_http)));
     // Nodes ask each other's admin API at the cluster address, which every
     // node knows, under /admin.
     let raft_app = chronik_network::server::router(groups.clone()).nest("/admin", admin_routes.clone())
         .layer(axum::middleware::from_fn_with_state(http_auth.clone(), chronik_network::auth::cluster_port));
     let admin_app = admin_routes.layer(axum::middleware::from_fn_with_state(http_auth, chronik_network::auth::admin_port));
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(raft_listener, raft_app).await {
+        let served = match cluster_tls {
+            Some(tls) => match chronik_network::peers::TlsListener::new(raft_listener, tls) {
+                Ok(l) => axum::serve(l, raft_app).await,
+                Err(e) => Err(e),
+            },
+            None => axum::serve(raft_listener, raft_app).await,
+        };
+        if let Err(e) = served {
             error!(error = %e, "raft listener stopped");
         }
     });

@@ -4,7 +4,7 @@
 # here (once, under $CLUSTER_DIR/pki):
 #   Kafka on SASL_SSL only (127.0.0.1:9392-9394; SCRAM-SHA-256/512),
 #   the ACL authorizer with User:admin as super user,
-#   a cluster secret between nodes (Raft ports 9492-9494),
+#   mTLS and a cluster secret between nodes (Raft ports 9492-9494),
 #   admin API tokens (admin ports 9592-9594; full and read-only).
 # Then it creates the user admin with a random password and writes client
 # settings for Kafka's tools (client.properties) and kcat (kcat.conf).
@@ -46,6 +46,7 @@ sasl_enabled_mechanisms = "SCRAM-SHA-256,SCRAM-SHA-512"
 authorizer = "acl"
 super_users = "User:admin"
 cluster_secret_file = "$PWD/$PKI/cluster.secret"
+cluster_tls = true
 admin_token_file = "$PWD/$PKI/admin.token"
 admin_read_token_file = "$PWD/$PKI/read.token"
 EOF

@@ -27,14 +27,15 @@ pub struct AdminState<S> {
     pub refresh: Box<dyn Fn() + Send + Sync>,
     /// Asks other nodes' admin APIs (see [`forward`]).
     peers: reqwest::Client,
+    /// "http", or "https" with cluster TLS.
+    scheme: &'static str,
 }
 
 impl<S> AdminState<S> {
-    /// `cluster_secret`: presented when a request is passed to another node.
-    pub fn new(store: Arc<S>, registry: Registry, refresh: Box<dyn Fn() + Send + Sync>, cluster_secret: Option<&str>) -> Self {
-        let peers = reqwest::Client::builder().connect_timeout(Duration::from_secs(1))
-            .default_headers(crate::auth::node_headers(cluster_secret)).build().expect("reqwest client");
-        Self { store, registry, refresh, peers }
+    /// `peer_http`: how a request is passed to another node (secret, TLS).
+    pub fn new(store: Arc<S>, registry: Registry, refresh: Box<dyn Fn() + Send + Sync>, peer_http: &crate::peers::PeerHttp) -> Self {
+        let peers = peer_http.client_builder().connect_timeout(Duration::from_secs(1)).build().expect("reqwest client");
+        Self { store, registry, refresh, peers, scheme: peer_http.scheme() }
     }
 }
 
@@ -68,7 +69,7 @@ pub(crate) async fn ask<S: PartitionStore>(
 ) -> Result<(StatusCode, Bytes), String> {
     let me = s.store.node_id();
     let addr = s.store.cluster_addr(node).ok_or_else(|| format!("node {node} has no known address (asked on node {me})"))?;
-    let url = format!("http://{addr}/admin{path}");
+    let url = format!("{}://{addr}/admin{path}", s.scheme);
     let sent = s
         .peers
         .request(method.clone(), &url)

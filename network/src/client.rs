@@ -56,6 +56,8 @@ struct Inner {
     /// replication_append_bytes_max: record bytes in one AppendEntries.
     append_bytes_max: usize,
     metrics: Arc<chronik::metrics::Metrics>,
+    /// "http", or "https" with cluster TLS.
+    scheme: &'static str,
     /// Keyed by id and address: a node that moves gets fresh lanes.
     peers: Mutex<HashMap<(NodeId, String), Arc<Peer>>>,
 }
@@ -78,19 +80,20 @@ impl HttpTransport {
     /// `local_ip`: the address outgoing connections leave from (the node's
     /// own, when it listens on a specific one), so that peers and firewall
     /// rules see which node is talking.
-    /// `cluster_secret`: presented to peers' cluster ports (`crate::auth`).
+    /// `peer_http`: the cluster secret and TLS towards peers (`crate::peers`).
     pub fn new(me: NodeId, local_ip: Option<std::net::IpAddr>, append_bytes_max: usize, metrics: Arc<chronik::metrics::Metrics>,
-        cluster_secret: Option<&str>,
+        peer_http: &crate::peers::PeerHttp,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .default_headers(crate::auth::node_headers(cluster_secret))
+        let client = peer_http
+            .client_builder()
             .pool_max_idle_per_host(16)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_millis(500))
             .local_address(local_ip)
             .build()
             .expect("reqwest client");
-        Self { inner: Arc::new(Inner { me, client, append_bytes_max, metrics, peers: Mutex::new(HashMap::new()) }) }
+        let scheme = peer_http.scheme();
+        Self { inner: Arc::new(Inner { me, client, append_bytes_max, metrics, scheme, peers: Mutex::new(HashMap::new()) }) }
     }
 
     fn peer(&self, id: NodeId, addr: &NodeAddr) -> Arc<Peer> {
@@ -98,7 +101,7 @@ impl HttpTransport {
         peers
             .entry((id, addr.raft_addr.clone()))
             .or_insert_with(|| {
-                let base = format!("http://{}", addr.raft_addr);
+                let base = format!("{}://{}", self.inner.scheme, addr.raft_addr);
                 let (control, control_rx) = mpsc::unbounded_channel();
                 let (data, data_rx) = mpsc::unbounded_channel();
                 let peer = Arc::new(Peer { id, base, control, data });
@@ -181,12 +184,12 @@ impl Transport for HttpTransport {
     }
 
     fn ping(&self, peer: NodeId, addr: &NodeAddr, status: NodeStatus) -> impl Future<Output = Result<NodeStatus, String>> + Send {
-        let url = format!("http://{}/cluster/ping/{peer}", addr.raft_addr);
+        let url = format!("{}://{}/cluster/ping/{peer}", self.inner.scheme, addr.raft_addr);
         async move { self.post(url, &status, Duration::from_secs(1)).await }
     }
 
     fn move_leader(&self, peer: NodeId, addr: &NodeAddr, group: GroupId, to: NodeId) -> impl Future<Output = Result<(), String>> + Send {
-        let url = format!("http://{}/cluster/move-leader", addr.raft_addr);
+        let url = format!("{}://{}/cluster/move-leader", self.inner.scheme, addr.raft_addr);
         async move {
             let r: Result<(), String> = self.post(url, &MoveLeader { to: peer, group, leader: to }, Duration::from_secs(10)).await?;
             r
@@ -199,7 +202,7 @@ impl Transport for HttpTransport {
         addr: &NodeAddr,
         cmd: ControllerCommand,
     ) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send {
-        let url = format!("http://{}/cluster/controller", addr.raft_addr);
+        let url = format!("{}://{}/cluster/controller", self.inner.scheme, addr.raft_addr);
         async move {
             let r: Result<Result<(), ControllerError>, String> =
                 self.post(url, &ControllerForward { to: peer, cmd }, Duration::from_secs(15)).await?;
@@ -208,7 +211,7 @@ impl Transport for HttpTransport {
     }
 
     fn join(&self, addr: &str, node: NodeId, node_addr: NodeAddr, rack: Option<String>) -> impl Future<Output = Result<Result<(), ControllerError>, String>> + Send {
-        let url = format!("http://{addr}/cluster/join");
+        let url = format!("{}://{addr}/cluster/join", self.inner.scheme);
         async move { self.post(url, &JoinRequest { node, addr: node_addr, rack }, Duration::from_secs(15)).await }
     }
 }

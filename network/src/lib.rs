@@ -8,6 +8,7 @@ mod admin_moves;
 mod admin_security;
 pub mod auth;
 pub mod client;
+pub mod peers;
 pub mod server;
 pub mod wire;
 

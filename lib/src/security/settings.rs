@@ -53,6 +53,10 @@ pub struct SecurityFile {
     /// A file whose content nodes present to each other's cluster port; a
     /// request without it is refused (all nodes need the same).
     pub cluster_secret_file: Option<PathBuf>,
+    /// TLS on the cluster port, both ways (mTLS): each node presents
+    /// ssl_cert_file and accepts only peers whose certificate ssl_ca_file
+    /// signed. Every node of the cluster needs the same setting.
+    pub cluster_tls: Option<bool>,
     /// Bearer tokens of the admin API, one per line: full access, and
     /// read-only (GET) access.
     pub admin_token_file: Option<PathBuf>,
@@ -81,6 +85,8 @@ pub struct SecuritySettings {
     /// Some: the ACL authorizer is on.
     pub authorizer: Option<AuthorizerSettings>,
     pub cluster_secret: Option<String>,
+    /// mTLS between nodes (the TLS files are `tls`).
+    pub cluster_tls: bool,
     pub admin_tokens: Vec<(String, AdminRole)>,
     pub metrics_require_auth: bool,
 }
@@ -173,6 +179,10 @@ impl SecurityFile {
             }
             None => None,
         };
+        let cluster_tls = self.cluster_tls.unwrap_or(false);
+        if cluster_tls && tls.as_ref().is_none_or(|t| t.ca.is_none()) {
+            return Err("cluster_tls needs ssl_cert_file, ssl_key_file and ssl_ca_file (the CA that signs every node's certificate)".into());
+        }
         let mut admin_tokens = vec![];
         if let Some(p) = &self.admin_token_file {
             admin_tokens.extend(read_tokens("admin_token_file", p, AdminRole::Admin)?);
@@ -188,6 +198,7 @@ impl SecurityFile {
             connections_max_reauth_ms: self.connections_max_reauth_ms.unwrap_or(0),
             authorizer,
             cluster_secret,
+            cluster_tls,
             admin_tokens,
             metrics_require_auth: self.metrics_require_auth.unwrap_or(false),
         })
@@ -209,8 +220,10 @@ impl SecuritySettings {
         if !self.any() {
             return w;
         }
-        if self.cluster_secret.is_none() {
-            w.push("no cluster_secret_file: anyone who reaches the cluster port can act as a node (vote, append, change metadata)".into());
+        if self.cluster_secret.is_none() && !self.cluster_tls {
+            w.push("no cluster_secret_file nor cluster_tls: anyone who reaches the cluster port can act as a node (vote, append, change metadata)".into());
+        } else if !self.cluster_tls {
+            w.push("cluster_tls is off: the cluster port is plain HTTP (its secret and data can be read on the network)".into());
         }
         if self.admin_tokens.is_empty() {
             w.push("no admin_token_file: the admin API is open to anyone who reaches it".into());
