@@ -73,8 +73,8 @@ pub enum AdminRole {
     Admin,
 }
 
-/// The resolved settings.
-#[derive(Clone, Debug)]
+/// The resolved settings. Debug never shows the secret or the tokens.
+#[derive(Clone)]
 pub struct SecuritySettings {
     pub listeners: Vec<Listener>,
     pub tls: Option<TlsFiles>,
@@ -205,6 +205,22 @@ impl SecurityFile {
     }
 }
 
+impl std::fmt::Debug for SecuritySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecuritySettings")
+            .field("listeners", &self.listeners)
+            .field("tls", &self.tls)
+            .field("sasl_mechanisms", &self.sasl_mechanisms)
+            .field("connections_max_reauth_ms", &self.connections_max_reauth_ms)
+            .field("authorizer", &self.authorizer)
+            .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<redacted>"))
+            .field("cluster_tls", &self.cluster_tls)
+            .field("admin_tokens", &self.admin_tokens.iter().map(|(_, role)| role).collect::<Vec<_>>())
+            .field("metrics_require_auth", &self.metrics_require_auth)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SecuritySettings {
     /// Whether anything asks clients, nodes or operators to authenticate.
     pub fn any(&self) -> bool {
@@ -267,5 +283,17 @@ mod tests {
         assert_eq!(s.listeners[0].advertised, "h:9093");
         let w = s.warnings().join("\n");
         assert!(w.contains("cluster_secret_file") && w.contains("admin_token_file") && w.contains("PLAINTEXT"), "{w}");
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let dir = std::env::temp_dir().join(format!("chronik-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("secret"), "the-cluster-secret-0123").unwrap();
+        std::fs::write(dir.join("token"), "the-admin-token-0123456").unwrap();
+        let f = SecurityFile { cluster_secret_file: Some(dir.join("secret")), admin_token_file: Some(dir.join("token")), ..Default::default() };
+        let shown = format!("{:?}", f.resolve("0.0.0.0:9092", "h:9092").unwrap());
+        assert!(!shown.contains("the-cluster-secret") && !shown.contains("the-admin-token") && shown.contains("<redacted>"), "{shown}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
