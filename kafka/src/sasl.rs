@@ -201,8 +201,7 @@ impl Session {
             metrics.authentications.get_or_create(&AuthLabels { node_id: metrics.node_id.clone(), mechanism: mech.to_string(), result }).inc();
         };
         let outcome = match std::mem::replace(&mut self.state, State::Handshake) {
-            State::Start { mech, raw } if mech == "PLAIN" => {
-                let _ = raw;
+            State::Start { mech, .. } if mech == "PLAIN" => {
                 let result = scram::parse_plain(&token).and_then(|(user, password)| {
                     let creds = store.security();
                     // Any of the user's SCRAM credentials proves the password
