@@ -27,13 +27,7 @@ fn binding(c: &AclCreation) -> Result<AclBinding, String> {
 
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, r: CreateAclsRequest, caller: &Caller) -> CreateAclsResponse {
     let authz = ctx.authz(caller);
-    let refusal = if !authz.enabled() {
-        Some(super::describe_acls::security_disabled())
-    } else if !authz.cluster(Operation::Alter) {
-        Some((errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".to_string()))
-    } else {
-        None
-    };
+    let refusal = super::describe_acls::acl_api_refusal(&authz, Operation::Alter);
     let parsed: Vec<Result<AclBinding, (i16, String)>> = r
         .creations
         .iter()

@@ -7,19 +7,13 @@ use chronik::PartitionStore;
 use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 
-use super::describe_acls::{acl_filter, security_disabled};
+use super::describe_acls::acl_filter;
 use crate::errors;
 use crate::server::{Caller, Context};
 
 pub async fn handle<S: PartitionStore>(ctx: &Context<S>, r: DeleteAclsRequest, caller: &Caller) -> DeleteAclsResponse {
     let authz = ctx.authz(caller);
-    let refusal = if !authz.enabled() {
-        Some(security_disabled())
-    } else if !authz.cluster(Operation::Alter) {
-        Some((errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".to_string()))
-    } else {
-        None
-    };
+    let refusal = super::describe_acls::acl_api_refusal(&authz, Operation::Alter);
     let filters: Vec<Result<AclFilter, (i16, String)>> = r
         .filters
         .iter()

@@ -39,8 +39,16 @@ pub(crate) fn acl_filter(
     })
 }
 
-pub(crate) fn security_disabled() -> (i16, String) {
-    (errors::SECURITY_DISABLED, "No Authorizer is configured on the broker (set authorizer = \"acl\")".into())
+/// Why the ACL APIs refuse this caller, if they do: SECURITY_DISABLED
+/// without an authorizer (as Kafka), else `op` on the cluster is needed.
+pub(crate) fn acl_api_refusal(authz: &crate::authz::Authz, op: Operation) -> Option<(i16, String)> {
+    if !authz.enabled() {
+        Some((errors::SECURITY_DISABLED, "No Authorizer is configured on the broker (set authorizer = \"acl\")".into()))
+    } else if !authz.cluster(op) {
+        Some((errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".into()))
+    } else {
+        None
+    }
 }
 
 pub fn handle<S: PartitionStore>(ctx: &Context<S>, r: DescribeAclsRequest, caller: &Caller) -> DescribeAclsResponse {
@@ -51,11 +59,8 @@ pub fn handle<S: PartitionStore>(ctx: &Context<S>, r: DescribeAclsRequest, calle
         resp.error_message = Some(super::str(msg));
         resp
     };
-    if !authz.enabled() {
-        return fail(resp, security_disabled());
-    }
-    if !authz.cluster(Operation::Describe) {
-        return fail(resp, (errors::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".into()));
+    if let Some(refusal) = acl_api_refusal(&authz, Operation::Describe) {
+        return fail(resp, refusal);
     }
     let filter = match acl_filter(
         r.resource_type_filter,
